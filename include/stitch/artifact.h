@@ -1,0 +1,31 @@
+#pragma once
+// The saved artifact: one TorchScript file with stitch/spec.yaml and
+// stitch/manifest.json inside, loadable by torch.jit.load and
+// torch::jit::load.
+
+#include <torch/script.h>
+
+#include <filesystem>
+#include <string>
+
+namespace stitch {
+
+/// Saves a module built by stitch with its metadata. Writes a temporary file
+/// and renames it: a failure never leaves a partial file and never touches an
+/// earlier file at `file`. Throws IoError.
+void save(const torch::jit::Module& module, const std::filesystem::path& file);
+
+/// Loads any TorchScript file (ModelError naming the file if it cannot).
+torch::jit::Module load_module(const std::filesystem::path& file);
+
+struct ArtifactMetadata {
+  std::string spec_yaml;      // "" if the file was not made by stitch
+  std::string manifest_json;  // ""
+};
+/// Reads stitch/spec.yaml and stitch/manifest.json from a saved file.
+ArtifactMetadata read_metadata(const std::filesystem::path& file);
+
+/// The library's version ("0.1.0").
+const char* version();
+
+}  // namespace stitch

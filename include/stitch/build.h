@@ -1,0 +1,30 @@
+#pragma once
+// Graph -> torch::jit::Module: components registered under their spec names,
+// built-in layers as submodules, generated TorchScript for forward.
+
+#include "stitch/check.h"
+#include "stitch/graph.h"
+
+#include <torch/script.h>
+
+#include <string>
+
+namespace stitch {
+
+/// Options for building and exporting a combined model.
+///   stitch::build(g, stitch::BuildOptions().training(true));
+struct BuildOptions {
+  /// Leave the module in training mode (default: eval, an inference artifact).
+  BuildOptions& training(bool on) {
+    training_ = on;
+    return *this;
+  }
+  bool training_ = false;
+};
+
+/// Checks shapes (throws ShapeError etc. before anything is built), then
+/// builds the module. The module carries its spec and manifest (see
+/// artifact.h) so that stitch::save writes them into the file.
+torch::jit::Module build(const Graph& graph, const BuildOptions& options = {});
+
+}  // namespace stitch

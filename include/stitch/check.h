@@ -1,0 +1,33 @@
+#pragma once
+// Shape and dtype checking: propagates shapes through every node with dynamic
+// dims kept symbolic, before anything is built or run.
+
+#include "stitch/graph.h"
+
+#include <string>
+#include <vector>
+
+namespace stitch {
+
+/// One row of `stitch check`: a node and what it produces.
+struct NodeReport {
+  int id = 0;
+  std::string name;        // spec name, or "" for an intermediate value
+  std::string expression;  // how it is computed: linear(flatten(x), 5)
+  ValueType type;
+  std::string note;        // e.g. "Linear(512 -> 5), 2565 parameters"
+  SourceLoc loc;
+};
+
+struct CheckReport {
+  std::vector<NodeReport> nodes;
+  /// A table with one line per node: name, expression, type, note.
+  std::string table() const;
+};
+
+/// Loads the graph's models, probes them and propagates shapes through every
+/// node. Throws ShapeError (with both sides and a `fix:` line), SpecError or
+/// ModelError.
+CheckReport check(const Graph& graph);
+
+}  // namespace stitch

@@ -1,0 +1,22 @@
+#pragma once
+#include <c10/util/Exception.h>
+
+namespace stitch {
+namespace detail {
+/// First line of a c10::Error message, without LibTorch's C++ backtrace.
+std::string short_message(const c10::Error& e);
+}  // namespace detail
+
+template <typename Fn>
+auto with_context(const std::string& context, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw Error(context + ": " + detail::short_message(e));
+  } catch (const std::exception& e) {
+    throw Error(context + ": " + e.what());
+  }
+}
+}  // namespace stitch

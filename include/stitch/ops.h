@@ -1,0 +1,53 @@
+#pragma once
+// Built-in ops as C++ functions. Each adds one node to its argument's graph,
+// exactly as the same call written in a spec's `graph:` does.
+//   auto logits = stitch::linear(stitch::flatten(features), 5);
+
+#include "stitch/graph.h"
+
+#include <string>
+#include <vector>
+
+namespace stitch {
+
+// merge
+Value concat(std::vector<Value> xs, int64_t dim = 1);
+Value add(std::vector<Value> xs);
+Value stack(std::vector<Value> xs, int64_t dim = 1);
+Value mul(Value a, Value b);
+
+// shape
+Value flatten(Value x, int64_t start = 1);
+Value reshape(Value x, std::vector<int64_t> shape);
+Value permute(Value x, std::vector<int64_t> dims);
+Value unsqueeze(Value x, int64_t dim);
+Value squeeze(Value x, int64_t dim);
+Value mean(Value x, int64_t dim = 1);
+/// Global pooling to [N, C]: "avg" or "max".
+Value pool(Value x, const std::string& kind = "avg");
+Value resize(Value x, std::vector<int64_t> size);
+Value select(Value x, int64_t dim, int64_t index);
+
+// learned: input sizes are inferred from the checked shapes
+Value linear(Value x, int64_t out, bool bias = true);
+Value conv(Value x, int64_t out, int64_t kernel = 1, int64_t stride = 1,
+           int64_t padding = 0);
+Value mlp(Value x, std::vector<int64_t> sizes, const std::string& act = "relu",
+          double dropout = 0.0);
+Value embedding(Value x, int64_t vocab, int64_t dim);
+Value layernorm(Value x);
+Value batchnorm(Value x);
+Value scale_offset(Value x, double scale = 1.0, double offset = 0.0,
+                   bool learnable = true);
+
+// fixed
+Value normalize(Value x, std::vector<double> mean, std::vector<double> std);
+Value relu(Value x);
+Value gelu(Value x);
+Value sigmoid(Value x);
+Value tanh(Value x);
+Value softmax(Value x, int64_t dim);
+Value dropout(Value x, double p);
+Value l2norm(Value x, int64_t dim = 1);
+
+}  // namespace stitch

@@ -1,0 +1,13 @@
+#pragma once
+// stitch: combine PyTorch models in C++. Includes the whole public API.
+
+#include "stitch/artifact.h"
+#include "stitch/build.h"
+#include "stitch/check.h"
+#include "stitch/error.h"
+#include "stitch/graph.h"
+#include "stitch/ops.h"
+#include "stitch/runtime.h"
+#include "stitch/shape.h"
+#include "stitch/spec.h"
+#include "stitch/tensor_io.h"

@@ -1,0 +1,34 @@
+#pragma once
+// The checked graph: loaded components and every node's type. What `check`
+// reports and what `build` generates code from.
+
+#include "component.h"
+#include "stitch/check.h"
+#include "stitch/graph.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace stitch {
+
+struct Analysis {
+  const Graph* graph = nullptr;
+  std::map<std::string, Component> components;  // by model name
+  std::vector<ValueType> types;                  // by node id
+  std::vector<std::string> notes;                // by node id
+};
+
+/// Loads components and infers every node's type. Throws stitch::Error.
+Analysis analyze(const Graph& graph);
+
+/// The output type of a built-in op node given its argument types (nullptr
+/// for literal arguments). Sets `note` to a short description of what the
+/// op will be (e.g. "Linear(512 -> 5)"). Throws ShapeError.
+ValueType infer_op(const Graph& graph, const Node& node,
+                   const std::vector<const ValueType*>& args, std::string& note);
+
+/// A ShapeError at the node's location.
+[[noreturn]] void shape_error(const Node& node, const std::string& message);
+
+}  // namespace stitch

@@ -1,0 +1,49 @@
+#include "stitch/artifact.h"
+
+#include "atomic_file.h"
+#include "metadata.h"
+#include "stitch/error.h"
+
+#include <fmt/format.h>
+
+#include <sstream>
+
+namespace stitch {
+
+const char* version() { return STITCH_VERSION; }
+
+void save(const torch::jit::Module& module, const std::filesystem::path& file) {
+  const StoredMetadata meta = stored_metadata(module);
+  torch::jit::ExtraFilesMap extra;
+  if (!meta.spec_yaml.empty()) extra[kSpecFile] = meta.spec_yaml;
+  if (!meta.manifest_json.empty()) extra[kManifestFile] = meta.manifest_json;
+  write_atomically(file, [&](const std::filesystem::path& tmp) {
+    try {
+      module.save(tmp.string(), extra);
+    } catch (const c10::Error& e) {
+      throw IoError(detail::short_message(e));
+    }
+  });
+}
+
+torch::jit::Module load_module(const std::filesystem::path& file) {
+  ModelSpec spec;
+  spec.name = file.stem().string();
+  spec.file = file;
+  return load_component(spec).module;
+}
+
+ArtifactMetadata read_metadata(const std::filesystem::path& file) {
+  torch::jit::ExtraFilesMap extra{{kSpecFile, ""}, {kManifestFile, ""}};
+  const std::string bytes = read_file(file);
+  try {
+    std::istringstream stream(bytes);
+    torch::jit::load(stream, c10::nullopt, extra);
+  } catch (const c10::Error& e) {
+    throw ModelError(fmt::format("cannot read {}: {}", file.string(),
+                                 detail::short_message(e)));
+  }
+  return {extra[kSpecFile], extra[kManifestFile]};
+}
+
+}  // namespace stitch

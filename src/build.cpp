@@ -1,0 +1,243 @@
+#include "stitch/build.h"
+
+#include "analysis.h"
+#include "graph_text.h"
+#include "layers.h"
+#include "metadata.h"
+
+#include <fmt/format.h>
+#include <fnmatch.h>
+
+#include <set>
+
+namespace stitch {
+
+namespace {
+
+std::string join(const std::vector<std::string>& parts, const char* sep = ", ") {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+std::string ints(const Literal& list) {
+  std::vector<std::string> parts;
+  for (const auto& item : list.items) parts.push_back(std::to_string(item.i));
+  return "[" + join(parts) + "]";
+}
+
+std::string number(const Literal& v) {
+  return v.kind == Literal::Kind::Int ? std::to_string(v.i) + ".0" : v.str();
+}
+
+/// Stops training the parameters the spec freezes.
+void freeze_parameters(torch::jit::Module& module, const ModelSpec& spec) {
+  if (!spec.freeze_all && spec.freeze.empty()) return;
+  std::vector<std::string> names;
+  std::set<std::string> matched;
+  for (const auto& p : module.named_parameters(true)) {
+    names.push_back(p.name);
+    bool hit = spec.freeze_all;
+    for (const auto& glob : spec.freeze) {
+      if (fnmatch(glob.c_str(), p.name.c_str(), 0) == 0) {
+        hit = true;
+        matched.insert(glob);
+      }
+    }
+    if (hit) p.value.set_requires_grad(false);
+  }
+  for (const auto& glob : spec.freeze) {
+    if (!matched.count(glob)) {
+      std::string sample = names.empty() ? "(none)" : names.front();
+      throw SpecError(fmt::format(
+          "{}model '{}': freeze pattern '{}' matches no parameter\n"
+          "  its parameters are named like {} ({} in all; `stitch inspect {}` lists them)",
+          spec.loc.prefix(), spec.name, glob, sample, names.size(),
+          spec.file.filename().string()));
+    }
+  }
+}
+
+class Builder {
+ public:
+  Builder(const Graph& graph, Analysis analysis)
+      : g_(graph), a_(std::move(analysis)),
+        cu_(std::make_shared<torch::jit::CompilationUnit>()),
+        top_(c10::QualifiedName("__torch__.stitch.Combined"), cu_, true) {
+    layers_.cu = cu_;
+    layers_.generator = at::make_generator<at::CPUGeneratorImpl>(graph.seed);
+  }
+
+  torch::jit::Module run(const BuildOptions& options) {
+    for (const auto& name : g_.model_order()) {
+      Component& c = a_.components.at(name);
+      freeze_parameters(c.module, c.spec);
+      top_.register_module(name, c.module);
+      attributes_.insert(name);
+    }
+    std::vector<std::string> params;
+    for (int id : g_.inputs()) {
+      params.push_back(g_.nodes()[id].name + ": Tensor");
+    }
+    const bool single = g_.outputs().size() == 1;
+    std::string code = fmt::format("def forward(self, {}) -> {}:\n", join(params),
+                                   single ? "Tensor" : "Dict[str, Tensor]");
+    for (size_t id = 0; id < g_.nodes().size(); ++id) {
+      const Node& n = g_.nodes()[id];
+      if (n.kind == Node::Kind::Input) continue;
+      code += fmt::format("  {} = {}\n", var(id), emit(static_cast<int>(id)));
+    }
+    if (single) {
+      code += fmt::format("  return {}\n", var(g_.outputs()[0].second.id()));
+    } else {
+      std::vector<std::string> items;
+      for (const auto& [name, v] : g_.outputs()) {
+        items.push_back(fmt::format("\"{}\": {}", name, var(v.id())));
+      }
+      code += fmt::format("  return {{{}}}\n", join(items));
+    }
+    with_context("building the combined forward", [&] { top_.define(code); });
+    attach_metadata(top_, g_, a_);
+    if (options.training_) {
+      top_.train();
+    } else {
+      top_.eval();
+    }
+    return top_;
+  }
+
+ private:
+  std::string var(size_t id) const {
+    const Node& n = g_.nodes()[id];
+    return n.name.empty() ? fmt::format("_{}", id) : n.name;
+  }
+
+  std::string arg(const Node& n, size_t i) const {
+    const auto& a = n.args.at(i);
+    if (const auto* v = std::get_if<Value>(&a)) return var(v->id());
+    return number(std::get<Literal>(a));
+  }
+
+  std::vector<std::string> args(const Node& n) const {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n.args.size(); ++i) out.push_back(arg(n, i));
+    return out;
+  }
+
+  const ValueType& type_of(const Node& n, size_t i) const {
+    return a_.types.at(std::get<Value>(n.args.at(i)).id());
+  }
+
+  /// A submodule name for a layer node: its spec name, or the name of the
+  /// statement it is nested in plus the op.
+  std::string layer_name(int id) {
+    const Node& n = g_.nodes()[id];
+    std::string base = n.name;
+    if (base.empty()) {
+      base = n.op;
+      for (size_t later = id + 1; later < g_.nodes().size(); ++later) {
+        if (!g_.nodes()[later].name.empty() && g_.nodes()[later].kind != Node::Kind::Input) {
+          base = g_.nodes()[later].name + "_" + n.op;
+          break;
+        }
+      }
+    }
+    std::string name = base;
+    for (int k = 2; attributes_.count(name) || name == "training"; ++k) {
+      name = fmt::format("{}_{}", base, k);
+    }
+    attributes_.insert(name);
+    return name;
+  }
+
+  std::string emit(int id) {
+    const Node& n = g_.nodes()[id];
+    switch (n.kind) {
+      case Node::Kind::Input: return n.name;
+      case Node::Kind::Call:
+        return fmt::format("self.{}.{}({})", n.op, a_.components.at(n.op).spec.method,
+                           join(args(n)));
+      case Node::Kind::Index: {
+        const Literal& key = std::get<Literal>(n.args[1]);
+        return fmt::format("{}[{}]", arg(n, 0), key.str());
+      }
+      case Node::Kind::Attr: {
+        const ValueType& of = type_of(n, 0);
+        if (of.kind == ValueType::Kind::Dict) return fmt::format("{}[\"{}\"]", arg(n, 0), n.op);
+        return fmt::format("{}.{}", arg(n, 0), n.op);
+      }
+      case Node::Kind::Op: break;
+    }
+    if (auto layer = make_layer(n, type_of(n, 0), layers_)) {
+      const std::string name = layer_name(id);
+      top_.register_module(name, *layer);
+      return fmt::format("self.{}.forward({})", name, arg(n, 0));
+    }
+    return emit_function(n);
+  }
+
+  std::string emit_function(const Node& n) {
+    const std::string x = arg(n, 0);
+    auto kw = [&](const char* key) -> const Literal& { return *n.kwarg(key); };
+    const auto rank = type_of(n, 0).shape.size();
+    const std::string& op = n.op;
+    if (op == "concat") return fmt::format("torch.cat([{}], {})", join(args(n)), kw("dim").i);
+    if (op == "stack") return fmt::format("torch.stack([{}], {})", join(args(n)), kw("dim").i);
+    if (op == "add") return join(args(n), " + ");
+    if (op == "sub") return join(args(n), " - ");
+    if (op == "mul") return join(args(n), " * ");
+    if (op == "flatten") return fmt::format("torch.flatten({}, {})", x, kw("start").i);
+    if (op == "reshape") return fmt::format("torch.reshape({}, {})", x, ints(kw("shape")));
+    if (op == "permute") return fmt::format("{}.permute({})", x, ints(kw("dims")));
+    if (op == "unsqueeze") return fmt::format("torch.unsqueeze({}, {})", x, kw("dim").i);
+    if (op == "squeeze") return fmt::format("torch.squeeze({}, {})", x, kw("dim").i);
+    if (op == "mean") return fmt::format("torch.mean({}, [{}])", x, kw("dim").i);
+    if (op == "select") {
+      return fmt::format("torch.select({}, {}, {})", x, kw("dim").i, kw("index").i);
+    }
+    if (op == "pool") {
+      std::vector<std::string> dims;
+      for (size_t d = 2; d < rank; ++d) dims.push_back(std::to_string(d));
+      return fmt::format("torch.{}({}, [{}])", kw("kind").s == "avg" ? "mean" : "amax", x,
+                         join(dims));
+    }
+    if (op == "resize") {
+      if (rank == 4) {
+        return fmt::format("torch.upsample_bilinear2d({}, {}, False, None, None)", x,
+                           ints(kw("size")));
+      }
+      return fmt::format("torch.upsample_linear1d({}, {}, False, None)", x, ints(kw("size")));
+    }
+    if (op == "relu" || op == "gelu" || op == "sigmoid" || op == "tanh") {
+      return fmt::format("torch.{}({})", op, x);
+    }
+    if (op == "softmax") return fmt::format("torch.softmax({}, {})", x, kw("dim").i);
+    if (op == "dropout") {
+      return fmt::format("torch.dropout({}, {}, self.training)", x, number(kw("p")));
+    }
+    if (op == "l2norm") {
+      return fmt::format(
+          "{} / torch.clamp_min(torch.linalg_vector_norm({}, 2.0, [{}], True), 1e-12)", x, x,
+          kw("dim").i);
+    }
+    throw ShapeError(fmt::format("{}{} cannot be built yet", n.loc.prefix(), op));
+  }
+
+  const Graph& g_;
+  Analysis a_;
+  std::shared_ptr<torch::jit::CompilationUnit> cu_;
+  torch::jit::Module top_;
+  LayerContext layers_;
+  std::set<std::string> attributes_;
+};
+
+}  // namespace
+
+torch::jit::Module build(const Graph& graph, const BuildOptions& options) {
+  Analysis analysis = analyze(graph);
+  return Builder(graph, std::move(analysis)).run(options);
+}
+
+torch::jit::Module Graph::build() const { return stitch::build(*this); }
+
+}  // namespace stitch

@@ -1,0 +1,45 @@
+#pragma once
+// A model file loaded for use in a graph: the TorchScript module (after any
+// surgery), where it came from, and how to probe it for output shapes.
+
+#include "stitch/graph.h"
+
+#include <torch/script.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stitch {
+
+struct Component {
+  ModelSpec spec;
+  torch::jit::Module module;
+  std::string sha256;  // of the file as read
+
+  /// The declared argument types of the method (without self).
+  std::vector<c10::Argument> arguments() const;
+  /// Runs the method under no_grad on example inputs.
+  c10::IValue run(const std::vector<c10::IValue>& inputs);
+};
+
+/// Loads spec.file (ModelError naming the file when it is missing, not a
+/// TorchScript archive, truncated or corrupt), applies cut/after/taps and
+/// puts the module in eval mode.
+Component load_component(const ModelSpec& spec);
+
+/// Hex sha256 of a file's bytes.
+std::string sha256_hex(const std::string& bytes);
+
+/// What a model's method expects for argument `index`, read from its first
+/// layer that consumes it (Linear in_features, Conv in_channels, ...).
+struct Expectation {
+  std::string layer;        // "fc", "0", "features.0"
+  std::string description;  // "Linear(in_features=512)"
+  Shape shape;              // expected shape; N for the batch
+  bool flattened = false;   // the model flattens the input before the layer
+};
+std::optional<Expectation> expected_input(const Component& c, size_t index);
+
+}  // namespace stitch

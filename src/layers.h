@@ -1,0 +1,24 @@
+#pragma once
+// stitch's built-in layers as TorchScript modules, created with their input
+// sizes known from the checked shapes and initialized as PyTorch does.
+
+#include "stitch/graph.h"
+
+#include <torch/script.h>
+
+#include <optional>
+
+namespace stitch {
+
+struct LayerContext {
+  std::shared_ptr<torch::jit::CompilationUnit> cu;
+  at::Generator generator;  // seeded: the same spec builds the same weights
+};
+
+/// The submodule a built-in op node needs (linear, conv, normalize...), or
+/// nullopt for ops that are plain functions. `input` is the type of its
+/// tensor argument.
+std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& input,
+                                             LayerContext& ctx);
+
+}  // namespace stitch

@@ -1,0 +1,82 @@
+#include "metadata.h"
+
+#include "stitch/spec.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/version.h>
+
+namespace stitch {
+
+namespace {
+
+constexpr const char* kSpecAttr = "stitch_spec";
+constexpr const char* kManifestAttr = "stitch_manifest";
+
+nlohmann::json shape_json(const Shape& shape) {
+  auto out = nlohmann::json::array();
+  for (const auto& d : shape) {
+    if (d.is_static()) {
+      out.push_back(d.size());
+    } else {
+      out.push_back(d.str());
+    }
+  }
+  return out;
+}
+
+nlohmann::json tensor_json(const std::string& name, const ValueType& t) {
+  return {{"name", name}, {"shape", shape_json(t.shape)}, {"dtype", dtype_str(t.dtype)}};
+}
+
+}  // namespace
+
+void attach_metadata(torch::jit::Module& module, const Graph& graph,
+                     const Analysis& analysis) {
+  nlohmann::json manifest;
+  manifest["stitch_version"] = STITCH_VERSION;
+  manifest["libtorch_version"] = TORCH_VERSION;
+  auto components = nlohmann::json::array();
+  for (const auto& name : graph.model_order()) {
+    const Component& c = analysis.components.at(name);
+    nlohmann::json entry = {{"name", name},
+                            {"file", c.spec.file.filename().string()},
+                            {"sha256", c.sha256},
+                            {"method", c.spec.method}};
+    if (!c.spec.cut.empty()) entry["cut"] = c.spec.cut;
+    if (!c.spec.after.empty()) entry["after"] = c.spec.after;
+    if (!c.spec.taps.empty()) entry["taps"] = c.spec.taps;
+    int64_t frozen = 0, total = 0;
+    for (const auto& p : c.module.named_parameters(true)) {
+      total += p.value.numel();
+      frozen += p.value.requires_grad() ? 0 : p.value.numel();
+    }
+    entry["parameters"] = total;
+    entry["frozen_parameters"] = frozen;
+    components.push_back(entry);
+  }
+  manifest["components"] = components;
+  auto inputs = nlohmann::json::array();
+  for (int id : graph.inputs()) {
+    inputs.push_back(tensor_json(graph.nodes()[id].name, analysis.types[id]));
+  }
+  manifest["inputs"] = inputs;
+  auto outputs = nlohmann::json::array();
+  for (const auto& [name, v] : graph.outputs()) {
+    outputs.push_back(tensor_json(name, analysis.types[v.id()]));
+  }
+  manifest["outputs"] = outputs;
+  const std::string spec = graph.spec_yaml.empty() ? to_spec_yaml(graph) : graph.spec_yaml;
+  module.register_attribute(kSpecAttr, c10::StringType::get(), spec);
+  module.register_attribute(kManifestAttr, c10::StringType::get(), manifest.dump(2));
+}
+
+StoredMetadata stored_metadata(const torch::jit::Module& module) {
+  StoredMetadata m;
+  if (module.hasattr(kSpecAttr)) m.spec_yaml = module.attr(kSpecAttr).toStringRef();
+  if (module.hasattr(kManifestAttr)) {
+    m.manifest_json = module.attr(kManifestAttr).toStringRef();
+  }
+  return m;
+}
+
+}  // namespace stitch

@@ -1,0 +1,28 @@
+#pragma once
+// The metadata a combined module carries: the resolved spec and the manifest
+// (stitch version, components with file name and sha256, inputs, outputs).
+// Kept as string attributes on the module so stitch::save can write them as
+// the archive's stitch/spec.yaml and stitch/manifest.json.
+
+#include "analysis.h"
+
+#include <torch/script.h>
+
+#include <string>
+
+namespace stitch {
+
+constexpr const char* kSpecFile = "stitch/spec.yaml";
+constexpr const char* kManifestFile = "stitch/manifest.json";
+
+void attach_metadata(torch::jit::Module& module, const Graph& graph,
+                     const Analysis& analysis);
+
+struct StoredMetadata {
+  std::string spec_yaml;
+  std::string manifest_json;
+};
+/// Empty strings for modules not built by stitch.
+StoredMetadata stored_metadata(const torch::jit::Module& module);
+
+}  // namespace stitch

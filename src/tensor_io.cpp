@@ -1,0 +1,776 @@
+#include "stitch/tensor_io.h"
+
+#include "atomic_file.h"
+#include "stitch/error.h"
+
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+
+namespace fs = std::filesystem;
+
+// Every format here stores little-endian bytes, which are copied as they are.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "stitch needs a little-endian host");
+
+namespace stitch {
+namespace {
+
+// Far beyond real tensors; keeps hostile shapes from costing time or memory.
+constexpr size_t kMaxDims = 64;
+
+template <typename... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw std::runtime_error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+std::string shape_str(c10::IntArrayRef shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+/// Bytes a tensor of `shape` needs, failing instead of overflowing.
+int64_t byte_size(c10::IntArrayRef shape, c10::ScalarType dtype, const std::string& what) {
+  if (shape.size() > kMaxDims) {
+    fail("{} has {} dims, more than the {} supported", what, shape.size(), kMaxDims);
+  }
+  int64_t bytes = static_cast<int64_t>(c10::elementSize(dtype));
+  for (int64_t dim : shape) {
+    if (dim < 0) fail("{} has a negative dimension in shape {}", what, shape_str(shape));
+    if (__builtin_mul_overflow(bytes, dim, &bytes)) {
+      fail("{} has shape {}, too large to address", what, shape_str(shape));
+    }
+  }
+  return bytes;
+}
+
+struct DtypeName {
+  c10::ScalarType type;
+  const char* safetensors;
+  const char* npy;  // nullptr: numpy has no such dtype
+};
+using NameField = const char* DtypeName::*;
+
+constexpr DtypeName kDtypes[] = {
+    {at::kDouble, "F64", "<f8"}, {at::kFloat, "F32", "<f4"}, {at::kHalf, "F16", "<f2"},
+    {at::kBFloat16, "BF16", nullptr}, {at::kLong, "I64", "<i8"}, {at::kInt, "I32", "<i4"},
+    {at::kShort, "I16", "<i2"}, {at::kChar, "I8", "|i1"}, {at::kByte, "U8", "|u1"},
+    {at::kBool, "BOOL", "|b1"}};
+
+std::optional<c10::ScalarType> dtype_named(std::string_view name, NameField field) {
+  for (const auto& d : kDtypes) {
+    if (d.*field != nullptr && name == d.*field) return d.type;
+  }
+  return std::nullopt;
+}
+
+const char* name_of(c10::ScalarType type, NameField field) {
+  for (const auto& d : kDtypes) {
+    if (d.type == type) return d.*field;
+  }
+  return nullptr;
+}
+
+std::string all_names(NameField field) {
+  std::vector<std::string> names;
+  for (const auto& d : kDtypes) {
+    if (d.*field != nullptr) names.emplace_back(d.*field);
+  }
+  return fmt::format("{}", fmt::join(names, " "));
+}
+
+/// `n` bytes at `pos`, failing if the file ends first.
+std::string_view slice(std::string_view bytes, uint64_t pos, uint64_t n) {
+  if (pos > bytes.size() || n > bytes.size() - pos) {
+    fail("truncated: needs {} bytes at offset {} but the file ends at {}", n, pos, bytes.size());
+  }
+  return bytes.substr(pos, n);
+}
+
+uint64_t read_le(std::string_view bytes, uint64_t pos, int n) {
+  const std::string_view b = slice(bytes, pos, n);
+  uint64_t value = 0;
+  for (int i = n - 1; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(b[i]);
+  return value;
+}
+
+void append_le(std::string& out, uint64_t value, int n) {
+  for (int i = 0; i < n; ++i) out.push_back(static_cast<char>(value >> (8 * i)));
+}
+
+/// A tensor owning a copy of `bytes`, which the caller checked against the shape.
+torch::Tensor tensor_from_bytes(std::string_view bytes, c10::ScalarType dtype,
+                                c10::IntArrayRef shape) {
+  // Bool bytes other than 0/1 are undefined behaviour in LibTorch; normalise.
+  auto t = torch::empty(shape, torch::dtype(dtype == at::kBool ? at::kByte : dtype));
+  if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return dtype == at::kBool ? t.ne(0) : t;
+}
+
+/// A dense, contiguous CPU tensor holding only `t`'s elements, ready to write.
+torch::Tensor writable(const std::string& name, const torch::Tensor& t) {
+  if (!t.defined()) fail("tensor '{}' is undefined", name);
+  if (t.layout() != at::kStrided || t.is_quantized()) {
+    fail("tensor '{}' is not a dense tensor", name);
+  }
+  auto out = t.detach().to(at::kCPU).contiguous();
+  // A slice shares its base's storage, which torch.save would write whole.
+  if (out.storage_offset() != 0 || out.storage().nbytes() != out.nbytes()) out = out.clone();
+  return out;
+}
+
+std::string_view bytes_of(const torch::Tensor& t) {
+  return {static_cast<const char*>(t.data_ptr()), t.nbytes()};
+}
+
+// ---------------------------------------------------------------- safetensors
+
+std::vector<int64_t> json_ints(const nlohmann::json& j, const std::string& what) {
+  if (!j.is_array() || j.size() > kMaxDims) fail("{} must be a list of at most {} integers", what, kMaxDims);
+  std::vector<int64_t> out;
+  for (const auto& v : j) {
+    if (v.is_number_integer() && !v.is_number_unsigned()) fail("{} has negative value {}", what, v.dump());
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > INT64_MAX) {
+      fail("{} has {}, not an integer below 2^63", what, v.dump());
+    }
+    out.push_back(v.get<int64_t>());
+  }
+  return out;
+}
+
+TensorMap read_safetensors(std::string_view file) {
+  if (file.size() < 8) fail("too short for a .safetensors header ({} bytes)", file.size());
+  const uint64_t header_size = read_le(file, 0, 8);
+  if (header_size > file.size() - 8) {
+    fail("header declares {} bytes but the file holds {}", header_size, file.size() - 8);
+  }
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(file.substr(8, header_size));
+  } catch (const nlohmann::json::exception& e) {
+    fail("header is not valid JSON: {}", e.what());
+  }
+  if (!header.is_object()) fail("header is not a JSON object");
+  const std::string_view data = file.substr(8 + header_size);
+
+  struct Span { int64_t begin, end; std::string name; };
+  std::vector<Span> spans;
+  TensorMap out;
+  for (const auto& [name, info] : header.items()) {
+    if (name == "__metadata__") continue;
+    const std::string what = fmt::format("tensor '{}'", name);
+    if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
+        !info.contains("data_offsets")) {
+      fail("{} needs \"dtype\", \"shape\" and \"data_offsets\"", what);
+    }
+    const auto& dtype_json = info.at("dtype");
+    const auto dtype = dtype_json.is_string()
+        ? dtype_named(dtype_json.get<std::string>(), &DtypeName::safetensors) : std::nullopt;
+    if (!dtype) fail("{} has unsupported dtype {} (supported: {})", what, dtype_json.dump(), all_names(&DtypeName::safetensors));
+    const auto shape = json_ints(info.at("shape"), what + " shape");
+    const auto offsets = json_ints(info.at("data_offsets"), what + " data_offsets");
+    if (offsets.size() != 2) fail("{} data_offsets must be [begin, end]", what);
+    const int64_t bytes = byte_size(shape, *dtype, what);
+    if (static_cast<uint64_t>(bytes) > data.size()) {
+      fail("{} declares {} bytes but the file holds {}", what, bytes, data.size());
+    }
+    const auto [begin, end] = std::pair(offsets[0], offsets[1]);
+    if (begin > end || static_cast<uint64_t>(end) > data.size()) {
+      fail("{} has data_offsets [{}, {}] outside the {}-byte data section", what, begin, end, data.size());
+    }
+    if (end - begin != bytes) {
+      fail("{} has shape {} of {} ({} bytes) but data_offsets [{}, {}] hold {}", what,
+           shape_str(shape), dtype_json.get<std::string>(), bytes, begin, end, end - begin);
+    }
+    spans.push_back({begin, end, name});
+    out[name] = tensor_from_bytes(data.substr(begin, bytes), *dtype, shape);
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
+  });
+  for (size_t i = 1; i < spans.size(); ++i) {
+    if (spans[i].begin < spans[i - 1].end) {
+      fail("tensors '{}' and '{}' overlap in the data section", spans[i - 1].name, spans[i].name);
+    }
+  }
+  return out;
+}
+
+std::string encode_safetensors(const TensorMap& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const auto& [name, tensor] : tensors) {
+    if (name == "__metadata__") fail("'__metadata__' is reserved in .safetensors");
+    const auto t = writable(name, tensor);
+    const char* dtype = name_of(t.scalar_type(), &DtypeName::safetensors);
+    if (dtype == nullptr) {
+      fail("tensor '{}' has dtype {}, which .safetensors cannot hold", name, c10::toString(t.scalar_type()));
+    }
+    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()},
+                    {"data_offsets", {data.size(), data.size() + t.nbytes()}}};
+    data.append(bytes_of(t));
+  }
+  std::string json = header.dump();
+  json.append((8 - json.size() % 8) % 8, ' ');  // aligns the data, as the reference writer does
+  std::string out;
+  append_le(out, json.size(), 8);
+  return out + json + data;
+}
+
+// ---------------------------------------------------------------------- npy
+
+const std::string_view kNpyMagic = "\x93NUMPY";
+
+struct NpyHeader {
+  std::string descr;
+  bool fortran_order = false;
+  std::vector<int64_t> shape;
+};
+
+/// Parses the Python dict literal numpy writes, such as
+/// {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+class NpyHeaderParser {
+ public:
+  explicit NpyHeaderParser(std::string_view text) : s_(text) {}
+
+  NpyHeader parse() {
+    NpyHeader h;
+    int seen = 0;
+    expect('{');
+    while (!eat('}')) {
+      const std::string key = string();
+      expect(':');
+      if (key == "descr") {
+        if (eat('[')) fail("structured dtypes are not supported");
+        h.descr = string();
+      } else if (key == "fortran_order") {
+        h.fortran_order = boolean();
+      } else if (key == "shape") {
+        h.shape = tuple();
+      } else {
+        fail("header has unexpected key '{}'", key);
+      }
+      ++seen;
+      if (!eat(',')) {
+        expect('}');
+        break;
+      }
+    }
+    if (seen != 3) fail("header needs exactly 'descr', 'fortran_order' and 'shape'");
+    return h;
+  }
+
+ private:
+  void skip_space() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool eat(char c) {
+    skip_space();
+    if (i_ < s_.size() && s_[i_] == c) return ++i_, true;
+    return false;
+  }
+  void expect(char c) {
+    if (!eat(c)) fail("malformed header: expected '{}' at column {}", c, i_ + 1);
+  }
+  std::string string() {
+    const char quote = eat('\'') ? '\'' : (expect('"'), '"');
+    const size_t end = s_.find(quote, i_);
+    if (end == std::string_view::npos) fail("malformed header: unterminated string");
+    std::string out(s_.substr(i_, end - i_));
+    i_ = end + 1;
+    return out;
+  }
+  bool boolean() {
+    skip_space();
+    for (bool value : {true, false}) {
+      const std::string_view word = value ? "True" : "False";
+      if (s_.substr(i_, word.size()) == word) return i_ += word.size(), value;
+    }
+    fail("malformed header: fortran_order must be True or False");
+  }
+  int64_t integer() {
+    if (eat('-')) fail("header has a negative dimension");
+    int64_t value = 0;
+    const size_t start = i_;
+    for (; i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_])); ++i_) {
+      if (value > (INT64_MAX - (s_[i_] - '0')) / 10) fail("header has a dimension above 2^63");
+      value = value * 10 + (s_[i_] - '0');
+    }
+    if (i_ == start) fail("malformed header: expected a dimension at column {}", i_ + 1);
+    eat('L');  // Python 2 numpy wrote longs as 3L
+    return value;
+  }
+  std::vector<int64_t> tuple() {
+    std::vector<int64_t> out;
+    expect('(');
+    while (!eat(')')) {
+      if (out.size() == kMaxDims) fail("shape has more than {} dims", kMaxDims);
+      out.push_back(integer());
+      if (!eat(',')) {
+        expect(')');
+        break;
+      }
+    }
+    return out;
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+torch::Tensor read_npy(std::string_view file) {
+  if (file.substr(0, kNpyMagic.size()) != kNpyMagic) fail("not a .npy file (no \\x93NUMPY magic)");
+  const auto major = read_le(file, 6, 1), minor = read_le(file, 7, 1);
+  if (major < 1 || major > 3) fail("unsupported .npy version {}.{}", major, minor);
+  const int length_bytes = major == 1 ? 2 : 4;
+  const uint64_t header_size = read_le(file, 8, length_bytes);
+  const uint64_t start = 8 + length_bytes;
+  const auto header = NpyHeaderParser(slice(file, start, header_size)).parse();
+  if (header.fortran_order) {
+    fail("array is in Fortran order; save np.ascontiguousarray(a) instead");
+  }
+  const auto dtype = dtype_named(header.descr, &DtypeName::npy);
+  if (!dtype) fail("unsupported dtype '{}' (supported: {})", header.descr, all_names(&DtypeName::npy));
+  const int64_t bytes = byte_size(header.shape, *dtype, "array");
+  const std::string_view data = file.substr(start + header_size);
+  if (static_cast<uint64_t>(bytes) != data.size()) {
+    fail("array of shape {} and dtype '{}' declares {} bytes but the file holds {}",
+         shape_str(header.shape), header.descr, bytes, data.size());
+  }
+  return tensor_from_bytes(data, *dtype, header.shape);
+}
+
+std::string encode_npy(const TensorMap& tensors) {
+  if (tensors.size() != 1) {
+    fail(".npy holds exactly one tensor, not {}; use .safetensors or .pt", tensors.size());
+  }
+  const auto t = writable(tensors.begin()->first, tensors.begin()->second);
+  const char* descr = name_of(t.scalar_type(), &DtypeName::npy);
+  if (descr == nullptr) {
+    fail("dtype {} has no .npy equivalent", c10::toString(t.scalar_type()));
+  }
+  const auto dims = t.sizes();
+  std::string header = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}{}), }}",
+                                   descr, fmt::join(dims, ", "), dims.size() == 1 ? "," : "");
+  // Like numpy: pad with spaces and a newline so the data starts 64-byte aligned.
+  header.append(63 - (10 + header.size()) % 64, ' ').push_back('\n');
+  std::string out(kNpyMagic);
+  out += std::string("\x01\x00", 2);
+  append_le(out, header.size(), 2);
+  return out + header + std::string(bytes_of(t));
+}
+
+// ----------------------------------------------------------------------- pt
+
+using ZipEntries = std::unordered_map<std::string, std::string_view>;
+
+/// The entries of a torch.save zip, keyed without the archive's top folder
+/// ("archive/data.pkl" -> "data.pkl"). torch.save stores entries uncompressed,
+/// so each is a view into `zip`, bounds-checked before anything is read.
+ZipEntries read_zip(std::string_view zip) {
+  // The end-of-central-directory record is in the last 22 + 65535 bytes.
+  if (zip.size() < 22) fail("not a zip archive");
+  uint64_t eocd = zip.size() - 22;
+  const uint64_t stop = eocd > 65535 ? eocd - 65535 : 0;
+  while (read_le(zip, eocd, 4) != 0x06054b50) {
+    if (eocd-- == stop) fail("not a zip archive (no end of central directory)");
+  }
+  uint64_t count = read_le(zip, eocd + 10, 2), pos = read_le(zip, eocd + 16, 4);
+  if (count == 0xFFFF || pos == 0xFFFFFFFF) {  // the real values are in the zip64 record
+    if (eocd < 20 || read_le(zip, eocd - 20, 4) != 0x07064b50) fail("corrupt zip64 locator");
+    const uint64_t record = read_le(zip, eocd - 12, 8);
+    if (read_le(zip, record, 4) != 0x06064b50) fail("corrupt zip64 end of central directory");
+    count = read_le(zip, record + 32, 8);
+    pos = read_le(zip, record + 48, 8);
+  }
+  ZipEntries entries;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (read_le(zip, pos, 4) != 0x02014b50) fail("corrupt zip central directory");
+    uint64_t compressed = read_le(zip, pos + 20, 4), size = read_le(zip, pos + 24, 4);
+    uint64_t local = read_le(zip, pos + 42, 4);
+    const uint64_t name_size = read_le(zip, pos + 28, 2), extra_size = read_le(zip, pos + 30, 2);
+    const std::string name(slice(zip, pos + 46, name_size));
+    // The zip64 extra field holds 8-byte values for the fields set to 0xFFFFFFFF.
+    const uint64_t extra_end = pos + 46 + name_size + extra_size;
+    for (uint64_t e = pos + 46 + name_size; e + 4 <= extra_end; e += 4 + read_le(zip, e + 2, 2)) {
+      if (read_le(zip, e, 2) != 1) continue;
+      uint64_t field = e + 4;
+      for (uint64_t* value : {&size, &compressed, &local}) {
+        if (*value == 0xFFFFFFFF) *value = read_le(zip, std::exchange(field, field + 8), 8);
+      }
+    }
+    if (read_le(zip, pos + 10, 2) != 0 || compressed != size) {
+      fail("zip entry '{}' is compressed; torch.save never compresses", name);
+    }
+    if (read_le(zip, local, 4) != 0x04034b50) fail("corrupt zip entry '{}'", name);
+    const uint64_t data = local + 30 + read_le(zip, local + 26, 2) + read_le(zip, local + 28, 2);
+    entries[name.substr(name.find('/') + 1)] = slice(zip, data, size);
+    pos = extra_end + read_le(zip, pos + 32, 2);
+  }
+  return entries;
+}
+
+/// A Python value in a torch.save pickle. Values live in the Unpickler's
+/// arena and point at each other, so cycles and deep nesting are harmless.
+struct PyValue {
+  enum class Kind { kNone, kBool, kInt, kFloat, kStr, kGlobal, kTuple, kList, kDict, kStorage, kTensor };
+  Kind kind = Kind::kNone;
+  int64_t number = 0;
+  std::string text;               // kStr; kGlobal as "module.name"
+  std::vector<PyValue*> items;    // kTuple, kList; kDict as key, value, key, ...
+  torch::Tensor tensor;           // kStorage: 1-D copy of the storage; kTensor
+};
+using Kind = PyValue::Kind;
+
+std::string describe(const PyValue& v) {
+  constexpr const char* kNames[] = {"None", "a bool", "an int", "a float", "a string", "",
+                                    "a tuple", "a list", "a dict", "a storage", "a tensor"};
+  return v.kind == Kind::kGlobal ? "'" + v.text + "'" : kNames[static_cast<int>(v.kind)];
+}
+
+/// Runs the part of pickle that torch.save emits for tensors and dicts of
+/// tensors. LibTorch 1.13's unpickler lacks SETITEM and BUILD, so it cannot
+/// read a one-entry dict or a state_dict; it also trusts stack and memo
+/// indices. This one checks every access and caps what it allocates.
+class Unpickler {
+ public:
+  Unpickler(std::string_view pickle, const ZipEntries& zip, size_t file_size)
+      : in_(pickle), zip_(zip), budget_(4 * static_cast<int64_t>(file_size) + (1 << 20)) {}
+
+  const PyValue& run() {
+    for (;;) {
+      const auto op = static_cast<uint8_t>(arg(1));
+      switch (op) {
+        case 0x80: arg(1); break;                      // PROTO
+        case 0x95: arg(8); break;                      // FRAME, a size hint
+        case '(': marks_.push_back(stack_.size()); break;
+        case '.': return *pop();
+        case 'N': push(Kind::kNone); break;
+        case 0x88: case 0x89: push(Kind::kBool, op == 0x88); break;
+        case 'K': push(Kind::kInt, arg(1)); break;
+        case 'M': push(Kind::kInt, arg(2)); break;
+        case 'J': push(Kind::kInt, static_cast<int32_t>(arg(4))); break;
+        case 0x8a: push(Kind::kInt, long1()); break;
+        case 'G': arg(8); push(Kind::kFloat); break;
+        case 'X': push(Kind::kStr, 0, bytes(arg(4))); break;
+        case 0x8c: push(Kind::kStr, 0, bytes(arg(1))); break;
+        case 0x8d: push(Kind::kStr, 0, bytes(arg(8))); break;
+        case 'c': { const std::string module(line()); push(Kind::kGlobal, 0, module + "." + std::string(line())); break; }
+        case 0x93: { const auto* name = pop(); const auto* module = pop();
+                     push(Kind::kGlobal, 0, module->text + "." + name->text); break; }
+        case ')': push(Kind::kTuple); break;
+        case ']': push(Kind::kList); break;
+        case '}': push(Kind::kDict); break;
+        case 't': push(Kind::kTuple)->items = pop_mark(); break;
+        case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+          std::vector<PyValue*> items(op - 0x84);
+          for (auto it = items.rbegin(); it != items.rend(); ++it) *it = pop();
+          push(Kind::kTuple)->items = std::move(items);
+          break;
+        }
+        case 'a': { auto* v = pop(); add_to(Kind::kList, {v}); break; }
+        case 'e': add_to(Kind::kList, pop_mark()); break;
+        case 's': { auto* v = pop(); auto* k = pop(); add_to(Kind::kDict, {k, v}); break; }
+        case 'u': add_to(Kind::kDict, pop_mark()); break;
+        case 'q': memo_[arg(1)] = top(); break;
+        case 'r': memo_[arg(4)] = top(); break;
+        case 0x94: memo_[memo_.size()] = top(); break;
+        case 'h': stack_.push_back(memo(arg(1))); break;
+        case 'j': stack_.push_back(memo(arg(4))); break;
+        case 'Q': stack_.push_back(persistent_load(*pop())); break;
+        case 'R': { const auto* args = pop(); stack_.push_back(reduce(*pop(), *args)); break; }
+        case 'b': pop(); top(); break;  // BUILD: attributes such as a state_dict's _metadata
+        default: fail("unsupported pickle opcode 0x{:02x} at byte {}", op, pos_ - 1);
+      }
+    }
+  }
+
+ private:
+  uint64_t arg(int n) { return read_le(in_, std::exchange(pos_, pos_ + n), n); }
+  std::string_view bytes(uint64_t n) {
+    const auto out = slice(in_, pos_, n);
+    pos_ += n;
+    return out;
+  }
+  std::string_view line() {
+    const size_t end = in_.find('\n', pos_);
+    if (end == std::string_view::npos) fail("corrupt pickle: unterminated name");
+    return in_.substr(std::exchange(pos_, end + 1), end - pos_);
+  }
+  int64_t long1() {
+    const auto n = arg(1);
+    if (n > 8) fail("pickle holds an integer too large for 64 bits");
+    const uint64_t value = n == 0 ? 0 : arg(static_cast<int>(n));
+    const int shift = 64 - 8 * static_cast<int>(n);  // sign-extend from n bytes
+    return n == 0 ? 0 : static_cast<int64_t>(value << shift) >> shift;
+  }
+
+  PyValue* make(Kind kind, int64_t number = 0, std::string_view text = {}) {
+    if (arena_.size() >= (1u << 22)) fail("pickle holds over 4M values; not a dict of tensors");
+    return &arena_.emplace_back(PyValue{kind, number, std::string(text), {}, {}});
+  }
+  PyValue* push(Kind kind, int64_t number = 0, std::string_view text = {}) {
+    return stack_.emplace_back(make(kind, number, text));
+  }
+  size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
+  PyValue* top() {
+    if (stack_.size() <= floor()) fail("corrupt pickle: stack underflow at byte {}", pos_);
+    return stack_.back();
+  }
+  PyValue* pop() {
+    auto* v = top();
+    stack_.pop_back();
+    return v;
+  }
+  std::vector<PyValue*> pop_mark() {
+    if (marks_.empty()) fail("corrupt pickle: no mark at byte {}", pos_);
+    std::vector<PyValue*> items(stack_.begin() + marks_.back(), stack_.end());
+    stack_.resize(marks_.back());
+    marks_.pop_back();
+    return items;
+  }
+  PyValue* memo(uint64_t key) {
+    const auto it = memo_.find(key);
+    if (it == memo_.end()) fail("corrupt pickle: unknown memo key {}", key);
+    return it->second;
+  }
+  void add_to(Kind kind, const std::vector<PyValue*>& items) {
+    auto* target = top();
+    if (target->kind != kind || items.size() % (kind == Kind::kDict ? 2 : 1) != 0) {
+      fail("corrupt pickle: cannot add items to {} at byte {}", describe(*target), pos_);
+    }
+    target->items.insert(target->items.end(), items.begin(), items.end());
+  }
+  void charge(int64_t bytes) {
+    budget_ -= bytes;
+    if (budget_ < 0) fail("tensors would take over 4 times the file size (broadcast views?)");
+  }
+
+  /// torch.save's storage id: ('storage', torch.FloatStorage, key, location, numel).
+  PyValue* persistent_load(const PyValue& id) {
+    const auto& a = id.items;
+    if (id.kind != Kind::kTuple || a.size() != 5 || a[0]->text != "storage" ||
+        a[1]->kind != Kind::kGlobal || a[2]->kind != Kind::kStr || a[4]->kind != Kind::kInt) {
+      fail("unsupported persistent id in pickle");
+    }
+    const std::string& key = a[2]->text;
+    if (const auto it = storages_.find(key); it != storages_.end()) return it->second;
+    std::optional<c10::ScalarType> dtype;
+    for (auto type : {at::kDouble, at::kFloat, at::kHalf, at::kBFloat16, at::kLong, at::kInt,
+                      at::kShort, at::kChar, at::kByte, at::kBool, at::kComplexFloat,
+                      at::kComplexDouble}) {
+      if (a[1]->text == fmt::format("torch.{}Storage", c10::toString(type))) dtype = type;
+    }
+    if (!dtype) fail("unsupported storage type {}", a[1]->text);
+    const int64_t bytes = byte_size({a[4]->number}, *dtype, "storage '" + key + "'");
+    const auto record = zip_.find("data/" + key);
+    if (record == zip_.end()) fail("storage '{}' is missing from the archive", key);
+    if (static_cast<uint64_t>(bytes) > record->second.size()) {
+      fail("storage '{}' declares {} bytes but the file holds {}", key, bytes, record->second.size());
+    }
+    charge(bytes);
+    auto* storage = make(Kind::kStorage);
+    storage->tensor = tensor_from_bytes(record->second.substr(0, bytes), *dtype, {a[4]->number});
+    return storages_[key] = storage;
+  }
+
+  std::vector<int64_t> ints(const PyValue& v) {
+    if (v.kind != Kind::kTuple || v.items.size() > kMaxDims) fail("tensor sizes and strides must be tuples of ints");
+    std::vector<int64_t> out;
+    for (const auto* item : v.items) {
+      if (item->kind != Kind::kInt) fail("tensor sizes and strides must be tuples of ints");
+      out.push_back(item->number);
+    }
+    return out;
+  }
+
+  /// _rebuild_tensor_v2(storage, offset, sizes, strides, ...): a view into a
+  /// storage, checked to stay inside it before copying it out.
+  PyValue* rebuild_tensor(const std::vector<PyValue*>& a) {
+    if (a.size() < 4 || a[0]->kind != Kind::kStorage || a[1]->kind != Kind::kInt) {
+      fail("corrupt pickle: bad arguments to _rebuild_tensor");
+    }
+    const auto& storage = a[0]->tensor;
+    const auto sizes = ints(*a[2]), strides = ints(*a[3]);
+    int64_t last = a[1]->number;  // highest element the view touches
+    bool empty = false;
+    if (sizes.size() != strides.size() || last < 0) fail("tensor has inconsistent sizes, strides or offset");
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (sizes[i] < 0 || strides[i] < 0) fail("tensor has negative sizes or strides");
+      empty |= sizes[i] == 0;
+    }
+    for (size_t i = 0; i < sizes.size() && !empty; ++i) {
+      int64_t step;
+      if (__builtin_mul_overflow(sizes[i] - 1, strides[i], &step) ||
+          __builtin_add_overflow(last, step, &last)) {
+        fail("tensor view of shape {} is too large", shape_str(sizes));
+      }
+    }
+    if (!empty && last >= storage.numel()) {
+      fail("tensor view of shape {} (strides {}, offset {}) reaches past its {}-element storage",
+           shape_str(sizes), shape_str(strides), a[1]->number, storage.numel());
+    }
+    charge(byte_size(sizes, storage.scalar_type(), "tensor"));
+    auto* out = make(Kind::kTensor);
+    out->tensor = storage.as_strided(sizes, strides, a[1]->number).clone(at::MemoryFormat::Contiguous);
+    return out;
+  }
+
+  PyValue* reduce(const PyValue& fn, const PyValue& args) {
+    if (fn.kind != Kind::kGlobal || args.kind != Kind::kTuple) fail("corrupt pickle: bad REDUCE");
+    const std::string& name = fn.text;
+    if (name == "collections.OrderedDict" && args.items.empty()) return make(Kind::kDict);
+    if (name == "torch._utils._rebuild_tensor_v2" || name == "torch._utils._rebuild_tensor") {
+      return rebuild_tensor(args.items);
+    }
+    // A Parameter wraps its tensor; C++'s pickle_save tags dicts with their type.
+    if ((name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state" ||
+         name == "torch.jit._pickle.restore_type_tag") && !args.items.empty()) {
+      return args.items[0];
+    }
+    fail("holds {}; save a tensor or a dict of tensors (e.g. model.state_dict())", name);
+  }
+
+  std::string_view in_;
+  size_t pos_ = 0;
+  const ZipEntries& zip_;
+  int64_t budget_;
+  std::deque<PyValue> arena_;
+  std::vector<PyValue*> stack_;
+  std::vector<size_t> marks_;
+  std::unordered_map<uint64_t, PyValue*> memo_;
+  std::unordered_map<std::string, PyValue*> storages_;
+};
+
+TensorMap read_pt(std::string_view file, const std::string& stem) {
+  if (file.substr(0, 4) != "PK\x03\x04") {
+    if (!file.empty() && static_cast<uint8_t>(file[0]) == 0x80) {
+      fail("written in torch.save's legacy format; re-save it with a current torch.save");
+    }
+    fail("not a torch.save file (expected a zip archive)");
+  }
+  const ZipEntries zip = read_zip(file);
+  if (zip.count("byteorder") && zip.at("byteorder") != "little") fail("tensors are big-endian");
+  const auto pickle = zip.find("data.pkl");
+  if (pickle == zip.end()) fail("archive has no data.pkl; was it written by torch.save?");
+  Unpickler unpickler(pickle->second, zip, file.size());
+  const PyValue& root = unpickler.run();
+  if (root.kind == Kind::kTensor) return {{stem, root.tensor}};
+  if (root.kind != Kind::kDict) fail("holds {}, not a tensor or a dict of tensors", describe(root));
+  TensorMap out;
+  for (size_t i = 0; i < root.items.size(); i += 2) {
+    const PyValue &key = *root.items[i], &value = *root.items[i + 1];
+    if (key.kind != Kind::kStr) fail("has a dict key that is {}, not a string", describe(key));
+    if (value.kind != Kind::kTensor) fail("entry '{}' is {}, not a tensor", key.text, describe(value));
+    out[key.text] = value.tensor;
+  }
+  return out;
+}
+
+std::string encode_pt(const TensorMap& tensors) {
+  c10::IValue value;
+  if (tensors.size() == 1) {
+    value = writable(tensors.begin()->first, tensors.begin()->second);
+  } else {
+    c10::Dict<std::string, at::Tensor> dict;
+    for (const auto& [name, tensor] : tensors) dict.insert(name, writable(name, tensor));
+    value = dict;
+  }
+  const std::vector<char> bytes = torch::jit::pickle_save(value);
+  return {bytes.begin(), bytes.end()};
+}
+
+// ----------------------------------------------------------------- dispatch
+
+enum class Format { kPt, kSafetensors, kNpy };
+
+std::string lower_extension(const fs::path& file) {
+  std::string ext = file.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
+Format format_of(const fs::path& file) {
+  const std::string ext = lower_extension(file);
+  if (ext == ".pt" || ext == ".pth") return Format::kPt;
+  if (ext == ".safetensors") return Format::kSafetensors;
+  if (ext == ".npy") return Format::kNpy;
+  throw IoError(fmt::format("{}: unknown tensor file type '{}' (expected .pt, .pth, .safetensors, "
+                            ".npy or a folder of .npy files)", file.string(), ext));
+}
+
+/// Runs `fn`, turning any failure into an IoError that starts with `file`.
+template <typename Fn>
+auto guarded(const fs::path& file, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw IoError(file.string() + ": " + detail::short_message(e));
+  } catch (const std::bad_alloc&) {
+    throw IoError(file.string() + ": out of memory");
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    throw IoError(file.string() + ": " + what.substr(0, what.find('\n')));
+  }
+}
+
+TensorMap read_npy_folder(const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (lower_extension(it->path()) == ".npy" && it->is_regular_file(ec)) files.push_back(it->path());
+  }
+  if (ec) throw IoError(fmt::format("{}: cannot list folder ({})", dir.string(), ec.message()));
+  if (files.empty()) throw IoError(fmt::format("{}: folder holds no .npy files", dir.string()));
+  TensorMap out;
+  for (const auto& file : files) {
+    auto entry = *read_tensors(file).begin();
+    if (!out.insert(entry).second) {
+      throw IoError(fmt::format("{}: two files give tensor name '{}'", dir.string(), entry.first));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TensorMap read_tensors(const fs::path& file) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) return read_npy_folder(file);
+  if (!fs::exists(file, ec)) throw IoError(fmt::format("{}: no such file or directory", file.string()));
+  const Format format = format_of(file);
+  const std::string bytes = read_file(file);
+  const std::string stem = file.stem().string();
+  return guarded(file, [&]() -> TensorMap {
+    switch (format) {
+      case Format::kPt: return read_pt(bytes, stem);
+      case Format::kSafetensors: return read_safetensors(bytes);
+      case Format::kNpy: return {{stem, read_npy(bytes)}};
+    }
+    throw std::logic_error("unreachable");
+  });
+}
+
+void write_tensors(const fs::path& file, const TensorMap& tensors) {
+  const Format format = format_of(file);
+  const std::string bytes = guarded(file, [&] {
+    switch (format) {
+      case Format::kPt: return encode_pt(tensors);
+      case Format::kSafetensors: return encode_safetensors(tensors);
+      case Format::kNpy: return encode_npy(tensors);
+    }
+    throw std::logic_error("unreachable");
+  });
+  write_file_atomically(file, bytes);
+}
+
+}  // namespace stitch

@@ -1,0 +1,181 @@
+"""Shared fixtures for stitch's Python tests.
+
+The tests run the real `stitch` binary and compare what it builds with the same
+combination written by hand in PyTorch. Environment (set by ctest, see
+tests/CMakeLists.txt):
+
+  STITCH_BIN       the stitch binary (default: $STITCH_BUILD/stitch)
+  STITCH_FIXTURES  models exported by tests/fixtures/make_fixtures.py at build
+                   time (default: exported once per session into a temp dir)
+  STITCH_SOURCE    the repository root (default: two folders up from here)
+  STITCH_BUILD     the build folder (default: $STITCH_SOURCE/build)
+
+Run by hand:  /usr/bin/python3 -m pytest -q tests/python
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+SOURCE = Path(os.environ.get("STITCH_SOURCE") or Path(__file__).resolve().parents[2])
+BUILD = Path(os.environ.get("STITCH_BUILD") or SOURCE / "build")
+EXAMPLES = SOURCE / "examples"
+
+# Things that must never appear on stderr: stitch ends with an `error:` line,
+# never by a signal or an uncaught exception.
+CRASH_MARKERS = ("Traceback", "terminate called", "Aborted", "Segmentation fault",
+                 "core dumped", "Exception raised from", "c10::Error")
+
+
+def _stitch_path():
+    env = os.environ.get("STITCH_BIN")
+    return Path(env) if env else BUILD / "stitch"
+
+
+@pytest.fixture(scope="session")
+def stitch_bin():
+    path = _stitch_path()
+    if not path.is_file():
+        if os.environ.get("STITCH_BIN"):
+            pytest.fail(f"STITCH_BIN={path} does not exist")
+        pytest.skip(f"no stitch binary at {path} (build it or set STITCH_BIN)")
+    return path
+
+
+def run_stitch_with(binary, *args, cwd=None, timeout=300):
+    """Runs stitch; returns (exit code, stdout, stderr)."""
+    proc = subprocess.run([str(binary), *[str(a) for a in args]], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, errors="replace", timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="session")
+def run_stitch(stitch_bin):
+    """run_stitch(*args, cwd=None) -> (code, stdout, stderr)."""
+    def run(*args, cwd=None, timeout=300):
+        return run_stitch_with(stitch_bin, *args, cwd=cwd, timeout=timeout)
+    return run
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir(tmp_path_factory):
+    """Folder of exported models (see tests/fixtures/README.md)."""
+    env = os.environ.get("STITCH_FIXTURES")
+    if env and (Path(env) / "fixtures.json").is_file():
+        return Path(env)
+    out = tmp_path_factory.mktemp("fixtures")
+    subprocess.run([sys.executable, str(SOURCE / "tests" / "fixtures" / "make_fixtures.py"),
+                    str(out)], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+@pytest.fixture(scope="session")
+def example_models_dir(tmp_path_factory):
+    """The model files of examples/, exported once per session."""
+    out = tmp_path_factory.mktemp("example_models")
+    subprocess.run([sys.executable, str(EXAMPLES / "make_models.py"), str(out)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def example_specs():
+    """Every example spec (file names), sorted."""
+    return sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+
+
+def copy_example_to(spec_name, dest, models_dir):
+    """Copies examples/<spec_name> into `dest` with the model files it names
+    (same relative paths, taken from `models_dir`); returns the spec's path."""
+    dest = Path(dest)
+    src = EXAMPLES / spec_name
+    spec = yaml.safe_load(src.read_text())
+    for model in (spec.get("models") or {}).values():
+        rel = Path(model["file"])
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(models_dir) / rel.name, target)
+    shutil.copyfile(src, dest / spec_name)
+    return dest / spec_name
+
+
+@pytest.fixture
+def copy_example(tmp_path, example_models_dir):
+    """copy_example("seed000_ex1_chain.yaml") -> path of the spec copied into
+    the test's temp dir, with the model files it names beside it."""
+    def copy(spec_name, dest=None):
+        return copy_example_to(spec_name, dest or tmp_path, example_models_dir)
+    return copy
+
+
+def spec_inputs(spec_path):
+    """[(name, shape list, dtype string)] in declared order."""
+    spec = yaml.safe_load(Path(spec_path).read_text())
+    out = []
+    for name, decl in spec["inputs"].items():
+        if isinstance(decl, dict):
+            out.append((name, decl["shape"], decl.get("dtype", "float")))
+        else:
+            out.append((name, decl, "float"))
+    return out
+
+
+def make_inputs(spec_path, batch, seed=0):
+    """Random inputs for a spec, dynamic dims (identifiers) set to `batch`."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = []
+    for _, shape, dtype in spec_inputs(spec_path):
+        dims = [batch if isinstance(d, str) else int(d) for d in shape]
+        if dtype in ("int64", "long"):
+            tensors.append(torch.randint(0, 10, dims, generator=g))
+        else:
+            tensors.append(torch.randn(*dims, generator=g))
+    return tensors
+
+
+def files_in(folder):
+    """Every file under `folder`, relative, as a set of strings."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_clean_error(code, stdout, stderr, expected_code=1):
+    """stitch refused cleanly: the exit status, an `error:` first line, no crash."""
+    assert code == expected_code, (
+        f"exit status {code}, expected {expected_code}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    for marker in CRASH_MARKERS:
+        assert marker not in stderr, f"{marker!r} on stderr:\n{stderr}"
+        assert marker not in stdout, f"{marker!r} on stdout:\n{stdout}"
+    if expected_code == 1:
+        lines = stderr.splitlines()
+        assert lines and lines[0].startswith("error:"), (
+            f"stderr's first line should start with 'error:':\n{stderr}")
+
+
+def copy_params(layer, params, prefix):
+    """Copies the artifact's tensors `prefix.<name>` into `layer` (parameters
+    and buffers), checking that the names and shapes match."""
+    own = dict(layer.named_parameters())
+    own.update(dict(layer.named_buffers()))
+    with torch.no_grad():
+        for name, tensor in own.items():
+            key = f"{prefix}.{name}"
+            assert key in params, (
+                f"artifact has no {key!r}; it has: {sorted(params)}")
+            assert params[key].shape == tensor.shape, (
+                f"{key}: artifact shape {tuple(params[key].shape)}, "
+                f"expected {tuple(tensor.shape)}")
+            tensor.copy_(params[key])
+
+
+def artifact_tensors(module):
+    """name -> tensor for every parameter and buffer of a loaded artifact."""
+    out = dict(module.named_parameters())
+    out.update(dict(module.named_buffers()))
+    return out

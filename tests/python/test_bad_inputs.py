@@ -1,0 +1,267 @@
+"""stitch refuses bad input cleanly.
+
+Every case: exit status 1, stderr's first line starts with `error:`, no Python
+traceback / `terminate called` / `Aborted` (stitch never ends by a signal or an
+uncaught exception), and no output file left behind (nothing new in the folder).
+Spec errors also point at the spec: `spec.yaml:LINE:COL`.
+Bad command-line usage exits 2.
+"""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_clean_error, files_in
+
+# Each spec case: (id, spec text, models to copy in {name in tmp: fixture file},
+#                  expected line(s) of the error or None, words stderr must contain)
+# Line numbers are 1-based, counted in the spec text below.
+SPEC_CASES = [
+    ("bad_yaml_syntax",
+     "inputs:\n"
+     "  x: [N, 10\n"
+     "graph:\n"
+     "  - y = relu(x)\n"
+     "outputs: [y]\n",
+     {}, "any", []),
+    ("unknown_op",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "graph:\n"
+     "  - y = frobnicate(x)\n"
+     "outputs: [y]\n",
+     {}, [4], ["frobnicate"]),
+    ("unknown_name",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "graph:\n"
+     "  - y = relu(zz)\n"
+     "outputs: [y]\n",
+     {}, [4], ["zz"]),
+    ("unknown_model_name",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "graph:\n"
+     "  - y = nosuchmodel(x)\n"
+     "outputs: [y]\n",
+     {}, [4], ["nosuchmodel"]),
+    ("name_assigned_twice",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "graph:\n"
+     "  - y = relu(x)\n"
+     "  - y = sigmoid(x)\n"
+     "outputs: [y]\n",
+     {}, [5], ["y"]),
+    ("cycle_use_before_assignment",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "graph:\n"
+     "  - a = relu(b)\n"
+     "  - b = relu(a)\n"
+     "outputs: [b]\n",
+     {}, [4, 5], []),
+    ("unknown_output",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "graph:\n"
+     "  - y = relu(x)\n"
+     "outputs: [nosuchoutput]\n",
+     {}, [5], ["nosuchoutput"]),
+    ("concat_rank_mismatch",
+     "inputs:\n"
+     "  a: [N, 5]\n"
+     "  b: [N, 3, 2]\n"
+     "graph:\n"
+     "  - y = concat(a, b, dim=1)\n"
+     "outputs: [y]\n",
+     {}, [5], ["concat"]),
+    ("model_input_does_not_fit",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "models:\n"
+     "  m: {file: mlp_a.pt}\n"
+     "graph:\n"
+     "  - y = m(x)\n"
+     "outputs: [y]\n",
+     {"mlp_a.pt": "mlp_a.pt"}, [6], ["64", "10"]),
+    ("linear_output_does_not_fit_model",
+     "inputs:\n"
+     "  x: [N, 10]\n"
+     "models:\n"
+     "  m: {file: mlp_a.pt}\n"
+     "graph:\n"
+     "  - y = m(linear(x, 32))\n"
+     "outputs: [y]\n",
+     {"mlp_a.pt": "mlp_a.pt"}, [6], ["64", "32"]),
+    ("embedding_on_float_input",
+     "inputs:\n"
+     "  x: [N, 8]\n"
+     "graph:\n"
+     "  - y = embedding(x, 100, 16)\n"
+     "outputs: [y]\n",
+     {}, [4], ["float"]),
+    ("unknown_model_key",
+     "inputs:\n"
+     "  x: [N, 100]\n"
+     "models:\n"
+     "  m: {file: seed004_mockcnn.pt, cutt: features}\n"
+     "graph:\n"
+     "  - y = m(x)\n"
+     "outputs: [y]\n",
+     {"seed004_mockcnn.pt": "seed004_mockcnn.pt"}, [4], ["cutt"]),
+    ("cut_at_unknown_layer",
+     "inputs:\n"
+     "  x: [N, 100]\n"
+     "models:\n"
+     "  m: {file: seed004_mockcnn.pt, cut: featurez}\n"
+     "graph:\n"
+     "  - y = m(x)\n"
+     "outputs: [y]\n",
+     {"seed004_mockcnn.pt": "seed004_mockcnn.pt"}, None, ["featurez"]),
+]
+
+# Model files stitch must refuse: (id, how to make it from the fixtures dir).
+BROKEN_MODELS = {
+    "missing": None,
+    "corrupt": lambda fx: Path(fx / "corrupt.pt").read_bytes(),
+    "truncated": lambda fx: (lambda b: b[: len(b) // 2])(
+        Path(fx / "seed000_ex1_model1.pt").read_bytes()),
+    "empty": lambda fx: b"",
+}
+
+MODEL_SPEC = ("inputs:\n"
+              "  x: [N, 10]\n"
+              "models:\n"
+              "  m: {file: model.pt}\n"
+              "graph:\n"
+              "  - y = m(x)\n"
+              "outputs: [y]\n")
+
+
+def _location_lines(stderr, spec_name="spec.yaml"):
+    return [int(m.group(1)) for m in re.finditer(re.escape(spec_name) + r":(\d+):(\d+)", stderr)]
+
+
+def _refused(run_stitch, tmp_path, *args):
+    before = files_in(tmp_path)
+    code, stdout, stderr = run_stitch(*args)
+    assert_clean_error(code, stdout, stderr)
+    assert files_in(tmp_path) == before, (
+        f"stitch left files behind: {sorted(files_in(tmp_path) - before)}")
+    return stderr
+
+
+@pytest.mark.parametrize("command", ["compose", "check"])
+@pytest.mark.parametrize("case", SPEC_CASES, ids=[c[0] for c in SPEC_CASES])
+def test_bad_spec_is_refused(run_stitch, fixtures_dir, tmp_path, case, command):
+    _, text, models, lines, words = case
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    for dst, src in models.items():
+        shutil.copyfile(fixtures_dir / src, tmp_path / dst)
+    args = [command, spec] + (["-o", tmp_path / "out.pt"] if command == "compose" else [])
+    stderr = _refused(run_stitch, tmp_path, *args)
+    for word in words:
+        assert word in stderr, f"{word!r} not in:\n{stderr}"
+    if lines is not None:
+        found = _location_lines(stderr)
+        assert found, f"no spec.yaml:LINE:COL in:\n{stderr}"
+        if lines != "any":
+            assert set(found) & set(lines), (
+                f"expected the error at line {lines}, got {found}:\n{stderr}")
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_MODELS))
+def test_bad_model_file_in_spec(run_stitch, fixtures_dir, tmp_path, kind):
+    (tmp_path / "spec.yaml").write_text(MODEL_SPEC)
+    make = BROKEN_MODELS[kind]
+    if make is not None:
+        (tmp_path / "model.pt").write_bytes(make(fixtures_dir))
+    stderr = _refused(run_stitch, tmp_path, "compose", tmp_path / "spec.yaml",
+                      "-o", tmp_path / "out.pt")
+    assert "model.pt" in stderr, stderr
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "truncated", "empty"])
+def test_bad_model_file_in_chain(run_stitch, fixtures_dir, tmp_path, kind):
+    (tmp_path / "a.pt").write_bytes(BROKEN_MODELS[kind](fixtures_dir))
+    shutil.copyfile(fixtures_dir / "seed000_ex1_model2.pt", tmp_path / "b.pt")
+    stderr = _refused(run_stitch, tmp_path, "chain", tmp_path / "a.pt", tmp_path / "b.pt",
+                      "--input", "1x10", "-o", tmp_path / "out.pt")
+    assert "a.pt" in stderr, stderr
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "truncated", "empty"])
+def test_bad_model_file_in_run(run_stitch, fixtures_dir, tmp_path, kind):
+    (tmp_path / "m.pt").write_bytes(BROKEN_MODELS[kind](fixtures_dir))
+    torch.save(torch.randn(2, 10), tmp_path / "x.pt")
+    stderr = _refused(run_stitch, tmp_path, "run", tmp_path / "m.pt",
+                      "--input", tmp_path / "x.pt", "-o", tmp_path / "y.pt")
+    assert "m.pt" in stderr, stderr
+
+
+def test_chain_shape_mismatch(run_stitch, fixtures_dir, tmp_path):
+    """mlp_b expects 64 features; seed000_ex1_model1 gives 5."""
+    for name in ("seed000_ex1_model1.pt", "mlp_b.pt"):
+        shutil.copyfile(fixtures_dir / name, tmp_path / name)
+    stderr = _refused(run_stitch, tmp_path, "chain", tmp_path / "seed000_ex1_model1.pt",
+                      tmp_path / "mlp_b.pt", "--input", "1x10", "-o", tmp_path / "out.pt")
+    assert "64" in stderr and "5" in stderr, stderr
+
+
+def test_run_with_wrong_input_shape(run_stitch, fixtures_dir, tmp_path):
+    shutil.copyfile(fixtures_dir / "seed000_ex1_model1.pt", tmp_path / "m.pt")
+    torch.save(torch.randn(2, 7), tmp_path / "x.pt")
+    _refused(run_stitch, tmp_path, "run", tmp_path / "m.pt", "--input", tmp_path / "x.pt",
+             "-o", tmp_path / "y.pt")
+
+
+def test_run_with_corrupt_input_file(run_stitch, fixtures_dir, tmp_path):
+    shutil.copyfile(fixtures_dir / "seed000_ex1_model1.pt", tmp_path / "m.pt")
+    (tmp_path / "x.pt").write_bytes((fixtures_dir / "corrupt.pt").read_bytes())
+    stderr = _refused(run_stitch, tmp_path, "run", tmp_path / "m.pt",
+                      "--input", tmp_path / "x.pt", "-o", tmp_path / "y.pt")
+    assert "x.pt" in stderr, stderr
+
+
+def test_output_in_missing_folder(run_stitch, fixtures_dir, tmp_path):
+    shutil.copyfile(fixtures_dir / "seed000_ex1_model1.pt", tmp_path / "model.pt")
+    (tmp_path / "spec.yaml").write_text(MODEL_SPEC)
+    _refused(run_stitch, tmp_path, "compose", tmp_path / "spec.yaml",
+             "-o", tmp_path / "no" / "such" / "dir" / "out.pt")
+
+
+def test_failed_compose_keeps_an_earlier_output(run_stitch, tmp_path):
+    """A failure never touches an earlier file at -o."""
+    out = tmp_path / "out.pt"
+    out.write_bytes(b"earlier artifact")
+    (tmp_path / "spec.yaml").write_text(SPEC_CASES[1][1])  # unknown op
+    _refused(run_stitch, tmp_path, "compose", tmp_path / "spec.yaml", "-o", out)
+    assert out.read_bytes() == b"earlier artifact"
+
+
+USAGE_CASES = {
+    "unknown_command": ["frobnicate"],
+    "unknown_option": ["check", "spec.yaml", "--no-such-option"],
+    "compose_without_spec": ["compose"],
+    "compose_without_output": ["compose", "spec.yaml"],
+    "chain_without_output": ["chain", "a.pt", "b.pt", "--input", "1x10"],
+    "run_without_model": ["run"],
+}
+
+
+@pytest.mark.parametrize("args", list(USAGE_CASES.values()), ids=list(USAGE_CASES))
+def test_bad_usage_exits_2(run_stitch, fixtures_dir, tmp_path, args):
+    (tmp_path / "spec.yaml").write_text("inputs:\n  x: [N, 10]\ngraph:\n"
+                                        "  - y = relu(x)\noutputs: [y]\n")
+    shutil.copyfile(fixtures_dir / "seed000_ex1_model1.pt", tmp_path / "a.pt")
+    shutil.copyfile(fixtures_dir / "seed000_ex1_model2.pt", tmp_path / "b.pt")
+    before = files_in(tmp_path)
+    code, stdout, stderr = run_stitch(*args, cwd=tmp_path)
+    assert_clean_error(code, stdout, stderr, expected_code=2)
+    assert stderr.strip(), "a usage error should say what is wrong on stderr"
+    assert files_in(tmp_path) == before

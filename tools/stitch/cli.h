@@ -1,0 +1,40 @@
+#pragma once
+// Shared pieces of the command-line tool: exit codes, --input parsing, and
+// the registration function of each command (one file per command).
+
+#include <stitch/stitch.h>
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stitch::cli {
+
+enum class ExitCode : int { kOk = 0, kError = 1, kUsage = 2 };
+
+/// An `--input` value: NAME=VALUE, or a bare VALUE (name empty).
+struct NamedArg {
+  std::string name;
+  std::string value;
+};
+NamedArg split_named(const std::string& text);
+
+/// "1x3x224x224" -> {1, 3, 224, 224}; UsageError-style stitch::Error if
+/// malformed.
+std::vector<int64_t> parse_shape(const std::string& text);
+
+/// Every command registers itself on the app.
+void add_compose(CLI::App& app);
+void add_chain(CLI::App& app);
+void add_check(CLI::App& app);
+void add_run(CLI::App& app);
+
+/// Thrown for command-line misuse found after parsing (exit status 2).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace stitch::cli

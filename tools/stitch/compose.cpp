@@ -1,0 +1,24 @@
+// stitch compose SPEC.yaml -o OUT.pt: check, build and save one TorchScript file.
+
+#include "cli.h"
+
+#include <iostream>
+
+namespace stitch::cli {
+
+void add_compose(CLI::App& app) {
+  auto* cmd = app.add_subcommand("compose", "check + build + save one TorchScript file");
+  auto spec = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  cmd->add_option("spec", *spec, "the spec file (YAML)")->required();
+  cmd->add_option("-o,--output", *out, "the artifact to write (.pt)")->required();
+  cmd->callback([spec, out] {
+    Spec s = load_spec(*spec);
+    CheckReport report = check(s.graph);
+    torch::jit::Module model = build(s.graph);
+    save(model, *out);
+    std::cout << report.table() << "wrote " << *out << "\n";
+  });
+}
+
+}  // namespace stitch::cli

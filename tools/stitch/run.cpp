@@ -1,0 +1,126 @@
+// stitch run MODEL.pt --input NAME=FILE ... -o OUT_FILE [--batch B]
+
+#include "cli.h"
+
+#include <fmt/format.h>
+
+#include <iostream>
+
+namespace stitch::cli {
+
+namespace {
+
+/// The tensor for argument `name` from a file: its only tensor, or the
+/// entry keyed by `name`.
+torch::Tensor pick(const TensorMap& tensors, const std::string& name,
+                   const std::string& file) {
+  if (tensors.size() == 1) return tensors.begin()->second;
+  auto it = tensors.find(name);
+  if (it != tensors.end()) return it->second;
+  std::string keys;
+  for (const auto& [k, v] : tensors) keys += (keys.empty() ? "" : ", ") + k;
+  throw Error(fmt::format("{} holds several tensors ({}) and none is named '{}'", file,
+                          keys, name));
+}
+
+std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
+                                         const std::vector<std::string>& args) {
+  const auto& schema = model.get_method("forward").function().getSchema();
+  std::vector<std::string> names;
+  for (size_t i = 1; i < schema.arguments().size(); ++i) {
+    names.push_back(schema.arguments()[i].name());
+  }
+  std::map<std::string, torch::Tensor> given;
+  for (const auto& arg : args) {
+    NamedArg a = split_named(arg);
+    if (a.name.empty()) {
+      if (args.size() != 1 || names.size() != 1) {
+        throw UsageError(fmt::format(
+            "the model takes {} inputs ({}); name each: --input NAME=FILE", names.size(),
+            fmt::join(names, ", ")));
+      }
+      a.name = names[0];
+    }
+    if (std::find(names.begin(), names.end(), a.name) == names.end()) {
+      throw Error(fmt::format("the model has no input '{}'; its inputs are: {}", a.name,
+                              fmt::join(names, ", ")));
+    }
+    given[a.name] = pick(read_tensors(a.value), a.name, a.value);
+  }
+  std::vector<torch::Tensor> inputs;
+  for (const auto& name : names) {
+    auto it = given.find(name);
+    if (it == given.end()) {
+      throw Error(fmt::format("missing input '{}': pass --input {}=FILE", name, name));
+    }
+    inputs.push_back(it->second);
+  }
+  return inputs;
+}
+
+/// Output values as named tensors: a tensor keyed by "output", a dict by its
+/// keys, a tuple by position.
+TensorMap as_tensor_map(const c10::IValue& out) {
+  TensorMap result;
+  if (out.isTensor()) {
+    result["output"] = out.toTensor();
+  } else if (out.isGenericDict()) {
+    for (const auto& item : out.toGenericDict()) {
+      result[item.key().toStringRef()] = item.value().toTensor();
+    }
+  } else if (out.isTuple()) {
+    const auto& items = out.toTupleRef().elements();
+    for (size_t i = 0; i < items.size(); ++i) result[std::to_string(i)] = items[i].toTensor();
+  } else {
+    throw Error("the model returns " + out.tagKind() + ", not tensors");
+  }
+  return result;
+}
+
+TensorMap run_batches(torch::jit::Module& model, const std::vector<torch::Tensor>& inputs,
+                      int64_t batch) {
+  torch::NoGradGuard no_grad;
+  const int64_t total = inputs.empty() ? 0 : inputs[0].size(0);
+  if (batch <= 0 || batch >= total) {
+    return as_tensor_map(model.forward({inputs.begin(), inputs.end()}));
+  }
+  std::map<std::string, std::vector<torch::Tensor>> parts;
+  for (int64_t start = 0; start < total; start += batch) {
+    std::vector<c10::IValue> slice;
+    for (const auto& t : inputs) slice.emplace_back(t.narrow(0, start, std::min(batch, total - start)));
+    for (auto& [k, v] : as_tensor_map(model.forward(slice))) parts[k].push_back(v);
+  }
+  TensorMap result;
+  for (auto& [k, v] : parts) result[k] = torch::cat(v, 0);
+  return result;
+}
+
+}  // namespace
+
+void add_run(CLI::App& app) {
+  auto* cmd = app.add_subcommand("run", "run a model on tensor files");
+  auto model_file = std::make_shared<std::string>();
+  auto inputs = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>();
+  auto batch = std::make_shared<int64_t>(0);
+  cmd->add_option("model", *model_file, "the model (.pt)")->required();
+  cmd->add_option("--input", *inputs, "NAME=FILE (.pt, .safetensors, .npy), or FILE")
+      ->required();
+  cmd->add_option("-o,--output", *out, "where to write the outputs (.pt, .safetensors, .npy)")
+      ->required();
+  cmd->add_option("--batch", *batch, "run in batches of B samples")->check(CLI::PositiveNumber);
+  cmd->callback([=] {
+    torch::jit::Module model = load_module(*model_file);
+    model.eval();
+    auto tensors = gather_inputs(model, *inputs);
+    TensorMap result = with_context("running " + *model_file,
+                                    [&] { return run_batches(model, tensors, *batch); });
+    write_tensors(*out, result);
+    for (const auto& [k, v] : result) {
+      std::cout << k << ": " << dtype_str(v.scalar_type()) << v.sizes() << "\n";
+    }
+    std::cout << "wrote " << *out << "\n";
+  });
+}
+
+}  // namespace stitch::cli
