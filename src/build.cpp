@@ -63,7 +63,7 @@ class Builder {
   Builder(const Graph& graph, Analysis analysis)
       : g_(graph), a_(std::move(analysis)),
         cu_(std::make_shared<torch::jit::CompilationUnit>()),
-        top_(c10::QualifiedName("__torch__.stitch.Combined"), cu_, true) {
+        top_(new_module(cu_, "Combined")) {
     layers_.cu = cu_;
     layers_.generator = at::make_generator<at::CPUGeneratorImpl>(graph.seed);
   }

@@ -12,16 +12,19 @@ std::string SourceLoc::prefix() const {
 }
 
 namespace detail {
-std::string short_message(const c10::Error& e) {
-  std::string msg = e.what_without_backtrace();
+std::string first_line(const std::string& message) {
   // TorchScript errors put the useful line first; keep it and drop the
   // source excerpt and C++ frames that follow.
-  auto start = msg.find_first_not_of(" \n");
+  auto start = message.find_first_not_of(" \n");
   if (start == std::string::npos) {
-    return "unknown LibTorch error";
+    return "unknown error";
   }
-  msg = msg.substr(start);
-  return msg.substr(0, msg.find('\n'));
+  auto end = message.find('\n', start);
+  return message.substr(start, end == std::string::npos ? end : end - start);
+}
+
+std::string short_message(const c10::Error& e) {
+  return first_line(e.what_without_backtrace());
 }
 }  // namespace detail
 

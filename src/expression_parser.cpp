@@ -23,9 +23,9 @@ enum class Tok { Ident, Int, Float, String, Punct, End };
 
 struct Token {
   Tok kind = Tok::End;
-  size_t pos = 0;     // offset in the text
-  size_t len = 0;     // length in the text
-  std::string text;   // identifier, punctuation, or a string's decoded value
+  size_t pos = 0;    // offset in the text
+  size_t len = 0;    // length in the text
+  std::string text;  // identifier, punctuation, or a string's decoded value
   int64_t i = 0;
   double f = 0.0;
 
@@ -110,7 +110,8 @@ class Tokenizer {
   Token next() {
     const char c = text_[pos_];
     if (is_ident_start(c)) return identifier();
-    if (is_digit(c) || (c == '.' && pos_ + 1 < text_.size() && is_digit(text_[pos_ + 1]))) {
+    if (is_digit(c) ||
+        (c == '.' && pos_ + 1 < text_.size() && is_digit(text_[pos_ + 1]))) {
       return number();
     }
     if (c == '"' || c == '\'') return string();
@@ -354,8 +355,8 @@ class Parser {
     if (const auto* v = std::get_if<Value>(&a)) {
       return *v;
     }
-    fail(start, fmt::format("{} must compute a tensor, not the constant {}",
-                                        what, std::get<Literal>(a).str()));
+    fail(start, fmt::format("{} must compute a tensor, not the constant {}", what,
+                            std::get<Literal>(a).str()));
   }
 
   Arg expr() {
@@ -496,14 +497,18 @@ class Parser {
         auto ids = identifiers_in(later->second.text);
         if (!current_name_.empty() &&
             std::find(ids.begin(), ids.end(), current_name_) != ids.end()) {
-          msg += fmt::format(
-              "; its expression uses '{}', so the two form a cycle", current_name_);
+          msg += fmt::format("; its expression uses '{}', so the two form a cycle",
+                             current_name_);
         }
         fail(t, msg);
       }
     }
-    std::vector<std::string> candidates = keys_of(scope_.values);
-    for (const auto& m : graph_.model_order()) candidates.push_back(m);
+    // A keyword argument is a constant: the name is a misspelt model (like=)
+    // or a string without quotes, never a value.
+    std::vector<std::string> candidates = graph_.model_order();
+    if (!in_keyword_) {
+      for (auto& name : keys_of(scope_.values)) candidates.push_back(std::move(name));
+    }
     std::string near = nearest_name(t.text, candidates);
     std::string hint;
     if (!near.empty()) {
@@ -619,8 +624,8 @@ class Parser {
           take();
           return Literal(t.text);
         }
-        fail(t, fmt::format("expected an integer or a quoted string, got {}",
-                            describe(t)));
+        fail(t,
+             fmt::format("expected an integer or a quoted string, got {}", describe(t)));
       default: break;
     }
     if (t.is('[')) {
@@ -750,8 +755,7 @@ std::string format_literal(const Literal& lit) {
         const Literal& item = lit.items[k];
         out += k ? ", " : "";
         // Names in lists read back as strings: write [N, 3] rather than ["N", 3].
-        const bool bare = item.kind == Literal::Kind::String &&
-                          is_identifier(item.s) &&
+        const bool bare = item.kind == Literal::Kind::String && is_identifier(item.s) &&
                           !is_keyword_literal(item.s);
         out += bare ? item.s : format_literal(item);
       }
@@ -764,8 +768,7 @@ std::string format_literal(const Literal& lit) {
 }  // namespace detail
 
 Value parse_expression(Graph& graph, const std::string& text,
-                       const std::map<std::string, Value>& scope,
-                       const SourceLoc& loc) {
+                       const std::map<std::string, Value>& scope, const SourceLoc& loc) {
   detail::ExpressionScope names{scope, nullptr};
   return detail::Parser(graph, text, names, loc).expression();
 }

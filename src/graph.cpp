@@ -25,10 +25,7 @@ std::string Literal::str() const {
     case Kind::Bool: return b ? "true" : "false";
     case Kind::Int: return std::to_string(i);
     case Kind::Float: {
-      std::ostringstream out;
-      out.precision(17);
-      out << f;
-      std::string s = out.str();
+      std::string s = fmt::format("{}", f);  // shortest form that reads back
       if (std::isfinite(f) && s.find_first_of(".eE") == std::string::npos) {
         s += ".0";
       }

@@ -8,9 +8,22 @@ namespace stitch {
 
 namespace {
 
-torch::jit::Module new_module(LayerContext& ctx, const std::string& type) {
-  return torch::jit::Module(c10::QualifiedName("__torch__.stitch." + type), ctx.cu,
-                            /*shouldMangle=*/true);
+}  // namespace
+
+torch::jit::Module new_module(const std::shared_ptr<torch::jit::CompilationUnit>& cu,
+                              const std::string& type) {
+  torch::jit::Module m(c10::QualifiedName("__torch__.stitch." + type), cu,
+                       /*shouldMangle=*/true);
+  // Modules made in Python have `training`; ones made in C++ need it for
+  // self.training in dropout and batchnorm, and for train()/eval().
+  m.register_attribute("training", c10::BoolType::get(), true);
+  return m;
+}
+
+namespace {
+
+torch::jit::Module new_layer(LayerContext& ctx, const std::string& type) {
+  return new_module(ctx.cu, type);
 }
 
 torch::Tensor uniform(LayerContext& ctx, std::vector<int64_t> sizes, double bound) {
@@ -27,7 +40,7 @@ void add_weight_and_bias(torch::jit::Module& m, LayerContext& ctx,
 }
 
 torch::jit::Module linear_layer(LayerContext& ctx, int64_t in, int64_t out, bool bias) {
-  auto m = new_module(ctx, "Linear");
+  auto m = new_layer(ctx, "Linear");
   add_weight_and_bias(m, ctx, {out, in}, in, bias);
   m.define(fmt::format(
       "def forward(self, x: Tensor) -> Tensor:\n"
@@ -54,7 +67,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
   if (op == "conv") {
     const int64_t in = input.shape[1].size(), out = kw("out").i, k = kw("kernel").i;
     const int64_t spatial = rank - 2;
-    auto m = new_module(ctx, fmt::format("Conv{}d", spatial));
+    auto m = new_layer(ctx, fmt::format("Conv{}d", spatial));
     std::vector<int64_t> sizes = {out, in};
     for (int64_t d = 0; d < spatial; ++d) sizes.push_back(k);
     add_weight_and_bias(m, ctx, sizes, in * static_cast<int64_t>(std::pow(k, spatial)), true);
@@ -66,7 +79,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
     return m;
   }
   if (op == "mlp") {
-    auto m = new_module(ctx, "MLP");
+    auto m = new_layer(ctx, "MLP");
     int64_t in = input.shape.back().size();
     const auto& sizes = kw("sizes").items;
     const double p = kw("dropout").number();
@@ -85,7 +98,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
     return m;
   }
   if (op == "embedding") {
-    auto m = new_module(ctx, "Embedding");
+    auto m = new_layer(ctx, "Embedding");
     m.register_parameter("weight",
                          torch::empty({kw("vocab").i, kw("dim").i}).normal_(0, 1, ctx.generator),
                          false);
@@ -96,7 +109,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
   }
   if (op == "layernorm") {
     const int64_t d = input.shape.back().size();
-    auto m = new_module(ctx, "LayerNorm");
+    auto m = new_layer(ctx, "LayerNorm");
     m.register_parameter("weight", torch::ones({d}), false);
     m.register_parameter("bias", torch::zeros({d}), false);
     m.define(fmt::format(
@@ -106,7 +119,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
   }
   if (op == "batchnorm") {
     const int64_t c = input.shape[1].size();
-    auto m = new_module(ctx, "BatchNorm");
+    auto m = new_layer(ctx, "BatchNorm");
     m.register_parameter("weight", torch::ones({c}), false);
     m.register_parameter("bias", torch::zeros({c}), false);
     m.register_buffer("running_mean", torch::zeros({c}));
@@ -121,7 +134,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
     return m;
   }
   if (op == "scale_offset") {
-    auto m = new_module(ctx, "ScaleOffset");
+    auto m = new_layer(ctx, "ScaleOffset");
     auto scale = torch::tensor(kw("scale").number(), torch::kFloat);
     auto offset = torch::tensor(kw("offset").number(), torch::kFloat);
     if (kw("learnable").b) {
@@ -137,7 +150,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
     return m;
   }
   if (op == "normalize") {
-    auto m = new_module(ctx, "Normalize");
+    auto m = new_layer(ctx, "Normalize");
     std::vector<int64_t> view(rank, 1);
     view[1] = input.shape[1].size();
     std::vector<double> mean, std;

@@ -15,6 +15,11 @@ struct LayerContext {
   at::Generator generator;  // seeded: the same spec builds the same weights
 };
 
+/// An empty TorchScript module of class __torch__.stitch.<type>, with the
+/// `training` attribute Python modules have.
+torch::jit::Module new_module(const std::shared_ptr<torch::jit::CompilationUnit>& cu,
+                              const std::string& type);
+
 /// The submodule a built-in op node needs (linear, conv, normalize...), or
 /// nullopt for ops that are plain functions. `input` is the type of its
 /// tensor argument.

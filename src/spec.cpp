@@ -17,18 +17,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kTopKeys = {"inputs", "models", "graph",
-                                           "outputs", "seed", "train"};
-const std::vector<std::string> kModelKeys = {"file", "cut", "after",
+const std::vector<std::string> kTopKeys = {"inputs",  "models", "graph",
+                                           "outputs", "seed",   "train"};
+const std::vector<std::string> kModelKeys = {"file", "cut",    "after",
                                              "taps", "freeze", "method"};
 const std::vector<std::string> kInputKeys = {"shape", "dtype"};
 const std::vector<std::string> kDtypeNames = {
-    "float", "float32", "float64", "double", "float16", "half", "bfloat16", "int64",
+    "float", "float32", "float64", "double", "float16", "half",  "bfloat16", "int64",
     "long",  "int32",   "int",     "int16",  "int8",    "uint8", "bool"};
 
 bool is_identifier(const std::string& s) {
-  auto start = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; };
-  auto rest = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  auto start = [](char c) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+  };
+  auto rest = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  };
   return !s.empty() && start(s[0]) && std::all_of(s.begin(), s.end(), rest);
 }
 
@@ -112,9 +116,9 @@ class SpecReader {
       const std::string& name = key.Scalar();
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
         std::string near = nearest_name(name, allowed);
-        std::string hint = near.empty()
-                               ? fmt::format("\n  known keys: {}", fmt::join(allowed, ", "))
-                               : fmt::format("\n  fix: did you mean '{}'?", near);
+        std::string hint =
+            near.empty() ? fmt::format("\n  known keys: {}", fmt::join(allowed, ", "))
+                         : fmt::format("\n  fix: did you mean '{}'?", near);
         fail(key, fmt::format("unknown key '{}' in {}{}", name, where, hint));
       }
       check_unique(key, seen, where);
@@ -248,8 +252,8 @@ class SpecReader {
       check_unique(entry.first, seen, "models");
       if (scope_.count(name)) {
         fail(entry.first, fmt::format("model '{}' has the same name as an input; choose "
-                                    "another name",
-                                    name));
+                                      "another name",
+                                      name));
       }
       graph_.add_model(read_model(name, entry.first, entry.second));
     }
@@ -268,8 +272,8 @@ class SpecReader {
     m.name = name;
     m.loc = loc(key);
     if (!value["file"]) {
-      fail(key, fmt::format("model '{}' has no 'file:' (the TorchScript file to use)",
-                            name));
+      fail(key,
+           fmt::format("model '{}' has no 'file:' (the TorchScript file to use)", name));
     }
     const std::string file = scalar(value["file"], where + ".file");
     if (file.empty()) {
@@ -301,8 +305,7 @@ class SpecReader {
   }
 
   // freeze: true | false | [glob, ...] (a single glob is accepted too).
-  void read_freeze(const YAML::Node& node, const std::string& where,
-                   ModelSpec& m) const {
+  void read_freeze(const YAML::Node& node, const std::string& where, ModelSpec& m) const {
     bool all = false;
     if (node.IsScalar() && YAML::convert<bool>::decode(node, all)) {
       m.freeze_all = all;
@@ -390,9 +393,10 @@ class SpecReader {
       throw SpecError(name_loc.prefix() + msg);
     };
     if (graph_.models().count(name)) {
-      error(fmt::format("'{}' is the name of a model; choose another name for this "
-                        "value",
-                        name));
+      error(
+          fmt::format("'{}' is the name of a model; choose another name for this "
+                      "value",
+                      name));
     }
     auto it = assigned_at_.find(name);
     if (it != assigned_at_.end()) {
@@ -408,9 +412,10 @@ class SpecReader {
       return;
     }
     if (!outputs.IsSequence() || outputs.size() == 0) {
-      fail(outputs, fmt::format("outputs must list the names forward returns, like "
-                                "[logits]; got {}",
-                                outputs.IsSequence() ? "an empty list" : kind_of(outputs)));
+      fail(outputs,
+           fmt::format("outputs must list the names forward returns, like "
+                       "[logits]; got {}",
+                       outputs.IsSequence() ? "an empty list" : kind_of(outputs)));
     }
     for (const auto& item : outputs) {
       read_output(item);
@@ -427,10 +432,10 @@ class SpecReader {
       std::string what = graph_.models().count(name)
                              ? fmt::format("; '{}' is a model, outputs name values", name)
                              : "";
-      fail(item, fmt::format("output '{}' names nothing{}{}", name, what,
-                             near.empty() ? ""
-                                          : fmt::format("\n  fix: did you mean '{}'?",
-                                                        near)));
+      fail(item,
+           fmt::format(
+               "output '{}' names nothing{}{}", name, what,
+               near.empty() ? "" : fmt::format("\n  fix: did you mean '{}'?", near)));
     }
     graph_.output(name, it->second, loc(item));
   }
@@ -439,8 +444,8 @@ class SpecReader {
     uint64_t seed = 0;
     if (!node.IsScalar() || !YAML::convert<uint64_t>::decode(node, seed) ||
         node.Scalar().find('-') != std::string::npos) {
-      fail(node, fmt::format("seed must be a non-negative integer, got {}",
-                             kind_of(node)));
+      fail(node,
+           fmt::format("seed must be a non-negative integer, got {}", kind_of(node)));
     }
     graph_.seed = seed;
   }
@@ -449,7 +454,7 @@ class SpecReader {
   Graph& graph_;
   std::string label_;
   fs::path dir_;  // the spec's folder: model files are relative to it
-  std::map<std::string, Value> scope_;     // inputs and assigned names
+  std::map<std::string, Value> scope_;      // inputs and assigned names
   std::map<std::string, int> assigned_at_;  // name -> line it is assigned at
 };
 
@@ -690,11 +695,12 @@ class SpecWriter {
   }
 
   static bool is_default(const ParamDef& p, const Literal& value) {
-    return p.fallback && p.fallback->kind == value.kind && p.fallback->str() == value.str();
+    return p.fallback && p.fallback->kind == value.kind &&
+           p.fallback->str() == value.str();
   }
 
   const Graph& graph_;
-  std::vector<std::string> var_;   // statement name per node ("" when inlined)
+  std::vector<std::string> var_;  // statement name per node ("" when inlined)
   std::vector<bool> inline_;
   std::vector<std::string> text_;  // what a user of the node writes
 };

@@ -485,7 +485,11 @@ class Unpickler {
         case 'h': stack_.push_back(memo(arg(1))); break;
         case 'j': stack_.push_back(memo(arg(4))); break;
         case 'Q': stack_.push_back(persistent_load(*pop())); break;
-        case 'R': { const auto* args = pop(); stack_.push_back(reduce(*pop(), *args)); break; }
+        case 'R': case 0x81: {  // REDUCE, NEWOBJ
+          const auto* args = pop();
+          stack_.push_back(reduce(*pop(), *args));
+          break;
+        }
         case 'b': pop(); top(); break;  // BUILD: attributes such as a state_dict's _metadata
         default: fail("unsupported pickle opcode 0x{:02x} at byte {}", op, pos_ - 1);
       }

@@ -2,8 +2,8 @@
 // into (inputs, models, nodes, outputs, positions) and every error path.
 // Parsing never loads model files, so the specs name files that do not exist.
 
-#include "stitch/ops.h"
 #include "stitch/spec.h"
+#include "stitch/ops.h"
 
 #include <gtest/gtest.h>
 
@@ -15,16 +15,16 @@
 namespace stitch {
 namespace {
 
-#define EXPECT_THROW_WITH(expr, substring)                                      \
-  do {                                                                          \
-    try {                                                                       \
-      (void)(expr);                                                             \
-      ADD_FAILURE() << "expected an exception containing \"" << (substring)     \
-                    << "\" from " #expr;                                        \
-    } catch (const std::exception& e) {                                         \
-      EXPECT_NE(std::string(e.what()).find(substring), std::string::npos)       \
+#define EXPECT_THROW_WITH(expr, substring)                                        \
+  do {                                                                            \
+    try {                                                                         \
+      (void)(expr);                                                               \
+      ADD_FAILURE() << "expected an exception containing \"" << (substring)       \
+                    << "\" from " #expr;                                          \
+    } catch (const std::exception& e) {                                           \
+      EXPECT_NE(std::string(e.what()).find(substring), std::string::npos)         \
           << "message: " << e.what() << "\nexpected to contain: " << (substring); \
-    }                                                                           \
+    }                                                                             \
   } while (0)
 
 // Raw strings start on the line after R"Y(; drop that first newline so the
@@ -505,7 +505,8 @@ TEST(SpecWriting, ArithmeticIsWrittenWithTheParenthesesItNeeds) {
     for (size_t j = 0; j < g.nodes()[k].args.size(); ++j) {
       const auto* v = std::get_if<Value>(&g.nodes()[k].args[j]);
       if (v != nullptr) {
-        EXPECT_EQ(std::get<Value>(h.nodes()[k].args.at(j)).id(), v->id()) << k << "\n" << yaml;
+        EXPECT_EQ(std::get<Value>(h.nodes()[k].args.at(j)).id(), v->id()) << k << "\n"
+                                                                          << yaml;
       }
     }
   }
@@ -606,13 +607,15 @@ TEST(SpecErrors, ModelCallsTakeTensorsOnly) {
 }
 
 TEST(SpecErrors, UnknownOpSuggestsNearestOp) {
-  EXPECT_THROW_WITH(parse_expr("flaten(a)"), "spec.yaml:7:9: unknown op or model 'flaten'");
+  EXPECT_THROW_WITH(parse_expr("flaten(a)"),
+                    "spec.yaml:7:9: unknown op or model 'flaten'");
   EXPECT_THROW_WITH(parse_expr("flaten(a)"), "did you mean 'flatten'?");
   EXPECT_THROW_WITH(parse_expr("heda(a)"), "did you mean the model 'head'?");
 }
 
 TEST(SpecErrors, OpArgumentErrorsCarryThePosition) {
-  EXPECT_THROW_WITH(parse_expr("linear(a)"), "spec.yaml:7:9: linear: missing argument 'out'");
+  EXPECT_THROW_WITH(parse_expr("linear(a)"),
+                    "spec.yaml:7:9: linear: missing argument 'out'");
   EXPECT_THROW_WITH(parse_expr("relu(a, dim=1)"), "unknown argument 'dim'");
   EXPECT_THROW_WITH(parse_expr("mean(a, dim=b)"),
                     "argument 'dim' must be a constant, not a tensor");
@@ -621,6 +624,9 @@ TEST(SpecErrors, OpArgumentErrorsCarryThePosition) {
 TEST(SpecErrors, UnquotedStringSuggestsQuotes) {
   EXPECT_THROW_WITH(parse_expr("pool(a, kind=maximum)"),
                     "fix: strings need quotes: \"maximum\"");
+  // Not "did you mean 'a'": a keyword argument is never a tensor.
+  EXPECT_THROW_WITH(parse_expr("pool(a, kind=avg)"), "strings need quotes: \"avg\"");
+  EXPECT_THROW_WITH(parse_expr("adapt(a, like=haed)"), "did you mean 'head'?");
 }
 
 TEST(SpecErrors, OutputNamingNothingIsAnError) {
@@ -635,7 +641,8 @@ TEST(SpecErrors, OutputNamingNothingIsAnError) {
 
 TEST(SpecErrors, SyntaxErrorsSayWhatWasExpectedAndWhere) {
   EXPECT_THROW_WITH(parse_expr("flatten(a"),
-                    "spec.yaml:7:18: expected ')' or ',' in the call of 'flatten' (opened at column 16)");
+                    "spec.yaml:7:18: expected ')' or ',' in the call of 'flatten' "
+                    "(opened at column 16)");
   EXPECT_THROW_WITH(parse_expr("(a + b"), "expected ')' to close the '('");
   EXPECT_THROW_WITH(parse_expr("a +"), "expected a value, got the end");
   EXPECT_THROW_WITH(parse_expr("a b"), "unexpected 'b' after the expression");
@@ -674,6 +681,9 @@ TEST(SpecErrors, DeepNestingIsAnErrorNotACrash) {
   EXPECT_THROW_WITH(parse_expr("reshape(a, " + std::string(deep, '[') + ")"),
                     "nested too deeply");
   EXPECT_THROW_WITH(parse_expr(std::string(deep, '-') + "a"), "nested too deeply");
+  // yaml-cpp has its own depth limit; its error is a SpecError too.
+  EXPECT_THROW_WITH(parse_spec("inputs: " + std::string(deep, '['), "spec.yaml"),
+                    "spec.yaml:");
   // Nesting within the limit is fine.
   Spec s = parse_expr(std::string(150, '(') + "a" + std::string(150, ')'));
   EXPECT_EQ(s.graph.node(s.graph.outputs()[0].second).name, "a");
@@ -715,7 +725,8 @@ TEST(SpecErrors, UnknownKeysSuggestTheNearestKnownKey) {
   EXPECT_THROW_WITH(parse_spec(model, "spec.yaml"), "did you mean 'freeze'?");
   std::string input = yaml;
   input.replace(input.find("dtype"), 5, "dtpye");
-  EXPECT_THROW_WITH(parse_spec(input, "spec.yaml"), "unknown key 'dtpye' in inputs.tokens");
+  EXPECT_THROW_WITH(parse_spec(input, "spec.yaml"),
+                    "unknown key 'dtpye' in inputs.tokens");
   std::string far = yaml;
   far.replace(far.find("outputs:"), 8, "zzzzzzzzzz:");
   EXPECT_THROW_WITH(parse_spec(far, "spec.yaml"), "known keys: inputs, models, graph");
@@ -779,10 +790,12 @@ TEST(SpecErrors, WrongNodeTypesAreErrors) {
                     "spec.yaml:1:9: inputs must map each input's name to its shape");
   EXPECT_THROW_WITH(parse("inputs: {x: 4}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
                     "the shape of input 'x' must be a list");
-  EXPECT_THROW_WITH(parse("inputs: {x: [N, 2.5]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
-                    "spec.yaml:1:17: dimension '2.5' of input 'x' must be an integer");
-  EXPECT_THROW_WITH(parse("inputs: {x: [N, 0]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
-                    "dimension 0 must be positive");
+  EXPECT_THROW_WITH(
+      parse("inputs: {x: [N, 2.5]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
+      "spec.yaml:1:17: dimension '2.5' of input 'x' must be an integer");
+  EXPECT_THROW_WITH(
+      parse("inputs: {x: [N, 0]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
+      "dimension 0 must be positive");
   EXPECT_THROW_WITH(
       parse("inputs: {x: {shape: [N], dtype: flaot}}\ngraph: [\"y = relu(x)\"]\n"
             "outputs: [y]\n"),

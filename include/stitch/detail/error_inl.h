@@ -5,6 +5,8 @@ namespace stitch {
 namespace detail {
 /// First line of a c10::Error message, without LibTorch's C++ backtrace.
 std::string short_message(const c10::Error& e);
+/// The first non-empty line of a message.
+std::string first_line(const std::string& message);
 }  // namespace detail
 
 template <typename Fn>
@@ -16,7 +18,7 @@ auto with_context(const std::string& context, Fn&& fn) -> decltype(fn()) {
   } catch (const c10::Error& e) {
     throw Error(context + ": " + detail::short_message(e));
   } catch (const std::exception& e) {
-    throw Error(context + ": " + e.what());
+    throw Error(context + ": " + detail::first_line(e.what()));
   }
 }
 }  // namespace stitch
