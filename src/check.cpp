@@ -247,14 +247,16 @@ class Analyzer {
     }
     const std::string target_desc = fmt::format("{} ({})", n.op, c.spec.describe());
     const auto expected = expected_input(c, 0);
-    std::string lines = fmt::format("cannot feed {} into {}\n", source, n.op);
+    const std::string source_name = producer.kind == Node::Kind::Call ? producer.op : source;
+    std::string lines = fmt::format("cannot feed {} into {}\n", source_name, n.op);
     const size_t width = std::max(source_desc.size() + 10, target_desc.size() + 9);
-    lines += fmt::format("  {:<{}}{}\n", source_desc + " produces ", width + 1,
+    lines += fmt::format("  {:<{}}{}\n", source_desc + " produces ", width,
                          args[0]->str());
     if (expected) {
-      lines += fmt::format("  {:<{}}{}  (first layer {}: {}{})\n", target_desc + " expects ",
-                           width + 1, tensor_type_str(at::kFloat, expected->shape),
-                           expected->layer, expected->description,
+      lines += fmt::format("  {:<{}}{}  (first layer{}: {}{})\n", target_desc + " expects ",
+                           width, tensor_type_str(at::kFloat, expected->shape),
+                           expected->layer.empty() ? "" : " " + expected->layer,
+                           expected->description,
                            expected->flattened ? ", after flattening" : "");
     } else {
       lines += fmt::format("  {} fails on it: {}\n", target_desc, why);

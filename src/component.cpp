@@ -133,7 +133,7 @@ std::string layer_of(const std::vector<std::string>& path) {
   for (size_t i = 0; i + 1 < path.size(); ++i) {
     out += (i ? "." : "") + path[i];
   }
-  return out.empty() ? "(top)" : out;
+  return out;
 }
 
 /// The one consumer of `v`, if it has exactly one real use.

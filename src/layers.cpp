@@ -26,6 +26,8 @@ torch::jit::Module new_layer(LayerContext& ctx, const std::string& type) {
   return new_module(ctx.cu, type);
 }
 
+torch::Tensor trainable(torch::Tensor t) { return t.set_requires_grad(true); }
+
 torch::Tensor uniform(LayerContext& ctx, std::vector<int64_t> sizes, double bound) {
   return torch::empty(sizes).uniform_(-bound, bound, ctx.generator);
 }
@@ -35,8 +37,10 @@ torch::Tensor uniform(LayerContext& ctx, std::vector<int64_t> sizes, double boun
 void add_weight_and_bias(torch::jit::Module& m, LayerContext& ctx,
                          std::vector<int64_t> weight_sizes, int64_t fan_in, bool bias) {
   const double bound = fan_in > 0 ? 1.0 / std::sqrt(double(fan_in)) : 0.0;
-  m.register_parameter("weight", uniform(ctx, weight_sizes, bound), false);
-  if (bias) m.register_parameter("bias", uniform(ctx, {weight_sizes[0]}, bound), false);
+  m.register_parameter("weight", trainable(uniform(ctx, weight_sizes, bound)), false);
+  if (bias) {
+    m.register_parameter("bias", trainable(uniform(ctx, {weight_sizes[0]}, bound)), false);
+  }
 }
 
 torch::jit::Module linear_layer(LayerContext& ctx, int64_t in, int64_t out, bool bias) {
@@ -100,7 +104,7 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
   if (op == "embedding") {
     auto m = new_layer(ctx, "Embedding");
     m.register_parameter("weight",
-                         torch::empty({kw("vocab").i, kw("dim").i}).normal_(0, 1, ctx.generator),
+                         trainable(torch::empty({kw("vocab").i, kw("dim").i}).normal_(0, 1, ctx.generator)),
                          false);
     m.define(
         "def forward(self, x: Tensor) -> Tensor:\n"
@@ -110,8 +114,8 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
   if (op == "layernorm") {
     const int64_t d = input.shape.back().size();
     auto m = new_layer(ctx, "LayerNorm");
-    m.register_parameter("weight", torch::ones({d}), false);
-    m.register_parameter("bias", torch::zeros({d}), false);
+    m.register_parameter("weight", trainable(torch::ones({d})), false);
+    m.register_parameter("bias", trainable(torch::zeros({d})), false);
     m.define(fmt::format(
         "def forward(self, x: Tensor) -> Tensor:\n"
         "  return torch.layer_norm(x, [{}], self.weight, self.bias, 1e-05)\n", d));
@@ -120,8 +124,8 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
   if (op == "batchnorm") {
     const int64_t c = input.shape[1].size();
     auto m = new_layer(ctx, "BatchNorm");
-    m.register_parameter("weight", torch::ones({c}), false);
-    m.register_parameter("bias", torch::zeros({c}), false);
+    m.register_parameter("weight", trainable(torch::ones({c})), false);
+    m.register_parameter("bias", trainable(torch::zeros({c})), false);
     m.register_buffer("running_mean", torch::zeros({c}));
     m.register_buffer("running_var", torch::ones({c}));
     m.register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
@@ -138,8 +142,8 @@ std::optional<torch::jit::Module> make_layer(const Node& node, const ValueType& 
     auto scale = torch::tensor(kw("scale").number(), torch::kFloat);
     auto offset = torch::tensor(kw("offset").number(), torch::kFloat);
     if (kw("learnable").b) {
-      m.register_parameter("scale", scale, false);
-      m.register_parameter("offset", offset, false);
+      m.register_parameter("scale", trainable(scale), false);
+      m.register_parameter("offset", trainable(offset), false);
     } else {
       m.register_buffer("scale", scale);
       m.register_buffer("offset", offset);

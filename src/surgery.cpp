@@ -179,33 +179,49 @@ void cut_at(Component& c, const std::string& path) {
   install(c, graph);
 }
 
+bool is_plain(JitNode* n) {
+  auto k = n->kind();
+  return k == c10::prim::GetAttr || k == c10::prim::Constant ||
+         k == c10::prim::ListConstruct || k == c10::prim::TupleConstruct;
+}
+
 void start_after(Component& c, const std::string& path) {
   auto graph = c.module.get_method(c.spec.method).graph()->copy();
   JitNode* call = find_target(c, *graph, path)[0];
-  // Everything computed before the call that the rest still uses, other than
-  // the model's own inputs and module attributes, would cross the cut.
-  std::set<JitNode*> before;
+  std::vector<JitNode*> before;
   for (JitNode* n : graph->nodes()) {
     if (n == call) break;
-    before.insert(n);
+    before.push_back(n);
   }
   JitValue* feature = graph->addInput("features")->setType(call->output()->type());
-  // Move it to be the first argument after self.
   call->output()->replaceAllUsesWith(feature);
   call->destroy();
-  torch::jit::EliminateDeadCode(graph);
+  // The part before the cut is not run any more: drop what the rest does not
+  // use, last first. (DCE alone keeps method calls.)
+  std::vector<JitNode*> kept;
+  for (auto it = before.rbegin(); it != before.rend(); ++it) {
+    JitNode* n = *it;
+    bool used = false;
+    for (JitValue* out : n->outputs()) used = used || out->hasUses();
+    if (used) {
+      kept.insert(kept.begin(), n);
+    } else {
+      n->destroy();
+    }
+  }
+  // What is left before the cut must be computable from the model's own
+  // inputs (x.shape for a final resize is); anything else crosses the cut.
+  std::set<JitValue*> from_inputs(graph->inputs().begin(), graph->inputs().end());
   std::vector<std::string> crossing;
-  for (JitNode* n : graph->nodes()) {
-    if (before.count(n)) continue;
-    for (JitValue* in : n->inputs()) {
-      JitNode* producer = in->node();
-      if (!before.count(producer)) continue;
-      auto k = producer->kind();
-      if (k == c10::prim::GetAttr || k == c10::prim::Constant ||
-          k == c10::prim::ListConstruct || k == c10::prim::TupleConstruct) {
-        continue;
+  for (JitNode* n : kept) {
+    bool ok = n->kind() != c10::prim::CallMethod && n->blocks().empty();
+    for (JitValue* in : n->inputs()) ok = ok && (from_inputs.count(in) || is_plain(in->node()));
+    for (JitValue* out : n->outputs()) {
+      if (ok || is_plain(n)) {
+        from_inputs.insert(out);
+      } else {
+        crossing.push_back("%" + out->debugName());
       }
-      crossing.push_back(in->debugName());
     }
   }
   if (!crossing.empty()) {
@@ -217,7 +233,7 @@ void start_after(Component& c, const std::string& path) {
         "  fix: split at a layer that no skip connection crosses",
         c.spec.loc.prefix(), c.spec.name, path, c.spec.method, names));
   }
-  // Reorder inputs: self, features, then the original inputs still used.
+  // Inputs in order: self, features, then the original inputs still used.
   auto inputs = graph->inputs().vec();
   std::vector<JitValue*> originals(inputs.begin() + 1, inputs.end() - 1);
   auto reordered = std::make_shared<torch::jit::Graph>();
@@ -229,14 +245,12 @@ void start_after(Component& c, const std::string& path) {
       map[v] = reordered->addInput(v->debugNameBase())->setType(v->type());
     }
   }
-  auto outs = torch::jit::insertGraph(*reordered, *graph,
-      [&] {
-        std::vector<JitValue*> args;
-        for (JitValue* v : inputs) {
-          args.push_back(map.count(v) ? map[v] : nullptr);
-        }
-        return args;
-      }());
+  std::vector<JitValue*> args;
+  for (JitValue* v : inputs) {
+    // Unused inputs get any value: nothing reads them.
+    args.push_back(map.count(v) ? map[v] : map[inputs[0]]);
+  }
+  auto outs = torch::jit::insertGraph(*reordered, *graph, args);
   for (JitValue* o : outs) reordered->registerOutput(o);
   install(c, reordered);
 }

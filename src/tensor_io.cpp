@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstring>
 #include <deque>
 #include <optional>
@@ -27,6 +28,7 @@ namespace {
 // Far beyond real tensors; keeps hostile shapes from costing time or memory.
 constexpr size_t kMaxDims = 64;
 
+// Parsers throw this; read_tensors and write_tensors put the path in front.
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
   throw std::runtime_error(fmt::format(format, std::forward<Args>(args)...));
@@ -38,9 +40,7 @@ std::string shape_str(c10::IntArrayRef shape) {
 
 /// Bytes a tensor of `shape` needs, failing instead of overflowing.
 int64_t byte_size(c10::IntArrayRef shape, c10::ScalarType dtype, const std::string& what) {
-  if (shape.size() > kMaxDims) {
-    fail("{} has {} dims, more than the {} supported", what, shape.size(), kMaxDims);
-  }
+  if (shape.size() > kMaxDims) fail("{} has {} dims, over {}", what, shape.size(), kMaxDims);
   int64_t bytes = static_cast<int64_t>(c10::elementSize(dtype));
   for (int64_t dim : shape) {
     if (dim < 0) fail("{} has a negative dimension in shape {}", what, shape_str(shape));
@@ -79,11 +79,11 @@ const char* name_of(c10::ScalarType type, NameField field) {
 }
 
 std::string all_names(NameField field) {
-  std::vector<std::string> names;
+  std::string out;
   for (const auto& d : kDtypes) {
-    if (d.*field != nullptr) names.emplace_back(d.*field);
+    if (d.*field != nullptr) out += (out.empty() ? "" : " ") + std::string(d.*field);
   }
-  return fmt::format("{}", fmt::join(names, " "));
+  return out;
 }
 
 /// `n` bytes at `pos`, failing if the file ends first.
@@ -101,8 +101,10 @@ uint64_t read_le(std::string_view bytes, uint64_t pos, int n) {
   return value;
 }
 
-void append_le(std::string& out, uint64_t value, int n) {
+std::string le_bytes(uint64_t value, int n) {
+  std::string out;
   for (int i = 0; i < n; ++i) out.push_back(static_cast<char>(value >> (8 * i)));
+  return out;
 }
 
 /// A tensor owning a copy of `bytes`, which the caller checked against the shape.
@@ -133,10 +135,14 @@ std::string_view bytes_of(const torch::Tensor& t) {
 // ---------------------------------------------------------------- safetensors
 
 std::vector<int64_t> json_ints(const nlohmann::json& j, const std::string& what) {
-  if (!j.is_array() || j.size() > kMaxDims) fail("{} must be a list of at most {} integers", what, kMaxDims);
+  if (!j.is_array() || j.size() > kMaxDims) {
+    fail("{} must be a list of up to {} ints", what, kMaxDims);
+  }
   std::vector<int64_t> out;
   for (const auto& v : j) {
-    if (v.is_number_integer() && !v.is_number_unsigned()) fail("{} has negative value {}", what, v.dump());
+    if (v.is_number_integer() && !v.is_number_unsigned()) {
+      fail("{} has negative value {}", what, v.dump());
+    }
     if (!v.is_number_unsigned() || v.get<uint64_t>() > INT64_MAX) {
       fail("{} has {}, not an integer below 2^63", what, v.dump());
     }
@@ -170,10 +176,13 @@ TensorMap read_safetensors(std::string_view file) {
         !info.contains("data_offsets")) {
       fail("{} needs \"dtype\", \"shape\" and \"data_offsets\"", what);
     }
-    const auto& dtype_json = info.at("dtype");
-    const auto dtype = dtype_json.is_string()
-        ? dtype_named(dtype_json.get<std::string>(), &DtypeName::safetensors) : std::nullopt;
-    if (!dtype) fail("{} has unsupported dtype {} (supported: {})", what, dtype_json.dump(), all_names(&DtypeName::safetensors));
+    const auto& dtype_name = info.at("dtype");
+    const auto dtype = dtype_name.is_string()
+        ? dtype_named(dtype_name.get<std::string>(), &DtypeName::safetensors) : std::nullopt;
+    if (!dtype) {
+      fail("{} has unsupported dtype {} (supported: {})", what, dtype_name.dump(),
+           all_names(&DtypeName::safetensors));
+    }
     const auto shape = json_ints(info.at("shape"), what + " shape");
     const auto offsets = json_ints(info.at("data_offsets"), what + " data_offsets");
     if (offsets.size() != 2) fail("{} data_offsets must be [begin, end]", what);
@@ -183,11 +192,12 @@ TensorMap read_safetensors(std::string_view file) {
     }
     const auto [begin, end] = std::pair(offsets[0], offsets[1]);
     if (begin > end || static_cast<uint64_t>(end) > data.size()) {
-      fail("{} has data_offsets [{}, {}] outside the {}-byte data section", what, begin, end, data.size());
+      fail("{} has data_offsets [{}, {}] outside the {}-byte data section", what, begin, end,
+           data.size());
     }
     if (end - begin != bytes) {
       fail("{} has shape {} of {} ({} bytes) but data_offsets [{}, {}] hold {}", what,
-           shape_str(shape), dtype_json.get<std::string>(), bytes, begin, end, end - begin);
+           shape_str(shape), dtype_name.get<std::string>(), bytes, begin, end, end - begin);
     }
     spans.push_back({begin, end, name});
     out[name] = tensor_from_bytes(data.substr(begin, bytes), *dtype, shape);
@@ -211,7 +221,8 @@ std::string encode_safetensors(const TensorMap& tensors) {
     const auto t = writable(name, tensor);
     const char* dtype = name_of(t.scalar_type(), &DtypeName::safetensors);
     if (dtype == nullptr) {
-      fail("tensor '{}' has dtype {}, which .safetensors cannot hold", name, c10::toString(t.scalar_type()));
+      fail("tensor '{}' has dtype {}, which .safetensors cannot hold", name,
+           c10::toString(t.scalar_type()));
     }
     header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()},
                     {"data_offsets", {data.size(), data.size() + t.nbytes()}}};
@@ -219,14 +230,26 @@ std::string encode_safetensors(const TensorMap& tensors) {
   }
   std::string json = header.dump();
   json.append((8 - json.size() % 8) % 8, ' ');  // aligns the data, as the reference writer does
-  std::string out;
-  append_le(out, json.size(), 8);
-  return out + json + data;
+  return le_bytes(json.size(), 8) + json + data;
 }
 
-// ---------------------------------------------------------------------- npy
+// ----------------------------------------------------------------------- npy
 
 const std::string_view kNpyMagic = "\x93NUMPY";
+
+std::string_view trim(std::string_view s) {
+  const size_t begin = s.find_first_not_of(" \t\n");
+  return begin == s.npos ? "" : s.substr(begin, s.find_last_not_of(" \t\n") - begin + 1);
+}
+
+/// The text after `'key':` in the Python dict literal numpy writes, such as
+/// {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+std::string_view npy_field(std::string_view header, const std::string& key) {
+  size_t at = header.find("'" + key + "':");
+  if (at == header.npos) at = header.find("\"" + key + "\":");
+  if (at == header.npos) fail("header has no '{}'", key);
+  return trim(header.substr(at + key.size() + 3));
+}
 
 struct NpyHeader {
   std::string descr;
@@ -234,110 +257,54 @@ struct NpyHeader {
   std::vector<int64_t> shape;
 };
 
-/// Parses the Python dict literal numpy writes, such as
-/// {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
-class NpyHeaderParser {
- public:
-  explicit NpyHeaderParser(std::string_view text) : s_(text) {}
+NpyHeader parse_npy_header(std::string_view header) {
+  NpyHeader h;
+  const auto descr = npy_field(header, "descr");
+  const size_t quote = descr.empty() ? descr.npos : descr.find(descr[0], 1);
+  if (descr.empty() || descr[0] == '[') fail("structured dtypes are not supported");
+  if ((descr[0] != '\'' && descr[0] != '"') || quote == descr.npos) fail("malformed 'descr'");
+  h.descr = descr.substr(1, quote - 1);
 
-  NpyHeader parse() {
-    NpyHeader h;
-    int seen = 0;
-    expect('{');
-    while (!eat('}')) {
-      const std::string key = string();
-      expect(':');
-      if (key == "descr") {
-        if (eat('[')) fail("structured dtypes are not supported");
-        h.descr = string();
-      } else if (key == "fortran_order") {
-        h.fortran_order = boolean();
-      } else if (key == "shape") {
-        h.shape = tuple();
-      } else {
-        fail("header has unexpected key '{}'", key);
-      }
-      ++seen;
-      if (!eat(',')) {
-        expect('}');
-        break;
-      }
-    }
-    if (seen != 3) fail("header needs exactly 'descr', 'fortran_order' and 'shape'");
-    return h;
+  const auto order = npy_field(header, "fortran_order");
+  if (order.substr(0, 4) != "True" && order.substr(0, 5) != "False") {
+    fail("malformed 'fortran_order'");
   }
+  h.fortran_order = order[0] == 'T';
 
- private:
-  void skip_space() {
-    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-  }
-  bool eat(char c) {
-    skip_space();
-    if (i_ < s_.size() && s_[i_] == c) return ++i_, true;
-    return false;
-  }
-  void expect(char c) {
-    if (!eat(c)) fail("malformed header: expected '{}' at column {}", c, i_ + 1);
-  }
-  std::string string() {
-    const char quote = eat('\'') ? '\'' : (expect('"'), '"');
-    const size_t end = s_.find(quote, i_);
-    if (end == std::string_view::npos) fail("malformed header: unterminated string");
-    std::string out(s_.substr(i_, end - i_));
-    i_ = end + 1;
-    return out;
-  }
-  bool boolean() {
-    skip_space();
-    for (bool value : {true, false}) {
-      const std::string_view word = value ? "True" : "False";
-      if (s_.substr(i_, word.size()) == word) return i_ += word.size(), value;
-    }
-    fail("malformed header: fortran_order must be True or False");
-  }
-  int64_t integer() {
-    if (eat('-')) fail("header has a negative dimension");
+  const auto shape = npy_field(header, "shape");
+  const size_t close = shape.find(')');
+  if (shape.empty() || shape[0] != '(' || close == shape.npos) fail("malformed 'shape'");
+  // "(2, 3)", "(2,)" or "()"; Python 2 numpy wrote longs as "3L".
+  for (auto dims = shape.substr(1, close - 1); !trim(dims).empty();) {
+    const size_t comma = std::min(dims.find(','), dims.size());
+    auto dim = trim(dims.substr(0, comma));
+    dims.remove_prefix(std::min(comma + 1, dims.size()));
+    if (!dim.empty() && dim.back() == 'L') dim.remove_suffix(1);
     int64_t value = 0;
-    const size_t start = i_;
-    for (; i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_])); ++i_) {
-      if (value > (INT64_MAX - (s_[i_] - '0')) / 10) fail("header has a dimension above 2^63");
-      value = value * 10 + (s_[i_] - '0');
+    const auto [end, error] = std::from_chars(dim.data(), dim.data() + dim.size(), value);
+    if (error == std::errc::result_out_of_range) fail("shape has a dimension above 2^63");
+    if (error != std::errc() || end != dim.data() + dim.size()) {
+      fail("malformed dimension '{}'", dim);
     }
-    if (i_ == start) fail("malformed header: expected a dimension at column {}", i_ + 1);
-    eat('L');  // Python 2 numpy wrote longs as 3L
-    return value;
+    if (value < 0) fail("shape has a negative dimension {}", value);
+    if (h.shape.size() == kMaxDims) fail("shape has over {} dims", kMaxDims);
+    h.shape.push_back(value);
   }
-  std::vector<int64_t> tuple() {
-    std::vector<int64_t> out;
-    expect('(');
-    while (!eat(')')) {
-      if (out.size() == kMaxDims) fail("shape has more than {} dims", kMaxDims);
-      out.push_back(integer());
-      if (!eat(',')) {
-        expect(')');
-        break;
-      }
-    }
-    return out;
-  }
-
-  std::string_view s_;
-  size_t i_ = 0;
-};
+  return h;
+}
 
 torch::Tensor read_npy(std::string_view file) {
   if (file.substr(0, kNpyMagic.size()) != kNpyMagic) fail("not a .npy file (no \\x93NUMPY magic)");
   const auto major = read_le(file, 6, 1), minor = read_le(file, 7, 1);
   if (major < 1 || major > 3) fail("unsupported .npy version {}.{}", major, minor);
   const int length_bytes = major == 1 ? 2 : 4;
-  const uint64_t header_size = read_le(file, 8, length_bytes);
-  const uint64_t start = 8 + length_bytes;
-  const auto header = NpyHeaderParser(slice(file, start, header_size)).parse();
-  if (header.fortran_order) {
-    fail("array is in Fortran order; save np.ascontiguousarray(a) instead");
-  }
+  const uint64_t header_size = read_le(file, 8, length_bytes), start = 8 + length_bytes;
+  const auto header = parse_npy_header(slice(file, start, header_size));
+  if (header.fortran_order) fail("array is in Fortran order; save np.ascontiguousarray(a) instead");
   const auto dtype = dtype_named(header.descr, &DtypeName::npy);
-  if (!dtype) fail("unsupported dtype '{}' (supported: {})", header.descr, all_names(&DtypeName::npy));
+  if (!dtype) {
+    fail("unsupported dtype '{}' (supported: {})", header.descr, all_names(&DtypeName::npy));
+  }
   const int64_t bytes = byte_size(header.shape, *dtype, "array");
   const std::string_view data = file.substr(start + header_size);
   if (static_cast<uint64_t>(bytes) != data.size()) {
@@ -353,21 +320,17 @@ std::string encode_npy(const TensorMap& tensors) {
   }
   const auto t = writable(tensors.begin()->first, tensors.begin()->second);
   const char* descr = name_of(t.scalar_type(), &DtypeName::npy);
-  if (descr == nullptr) {
-    fail("dtype {} has no .npy equivalent", c10::toString(t.scalar_type()));
-  }
+  if (descr == nullptr) fail("dtype {} has no .npy equivalent", c10::toString(t.scalar_type()));
   const auto dims = t.sizes();
   std::string header = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}{}), }}",
                                    descr, fmt::join(dims, ", "), dims.size() == 1 ? "," : "");
   // Like numpy: pad with spaces and a newline so the data starts 64-byte aligned.
   header.append(63 - (10 + header.size()) % 64, ' ').push_back('\n');
-  std::string out(kNpyMagic);
-  out += std::string("\x01\x00", 2);
-  append_le(out, header.size(), 2);
-  return out + header + std::string(bytes_of(t));
+  return std::string(kNpyMagic) + std::string("\x01\x00", 2) + le_bytes(header.size(), 2) +
+         header + std::string(bytes_of(t));
 }
 
-// ----------------------------------------------------------------------- pt
+// ------------------------------------------------------------------------ pt
 
 using ZipEntries = std::unordered_map<std::string, std::string_view>;
 
@@ -420,12 +383,13 @@ ZipEntries read_zip(std::string_view zip) {
 /// A Python value in a torch.save pickle. Values live in the Unpickler's
 /// arena and point at each other, so cycles and deep nesting are harmless.
 struct PyValue {
-  enum class Kind { kNone, kBool, kInt, kFloat, kStr, kGlobal, kTuple, kList, kDict, kStorage, kTensor };
+  enum class Kind { kNone, kBool, kInt, kFloat, kStr, kGlobal, kTuple, kList, kDict, kStorage,
+                    kTensor };
   Kind kind = Kind::kNone;
   int64_t number = 0;
-  std::string text;               // kStr; kGlobal as "module.name"
-  std::vector<PyValue*> items;    // kTuple, kList; kDict as key, value, key, ...
-  torch::Tensor tensor;           // kStorage: 1-D copy of the storage; kTensor
+  std::string text;             // kStr; kGlobal as "module.name"
+  std::vector<PyValue*> items;  // kTuple, kList; kDict as key, value, key, ...
+  torch::Tensor tensor;         // kStorage: 1-D copy of the storage; kTensor
 };
 using Kind = PyValue::Kind;
 
@@ -436,9 +400,9 @@ std::string describe(const PyValue& v) {
 }
 
 /// Runs the part of pickle that torch.save emits for tensors and dicts of
-/// tensors. LibTorch 1.13's unpickler lacks SETITEM and BUILD, so it cannot
-/// read a one-entry dict or a state_dict; it also trusts stack and memo
-/// indices. This one checks every access and caps what it allocates.
+/// tensors. LibTorch 1.13's torch::pickle_load lacks SETITEM and BUILD, so it
+/// cannot read a one-entry dict or a state_dict, and it trusts stack and memo
+/// indices in the file. This one checks every access and caps what it allocates.
 class Unpickler {
  public:
   Unpickler(std::string_view pickle, const ZipEntries& zip, size_t file_size)
@@ -448,8 +412,8 @@ class Unpickler {
     for (;;) {
       const auto op = static_cast<uint8_t>(arg(1));
       switch (op) {
-        case 0x80: arg(1); break;                      // PROTO
-        case 0x95: arg(8); break;                      // FRAME, a size hint
+        case 0x80: arg(1); break;  // PROTO
+        case 0x95: arg(8); break;  // FRAME, a size hint
         case '(': marks_.push_back(stack_.size()); break;
         case '.': return *pop();
         case 'N': push(Kind::kNone); break;
@@ -462,22 +426,33 @@ class Unpickler {
         case 'X': push(Kind::kStr, 0, bytes(arg(4))); break;
         case 0x8c: push(Kind::kStr, 0, bytes(arg(1))); break;
         case 0x8d: push(Kind::kStr, 0, bytes(arg(8))); break;
-        case 'c': { const std::string module(line()); push(Kind::kGlobal, 0, module + "." + std::string(line())); break; }
-        case 0x93: { const auto* name = pop(); const auto* module = pop();
-                     push(Kind::kGlobal, 0, module->text + "." + name->text); break; }
+        case 'c': {  // GLOBAL "module\nname\n"
+          const std::string module(line());
+          push(Kind::kGlobal, 0, module + "." + std::string(line()));
+          break;
+        }
+        case 0x93: {  // STACK_GLOBAL
+          const auto* name = pop();
+          push(Kind::kGlobal, 0, pop()->text + "." + name->text);
+          break;
+        }
         case ')': push(Kind::kTuple); break;
         case ']': push(Kind::kList); break;
         case '}': push(Kind::kDict); break;
-        case 't': push(Kind::kTuple)->items = pop_mark(); break;
-        case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
-          std::vector<PyValue*> items(op - 0x84);
+        case 't': case 0x85: case 0x86: case 0x87: {  // TUPLE, TUPLE1..3
+          std::vector<PyValue*> items(op == 't' ? 0 : op - 0x84);
           for (auto it = items.rbegin(); it != items.rend(); ++it) *it = pop();
+          if (op == 't') items = pop_mark();
           push(Kind::kTuple)->items = std::move(items);
           break;
         }
-        case 'a': { auto* v = pop(); add_to(Kind::kList, {v}); break; }
+        case 'a': add_to(Kind::kList, {pop()}); break;
         case 'e': add_to(Kind::kList, pop_mark()); break;
-        case 's': { auto* v = pop(); auto* k = pop(); add_to(Kind::kDict, {k, v}); break; }
+        case 's': {
+          auto* value = pop();
+          add_to(Kind::kDict, {pop(), value});
+          break;
+        }
         case 'u': add_to(Kind::kDict, pop_mark()); break;
         case 'q': memo_[arg(1)] = top(); break;
         case 'r': memo_[arg(4)] = top(); break;
@@ -490,7 +465,7 @@ class Unpickler {
           stack_.push_back(reduce(*pop(), *args));
           break;
         }
-        case 'b': pop(); top(); break;  // BUILD: attributes such as a state_dict's _metadata
+        case 'b': pop(), top(); break;  // BUILD sets attributes, e.g. a state_dict's _metadata
         default: fail("unsupported pickle opcode 0x{:02x} at byte {}", op, pos_ - 1);
       }
     }
@@ -498,22 +473,19 @@ class Unpickler {
 
  private:
   uint64_t arg(int n) { return read_le(in_, std::exchange(pos_, pos_ + n), n); }
-  std::string_view bytes(uint64_t n) {
-    const auto out = slice(in_, pos_, n);
-    pos_ += n;
-    return out;
-  }
+  std::string_view bytes(uint64_t n) { return slice(in_, std::exchange(pos_, pos_ + n), n); }
   std::string_view line() {
     const size_t end = in_.find('\n', pos_);
-    if (end == std::string_view::npos) fail("corrupt pickle: unterminated name");
-    return in_.substr(std::exchange(pos_, end + 1), end - pos_);
+    if (end == in_.npos) fail("corrupt pickle: unterminated name");
+    const size_t start = std::exchange(pos_, end + 1);
+    return in_.substr(start, end - start);
   }
   int64_t long1() {
-    const auto n = arg(1);
+    const int n = static_cast<int>(arg(1));
+    if (n == 0) return 0;
     if (n > 8) fail("pickle holds an integer too large for 64 bits");
-    const uint64_t value = n == 0 ? 0 : arg(static_cast<int>(n));
-    const int shift = 64 - 8 * static_cast<int>(n);  // sign-extend from n bytes
-    return n == 0 ? 0 : static_cast<int64_t>(value << shift) >> shift;
+    const int shift = 64 - 8 * n;  // sign-extends from n bytes
+    return static_cast<int64_t>(arg(n) << shift) >> shift;
   }
 
   PyValue* make(Kind kind, int64_t number = 0, std::string_view text = {}) {
@@ -523,9 +495,10 @@ class Unpickler {
   PyValue* push(Kind kind, int64_t number = 0, std::string_view text = {}) {
     return stack_.emplace_back(make(kind, number, text));
   }
-  size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
   PyValue* top() {
-    if (stack_.size() <= floor()) fail("corrupt pickle: stack underflow at byte {}", pos_);
+    if (stack_.size() <= (marks_.empty() ? 0 : marks_.back())) {
+      fail("corrupt pickle: stack underflow at byte {}", pos_);
+    }
     return stack_.back();
   }
   PyValue* pop() {
@@ -552,6 +525,7 @@ class Unpickler {
     }
     target->items.insert(target->items.end(), items.begin(), items.end());
   }
+  // Shared storages and broadcast views could otherwise expand a small file.
   void charge(int64_t bytes) {
     budget_ -= bytes;
     if (budget_ < 0) fail("tensors would take over 4 times the file size (broadcast views?)");
@@ -577,7 +551,8 @@ class Unpickler {
     const auto record = zip_.find("data/" + key);
     if (record == zip_.end()) fail("storage '{}' is missing from the archive", key);
     if (static_cast<uint64_t>(bytes) > record->second.size()) {
-      fail("storage '{}' declares {} bytes but the file holds {}", key, bytes, record->second.size());
+      fail("storage '{}' declares {} bytes but the file holds {}", key, bytes,
+           record->second.size());
     }
     charge(bytes);
     auto* storage = make(Kind::kStorage);
@@ -585,33 +560,35 @@ class Unpickler {
     return storages_[key] = storage;
   }
 
-  std::vector<int64_t> ints(const PyValue& v) {
-    if (v.kind != Kind::kTuple || v.items.size() > kMaxDims) fail("tensor sizes and strides must be tuples of ints");
+  static std::vector<int64_t> ints(const PyValue& v) {
+    if (v.kind != Kind::kTuple) fail("tensor sizes and strides must be tuples");
     std::vector<int64_t> out;
     for (const auto* item : v.items) {
-      if (item->kind != Kind::kInt) fail("tensor sizes and strides must be tuples of ints");
+      if (item->kind != Kind::kInt || out.size() == kMaxDims) {
+        fail("tensor sizes and strides must be tuples of up to {} ints", kMaxDims);
+      }
       out.push_back(item->number);
     }
     return out;
   }
 
   /// _rebuild_tensor_v2(storage, offset, sizes, strides, ...): a view into a
-  /// storage, checked to stay inside it before copying it out.
+  /// storage, checked to stay inside it before it is copied out.
   PyValue* rebuild_tensor(const std::vector<PyValue*>& a) {
     if (a.size() < 4 || a[0]->kind != Kind::kStorage || a[1]->kind != Kind::kInt) {
       fail("corrupt pickle: bad arguments to _rebuild_tensor");
     }
     const auto& storage = a[0]->tensor;
     const auto sizes = ints(*a[2]), strides = ints(*a[3]);
-    int64_t last = a[1]->number;  // highest element the view touches
-    bool empty = false;
-    if (sizes.size() != strides.size() || last < 0) fail("tensor has inconsistent sizes, strides or offset");
+    const int64_t offset = a[1]->number;
+    if (sizes.size() != strides.size() || offset < 0) fail("tensor has bad strides or offset");
+    int64_t last = offset;  // the highest element the view reads
     for (size_t i = 0; i < sizes.size(); ++i) {
       if (sizes[i] < 0 || strides[i] < 0) fail("tensor has negative sizes or strides");
-      empty |= sizes[i] == 0;
     }
+    const bool empty = std::count(sizes.begin(), sizes.end(), 0) > 0;
     for (size_t i = 0; i < sizes.size() && !empty; ++i) {
-      int64_t step;
+      int64_t step = 0;
       if (__builtin_mul_overflow(sizes[i] - 1, strides[i], &step) ||
           __builtin_add_overflow(last, step, &last)) {
         fail("tensor view of shape {} is too large", shape_str(sizes));
@@ -619,11 +596,11 @@ class Unpickler {
     }
     if (!empty && last >= storage.numel()) {
       fail("tensor view of shape {} (strides {}, offset {}) reaches past its {}-element storage",
-           shape_str(sizes), shape_str(strides), a[1]->number, storage.numel());
+           shape_str(sizes), shape_str(strides), offset, storage.numel());
     }
     charge(byte_size(sizes, storage.scalar_type(), "tensor"));
     auto* out = make(Kind::kTensor);
-    out->tensor = storage.as_strided(sizes, strides, a[1]->number).clone(at::MemoryFormat::Contiguous);
+    out->tensor = storage.as_strided(sizes, strides, offset).clone(at::MemoryFormat::Contiguous);
     return out;
   }
 
@@ -635,7 +612,8 @@ class Unpickler {
       return rebuild_tensor(args.items);
     }
     // A Parameter wraps its tensor; C++'s pickle_save tags dicts with their type.
-    if ((name == "torch._utils._rebuild_parameter" || name == "torch._utils._rebuild_parameter_with_state" ||
+    if ((name == "torch._utils._rebuild_parameter" ||
+         name == "torch._utils._rebuild_parameter_with_state" ||
          name == "torch.jit._pickle.restore_type_tag") && !args.items.empty()) {
       return args.items[0];
     }
@@ -672,7 +650,9 @@ TensorMap read_pt(std::string_view file, const std::string& stem) {
   for (size_t i = 0; i < root.items.size(); i += 2) {
     const PyValue &key = *root.items[i], &value = *root.items[i + 1];
     if (key.kind != Kind::kStr) fail("has a dict key that is {}, not a string", describe(key));
-    if (value.kind != Kind::kTensor) fail("entry '{}' is {}, not a tensor", key.text, describe(value));
+    if (value.kind != Kind::kTensor) {
+      fail("entry '{}' is {}, not a tensor", key.text, describe(value));
+    }
     out[key.text] = value.tensor;
   }
   return out;
@@ -691,13 +671,13 @@ std::string encode_pt(const TensorMap& tensors) {
   return {bytes.begin(), bytes.end()};
 }
 
-// ----------------------------------------------------------------- dispatch
+// ------------------------------------------------------------------ dispatch
 
 enum class Format { kPt, kSafetensors, kNpy };
 
 std::string lower_extension(const fs::path& file) {
   std::string ext = file.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return ext;
 }
 
@@ -731,7 +711,9 @@ TensorMap read_npy_folder(const fs::path& dir) {
   std::vector<fs::path> files;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (lower_extension(it->path()) == ".npy" && it->is_regular_file(ec)) files.push_back(it->path());
+    if (lower_extension(it->path()) == ".npy" && it->is_regular_file(ec)) {
+      files.push_back(it->path());
+    }
   }
   if (ec) throw IoError(fmt::format("{}: cannot list folder ({})", dir.string(), ec.message()));
   if (files.empty()) throw IoError(fmt::format("{}: folder holds no .npy files", dir.string()));
@@ -750,7 +732,9 @@ TensorMap read_npy_folder(const fs::path& dir) {
 TensorMap read_tensors(const fs::path& file) {
   std::error_code ec;
   if (fs::is_directory(file, ec)) return read_npy_folder(file);
-  if (!fs::exists(file, ec)) throw IoError(fmt::format("{}: no such file or directory", file.string()));
+  if (!fs::exists(file, ec)) {
+    throw IoError(fmt::format("{}: no such file or directory", file.string()));
+  }
   const Format format = format_of(file);
   const std::string bytes = read_file(file);
   const std::string stem = file.stem().string();
@@ -760,7 +744,7 @@ TensorMap read_tensors(const fs::path& file) {
       case Format::kSafetensors: return read_safetensors(bytes);
       case Format::kNpy: return {{stem, read_npy(bytes)}};
     }
-    throw std::logic_error("unreachable");
+    throw std::logic_error("unknown format");
   });
 }
 
@@ -772,7 +756,7 @@ void write_tensors(const fs::path& file, const TensorMap& tensors) {
       case Format::kSafetensors: return encode_safetensors(tensors);
       case Format::kNpy: return encode_npy(tensors);
     }
-    throw std::logic_error("unreachable");
+    throw std::logic_error("unknown format");
   });
   write_file_atomically(file, bytes);
 }

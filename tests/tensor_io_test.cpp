@@ -44,6 +44,13 @@ std::string safetensors_bytes(const std::string& header, const std::string& data
   return le64(header.size()) + header + data;
 }
 
+/// A .safetensors header entry for tensor `name`.
+std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
+                  const std::string& offsets) {
+  return fmt::format(R"("{}":{{"dtype":"{}","shape":{},"data_offsets":{}}})", name, dtype, shape,
+                     offsets);
+}
+
 /// A version 1.0 .npy file with `dict` as its header.
 std::string npy_bytes(const std::string& dict, const std::string& data) {
   std::string header = dict + "\n";
@@ -65,7 +72,8 @@ class TensorIoTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / fmt::format("stitch_tensor_io_{}_{}", ::getpid(), info->name());
+    dir_ = fs::temp_directory_path() /
+           fmt::format("stitch_tensor_io_{}_{}", ::getpid(), info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -84,9 +92,9 @@ class TensorIoTest : public ::testing::Test {
     return {std::istreambuf_iterator<char>(in), {}};
   }
 
-  /// Runs `code` with /usr/bin/python3 inside the test folder.
+  /// Runs `code` with /usr/bin/python3 inside the test folder; numpy is `np`.
   bool python(const std::string& code) const {
-    std::ofstream(path("script.py")) << "import numpy as np, torch, collections\n" << code;
+    std::ofstream(path("script.py")) << "import collections, numpy as np\n" << code;
     const auto command = fmt::format("cd '{}' && /usr/bin/python3 script.py", dir_.string());
     return std::system(command.c_str()) == 0;
   }
@@ -160,9 +168,10 @@ TEST_F(TensorIoTest, WritesOnlyTheElementsOfAView) {
 }
 
 TEST_F(TensorIoTest, ReadsSafetensorsBuiltByHandAndIgnoresMetadata) {
-  const std::string header =
-      R"({"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
-      R"("a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]},"e":{"dtype":"I8","shape":[0],"data_offsets":[8,8]}})";
+  const std::string header = R"({"__metadata__":{"format":"pt"},)" +
+                             entry("b", "F32", "[2]", "[8,16]") + "," +
+                             entry("a", "F32", "[1,2]", "[0,8]") + "," +
+                             entry("e", "I8", "[0]", "[8,8]") + "}";
   write_bytes("x.safetensors", safetensors_bytes(header, floats({1, 2, 3, 4})));
   const auto read = read_tensors(path("x.safetensors"));
   ASSERT_EQ(read.size(), 3u);
@@ -227,6 +236,7 @@ np.save('objects.npy', np.array([{}], dtype=object), allow_pickle=True)
 TEST_F(TensorIoTest, ReadsPtWrittenByTorchSave) {
   if (!have_python()) GTEST_SKIP() << "/usr/bin/python3 lacks torch or numpy";
   ASSERT_TRUE(python(R"(
+import torch
 t = torch.arange(6.).reshape(2, 3)
 torch.save(t, 'bare.pt')
 torch.save({'only': t}, 'one.pth')
@@ -269,6 +279,7 @@ torch.save(t.expand(1000, 2, 3), 'expanded.pt')
 TEST_F(TensorIoTest, RejectsPtHoldingOtherThanTensors) {
   if (!have_python()) GTEST_SKIP() << "/usr/bin/python3 lacks torch or numpy";
   ASSERT_TRUE(python(R"(
+import torch
 torch.save([torch.ones(1)], 'list.pt')
 torch.save({'a': {'b': torch.ones(1)}}, 'nested.pt')
 torch.save({1: torch.ones(1)}, 'intkey.pt')
@@ -283,7 +294,8 @@ torch.save({'a': Overreach()}, 'overreach.pt')
 class Broadcast:  # 4 bytes that would expand to 4 TB
     def __reduce__(self):
         return (torch._utils._rebuild_tensor_v2,
-                (torch.ones(1).storage(), 0, (2**20, 2**20), (0, 0), False, collections.OrderedDict()))
+                (torch.ones(1).storage(), 0, (2**20, 2**20), (0, 0), False,
+                 collections.OrderedDict()))
 torch.save(Broadcast(), 'broadcast.pt')
 )"));
   EXPECT_THROW_WITH(read_tensors(path("list.pt")), "holds a list, not a tensor or a dict");
@@ -304,7 +316,7 @@ TEST_F(TensorIoTest, TorchAndNumpyLoadFilesWrittenByStitch) {
   write_tensors(path("a.npy"), {{"a", t.to(torch::kLong)}});
   write_tensors(path("s.safetensors"), {{"a", t}, {"m", torch::tensor({true, false})}});
   ASSERT_TRUE(python(R"(
-import json, struct
+import json, struct, torch
 t = torch.arange(6.).reshape(2, 3)
 bare = torch.load('bare.pt')
 assert type(bare) is torch.Tensor and torch.equal(bare, t), bare
@@ -347,81 +359,83 @@ TEST_F(TensorIoTest, RejectsMissingFilesUnknownExtensionsAndEmptyFolders) {
 }
 
 TEST_F(TensorIoTest, RejectsSafetensorsWithBadSizes) {
-  auto read = [&](const std::string& header, const std::string& data) {
-    return read_tensors(write_bytes("x.safetensors", safetensors_bytes(header, data)));
+  auto read = [&](const std::string& entries) {
+    const std::string data(12, '\0');
+    return read_tensors(write_bytes("x.safetensors", safetensors_bytes("{" + entries + "}", data)));
   };
-  const std::string data(12, '\0');
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}})", data),
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[1000000]", "[0,4000000]")),
                     "x.safetensors: tensor 'a' declares 4000000 bytes but the file holds 12");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", data),
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[2]", "[8,16]")),
                     "data_offsets [8, 16] outside the 12-byte data section");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", data),
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[2]", "[4,0]")), "outside");
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[2]", "[0,4]")),
                     "(8 bytes) but data_offsets [0, 4] hold 4");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,0]}})", data),
-                    "outside");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", data),
-                    "tensors 'a' and 'b' overlap");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", data),
-                    "negative value -1");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"U8","shape":[1099511627776],"data_offsets":[0,4]}})", data),
+  const auto overlapping =
+      entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[1]", "[4,8]");
+  EXPECT_THROW_WITH(read(overlapping), "tensors 'a' and 'b' overlap");
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[-1]", "[0,4]")), "negative value -1");
+  EXPECT_THROW_WITH(read(entry("a", "U8", "[1099511627776]", "[0,4]")),
                     "declares 1099511627776 bytes but the file holds 12");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", data),
-                    "too large");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[1e3],"data_offsets":[0,4]}})", data),
-                    "not an integer");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})", data),
-                    "unsupported dtype \"F8_E4M3\"");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32","shape":[1]}})", data), "needs \"dtype\"");
-  EXPECT_THROW_WITH(read(R"({"a":{"dtype":"F32",)", data), "header is not valid JSON");
-  EXPECT_THROW_WITH(read("[1]", data), "not a JSON object");
-  EXPECT_THROW_WITH(read_tensors(write_bytes("x.safetensors", le64(1) + "{")), "not valid JSON");
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[4294967296,4294967296]", "[0,4]")), "too large");
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[1e3]", "[0,4]")), "not an integer");
+  EXPECT_THROW_WITH(read(entry("a", "F32", "[1]", "[0]")), "must be [begin, end]");
+  EXPECT_THROW_WITH(read(entry("a", "F8_E4M3", "[1]", "[0,1]")), "unsupported dtype \"F8_E4M3\"");
+  EXPECT_THROW_WITH(read(R"("a":{"dtype":"F32","shape":[1]})"), "needs \"dtype\"");
+  EXPECT_THROW_WITH(read(R"("a":{"dtype":"F32",)"), "header is not valid JSON");
+  EXPECT_THROW_WITH(read_tensors(write_bytes("x.safetensors", safetensors_bytes("[]", ""))),
+                    "not a JSON object");
   EXPECT_THROW_WITH(read_tensors(write_bytes("x.safetensors", le64(uint64_t{1} << 62) + "{}")),
                     "header declares 4611686018427387904 bytes but the file holds 2");
   EXPECT_THROW_WITH(read_tensors(write_bytes("x.safetensors", "abc")), "too short");
 }
 
 TEST_F(TensorIoTest, RejectsNpyWithBadHeadersOrSizes) {
-  auto read = [&](const std::string& dict, const std::string& data) {
-    return read_tensors(write_bytes("x.npy", npy_bytes(dict, data)));
+  auto read = [&](const std::string& descr, const std::string& shape) {
+    const auto dict = fmt::format("{{'descr': {}, 'fortran_order': False, 'shape': {}, }}", descr,
+                                  shape);
+    return read_tensors(write_bytes("x.npy", npy_bytes(dict, floats({1, 2}))));
   };
-  const std::string data = floats({1, 2});
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", data),
-                    "x.npy: array of shape [3] and dtype '<f4' declares 12 bytes but the file holds 8");
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }", data),
-                    "declares 4398046511104 bytes");
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'fortran_order': False, 'shape': (2**40,), }", data),
-                    "malformed header");
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", data),
-                    "negative dimension");
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", data),
-                    "above 2^63");
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", data),
+  EXPECT_THROW_WITH(read("'<f4'", "(3,)"),
+                    "x.npy: array of shape [3] and dtype '<f4' declares 12 bytes but the file "
+                    "holds 8");
+  EXPECT_THROW_WITH(read("'<f4'", "(1099511627776,)"), "declares 4398046511104 bytes");
+  EXPECT_THROW_WITH(read("'<f4'", "(2**40,)"), "malformed dimension '2**40'");
+  EXPECT_THROW_WITH(read("'<f4'", "(-2,)"), "negative dimension");
+  EXPECT_THROW_WITH(read("'<f4'", "(99999999999999999999,)"), "above 2^63");
+  EXPECT_THROW_WITH(read("'<f4'", "(2,,)"), "malformed dimension ''");
+  EXPECT_THROW_WITH(read("'<f4'", "(2,"), "malformed 'shape'");
+  EXPECT_THROW_WITH(read("[('a', '<f4')]", "(2,)"), "structured dtypes");
+  EXPECT_THROW_WITH(read("'<f4", "(2,)"), "unsupported dtype '<f4, '");
+  EXPECT_THROW_WITH(read("<f4", "(2,)"), "malformed 'descr'");
+  auto read_dict = [&](const std::string& dict) {
+    return read_tensors(write_bytes("x.npy", npy_bytes(dict, floats({1, 2}))));
+  };
+  EXPECT_THROW_WITH(read_dict("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }"),
                     "Fortran order");
-  EXPECT_THROW_WITH(read("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", data),
-                    "structured dtypes");
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'shape': (2,), }", data), "needs exactly");
-  EXPECT_THROW_WITH(read("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", data),
-                    "expected '}'");
+  EXPECT_THROW_WITH(read_dict("{'descr': '<f4', 'shape': (2,), }"), "no 'fortran_order'");
   EXPECT_THROW_WITH(read_tensors(write_bytes("x.npy", "\x93NUMPY\x01")), "truncated");
   EXPECT_THROW_WITH(read_tensors(write_bytes("x.npy", std::string("\x93NUMPY\x09\x00", 8))),
                     "unsupported .npy version 9.0");
-  EXPECT_THROW_WITH(read_tensors(write_bytes("x.npy", std::string("\x93NUMPY\x01\x00\xff\xff{", 11))),
-                    "truncated");
+  EXPECT_THROW_WITH(
+      read_tensors(write_bytes("x.npy", std::string("\x93NUMPY\x01\x00\xff\xff{", 11))),
+      "truncated");
   EXPECT_THROW_WITH(read_tensors(write_bytes("x.npy", "PK\x03\x04")), "not a .npy file");
 }
 
 TEST_F(TensorIoTest, RejectsWritesFormatsCannotHold) {
   const auto two = TensorMap{{"a", torch::ones(1)}, {"b", torch::ones(1)}};
-  EXPECT_THROW_WITH(write_tensors(path("x.npy"), two), "x.npy: .npy holds exactly one tensor, not 2");
+  EXPECT_THROW_WITH(write_tensors(path("x.npy"), two),
+                    "x.npy: .npy holds exactly one tensor, not 2");
   EXPECT_THROW_WITH(write_tensors(path("x.npy"), {}), "not 0");
   EXPECT_THROW_WITH(write_tensors(path("x.npy"), {{"a", torch::ones(1, torch::kBFloat16)}}),
                     "BFloat16 has no .npy equivalent");
-  EXPECT_THROW_WITH(write_tensors(path("x.safetensors"), {{"c", torch::ones(1, torch::kComplexFloat)}}),
+  EXPECT_THROW_WITH(write_tensors(path("x.safetensors"),
+                                  {{"c", torch::ones(1, torch::kComplexFloat)}}),
                     "tensor 'c' has dtype ComplexFloat, which .safetensors cannot hold");
   EXPECT_THROW_WITH(write_tensors(path("x.safetensors"), {{"__metadata__", torch::ones(1)}}),
                     "reserved");
-  EXPECT_THROW_WITH(write_tensors(path("x.pt"), {{"u", torch::Tensor()}}), "tensor 'u' is undefined");
+  EXPECT_THROW_WITH(write_tensors(path("x.pt"), {{"u", torch::Tensor()}}),
+                    "tensor 'u' is undefined");
   EXPECT_THROW_WITH(write_tensors(path("x.pt"), {{"s", torch::ones({2, 2}).to_sparse()}}),
                     "not a dense tensor");
   EXPECT_THROW_WITH(write_tensors(path("missing/x.pt"), {{"a", torch::ones(1)}}), "does not exist");

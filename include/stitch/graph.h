@@ -62,6 +62,7 @@ class Value {
 
   /// x[0] on a tuple or list output, x["key"] on a dict output.
   Value operator[](int64_t index) const;
+  Value operator[](int index) const { return (*this)[int64_t{index}]; }
   Value operator[](const std::string& key) const;
   Value operator[](const char* key) const { return (*this)[std::string(key)]; }
   /// x.name on a namedtuple or dict output.

@@ -1,0 +1,57 @@
+#pragma once
+// Shared helpers for stitch's C++ tests.
+
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <filesystem>
+#include <string>
+
+#define EXPECT_THROW_WITH(expr, substring)                                   \
+  do {                                                                       \
+    try {                                                                    \
+      (void)(expr);                                                          \
+      ADD_FAILURE() << #expr " did not throw";                               \
+    } catch (const std::exception& e_) {                                     \
+      EXPECT_NE(std::string(e_.what()).find(substring), std::string::npos)   \
+          << "message: " << e_.what() << "\nexpected to contain: " << (substring); \
+    }                                                                        \
+  } while (0)
+
+namespace stitch::testing {
+
+/// A model exported by tests/fixtures/make_fixtures.py.
+inline std::string fixture(const std::string& name) {
+  return (std::filesystem::path(STITCH_FIXTURES) / name).string();
+}
+
+/// A fresh temporary folder, removed with the object.
+class TempDir {
+ public:
+  TempDir() {
+    path_ = std::filesystem::temp_directory_path() /
+            ("stitch_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+  std::filesystem::path path_;
+};
+
+/// Seeds LibTorch's RNG so every test sees the same random inputs.
+class SeededTest : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::manual_seed(0); }
+};
+
+}  // namespace stitch::testing
