@@ -5,6 +5,8 @@
 #include "stitch/spec.h"
 #include "stitch/ops.h"
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -15,17 +17,6 @@
 namespace stitch {
 namespace {
 
-#define EXPECT_THROW_WITH(expr, substring)                                        \
-  do {                                                                            \
-    try {                                                                         \
-      (void)(expr);                                                               \
-      ADD_FAILURE() << "expected an exception containing \"" << (substring)       \
-                    << "\" from " #expr;                                          \
-    } catch (const std::exception& e) {                                           \
-      EXPECT_NE(std::string(e.what()).find(substring), std::string::npos)         \
-          << "message: " << e.what() << "\nexpected to contain: " << (substring); \
-    }                                                                             \
-  } while (0)
 
 // Raw strings start on the line after R"Y(; drop that first newline so the
 // line numbers in assertions are the ones seen in the test.
