@@ -9,9 +9,6 @@ namespace stitch {
 
 namespace {
 
-constexpr const char* kSpecAttr = "stitch_spec";
-constexpr const char* kManifestAttr = "stitch_manifest";
-
 nlohmann::json shape_json(const Shape& shape) {
   auto out = nlohmann::json::array();
   for (const auto& d : shape) {

@@ -14,6 +14,9 @@ namespace stitch {
 
 constexpr const char* kSpecFile = "stitch/spec.yaml";
 constexpr const char* kManifestFile = "stitch/manifest.json";
+/// The module attributes that hold them until the module is saved.
+constexpr const char* kSpecAttr = "stitch_spec";
+constexpr const char* kManifestAttr = "stitch_manifest";
 
 void attach_metadata(torch::jit::Module& module, const Graph& graph,
                      const Analysis& analysis);

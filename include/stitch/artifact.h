@@ -10,6 +10,13 @@
 
 namespace stitch {
 
+/// Folds weights into constants for inference (torch::jit::freeze): a
+/// BatchNorm or a scale folds into the conv before it, also across the
+/// boundary between two components. The result is eval-only, keeps stitch's
+/// metadata, and loads in Python and C++. Not to be confused with freezing parameters in a spec
+/// (`freeze:`), which only stops training them.
+torch::jit::Module fold_weights(const torch::jit::Module& module);
+
 /// Saves a module built by stitch with its metadata. Writes a temporary file
 /// and renames it: a failure never leaves a partial file and never touches an
 /// earlier file at `file`. Throws IoError.
