@@ -1,5 +1,6 @@
 #include "stitch/build.h"
 
+#include "adapt.h"
 #include "analysis.h"
 #include "graph_text.h"
 #include "layers.h"
@@ -128,6 +129,13 @@ class Builder {
     return a_.types.at(std::get<Value>(n.args.at(i)).id());
   }
 
+  const ValueType& first_tensor_type(const Node& n) const {
+    for (const auto& a : n.args) {
+      if (const auto* v = std::get_if<Value>(&a)) return a_.types.at(v->id());
+    }
+    throw ShapeError(n.loc.prefix() + n.op + " has no tensor argument");
+  }
+
   /// A submodule name for a layer node: its spec name, or the name of the
   /// statement it is nested in plus the op.
   std::string layer_name(int id) {
@@ -168,24 +176,56 @@ class Builder {
       }
       case Node::Kind::Op: break;
     }
-    if (auto layer = make_layer(n, type_of(n, 0), layers_)) {
+    if (n.op == "adapt") return emit_adapter(id);
+    // Arithmetic may start with a number (2.0 * x): use the first tensor.
+    const ValueType& input = first_tensor_type(n);
+    if (auto layer = make_layer(n, input, layers_)) {
       const std::string name = layer_name(id);
       top_.register_module(name, *layer);
       return fmt::format("self.{}.forward({})", name, arg(n, 0));
     }
-    return emit_function(n);
+    return emit_function(n, args(n), input.shape.size());
   }
 
-  std::string emit_function(const Node& n) {
-    const std::string x = arg(n, 0);
+  /// The adapter check chose, planned again from the same types: shape steps
+  /// inline, a learned projection as a submodule named like other layers.
+  std::string emit_adapter(int id) {
+    const Node& n = g_.nodes()[id];
+    ValueType current = type_of(n, 0);
+    std::string expr = arg(n, 0);
+    auto target = adapt_target(n, a_.components);
+    if (!target) return expr;  // check found the model accepts x as it is
+    auto plan = plan_adapter(current, *target);
+    if (!plan) throw ShapeError(n.loc.prefix() + "adapt: no adapter fits");  // check said so
+    for (const auto& step : plan->steps) {
+      Node step_node;
+      step_node.op = step.op;
+      step_node.kwargs = step.kwargs;
+      step_node.loc = n.loc;
+      if (auto layer = make_layer(step_node, current, layers_)) {
+        const std::string name = layer_name(id);
+        top_.register_module(name, *layer);
+        expr = fmt::format("self.{}.forward({})", name, expr);
+      } else {
+        expr = emit_function(step_node, {expr}, current.shape.size());
+      }
+      current = ValueType::tensor(step.out, current.dtype);
+    }
+    return expr;
+  }
+
+  /// TorchScript for an op without weights, applied to `xs` (the arguments
+  /// as TorchScript expressions); `rank` is the first argument's rank.
+  static std::string emit_function(const Node& n, const std::vector<std::string>& xs,
+                                   size_t rank) {
+    const std::string& x = xs.at(0);
     auto kw = [&](const char* key) -> const Literal& { return *n.kwarg(key); };
-    const auto rank = type_of(n, 0).shape.size();
     const std::string& op = n.op;
-    if (op == "concat") return fmt::format("torch.cat([{}], {})", join(args(n)), kw("dim").i);
-    if (op == "stack") return fmt::format("torch.stack([{}], {})", join(args(n)), kw("dim").i);
-    if (op == "add") return join(args(n), " + ");
-    if (op == "sub") return join(args(n), " - ");
-    if (op == "mul") return join(args(n), " * ");
+    if (op == "concat") return fmt::format("torch.cat([{}], {})", join(xs), kw("dim").i);
+    if (op == "stack") return fmt::format("torch.stack([{}], {})", join(xs), kw("dim").i);
+    if (op == "add") return join(xs, " + ");
+    if (op == "sub") return join(xs, " - ");
+    if (op == "mul") return join(xs, " * ");
     if (op == "flatten") return fmt::format("torch.flatten({}, {})", x, kw("start").i);
     if (op == "reshape") return fmt::format("torch.reshape({}, {})", x, ints(kw("shape")));
     if (op == "permute") return fmt::format("{}.permute({})", x, ints(kw("dims")));

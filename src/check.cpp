@@ -1,5 +1,6 @@
 #include "stitch/check.h"
 
+#include "adapt.h"
 #include "analysis.h"
 #include "graph_text.h"
 
@@ -161,7 +162,10 @@ class Analyzer {
     }
     switch (n.kind) {
       case Node::Kind::Input: return ValueType::tensor(n.shape, n.dtype);
-      case Node::Kind::Op: return infer_op(*a_.graph, n, args, a_.notes[id]);
+      case Node::Kind::Op:
+        // adapt needs the models (like=MODEL), which infer_op does not see.
+        if (n.op == "adapt") return adapt(id, n, args);
+        return infer_op(*a_.graph, n, args, a_.notes[id]);
       case Node::Kind::Call: return call(id, n, args);
       case Node::Kind::Index: return index(n, *args[0], std::get<Literal>(n.args[1]));
       case Node::Kind::Attr: return index(n, *args[0], Literal(n.op));
@@ -200,7 +204,33 @@ class Analyzer {
                                keys.empty() ? "" : ""));
   }
 
+  /// Runs the model on probe inputs of `types`; the error text when it fails.
+  static std::optional<std::string> probe_failure(Component& c,
+                                                  const std::vector<const ValueType*>& types,
+                                                  c10::IValue out[2], Assignment values[2]) {
+    for (int run = 0; run < 2; ++run) {
+      values[run] = probe_assignment(types, run);
+      std::vector<c10::IValue> inputs;
+      for (const auto* a : types) inputs.push_back(probe_value(*a, values[run]));
+      try {
+        out[run] = c.run(inputs);
+      } catch (const c10::Error& e) {
+        return detail::short_message(e);
+      } catch (const std::exception& e) {
+        return std::string(e.what());
+      }
+    }
+    return std::nullopt;
+  }
+
+  static std::optional<std::string> probe_failure(Component& c, const ValueType& type) {
+    c10::IValue out[2];
+    Assignment values[2];
+    return probe_failure(c, {&type}, out, values);
+  }
+
   ValueType call(int id, const Node& n, const std::vector<const ValueType*>& args) {
+    (void)id;
     Component& c = a_.components.at(n.op);
     const auto params = c.arguments();
     size_t required = 0;
@@ -214,29 +244,95 @@ class Analyzer {
     }
     c10::IValue out[2];
     Assignment values[2];
-    for (int run = 0; run < 2; ++run) {
-      values[run] = probe_assignment(args, run);
-      std::vector<c10::IValue> inputs;
-      for (const auto* a : args) inputs.push_back(probe_value(*a, values[run]));
-      try {
-        out[run] = c.run(inputs);
-      } catch (const std::exception& e) {
-        std::string why = e.what();
-        if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) {
-          why = detail::short_message(*ce);
-        }
-        shape_error(n, mismatch_message(id, n, c, args, why));
-      }
+    if (auto why = probe_failure(c, args, out, values)) {
+      shape_error(n, mismatch_message(n, c, args, *why));
     }
-    std::string dims;
     return recover_type(out[0], out[1], values[0], values[1]);
   }
 
+  /// adapt(x, to=SHAPE) / adapt(x, like=MODEL): the smallest adapter, recorded
+  /// as the node's note; build.cpp plans it again the same way.
+  ValueType adapt(int id, const Node& n, const std::vector<const ValueType*>& args) {
+    const std::string source = value_text(*a_.graph, std::get<Value>(n.args[0]));
+    const ValueType& x = *args[0];
+    if (!x.is_tensor()) {
+      shape_error(n, fmt::format("adapt: {} is {}, not a tensor\n  fix: adapt({}[0], ...)",
+                                 source, x.str(), source));
+    }
+    auto target = adapt_target(n, a_.components);
+    if (!target) return adapt_by_trial(id, n, x, source);
+    auto plan = plan_adapter(x, *target);
+    if (!plan) shape_error(n, no_adapter_message(x, *target, source));
+    a_.notes[id] = plan->note();
+    return ValueType::tensor(plan->to, x.dtype);
+  }
+
+  /// like=MODEL when the model's first layer does not tell what it expects:
+  /// x passes unchanged if a test run of the model accepts it.
+  ValueType adapt_by_trial(int id, const Node& n, const ValueType& x,
+                           const std::string& source) {
+    const std::string& model = n.kwarg("like")->s;
+    Component& c = a_.components.at(model);
+    auto why = probe_failure(c, x);
+    if (!why) {
+      a_.notes[id] = fmt::format(
+          "adapt: {} fits as it is ({} accepts it in a test run; its first layer "
+          "does not tell what it expects)",
+          shape_str(x.shape), model);
+      return x;
+    }
+    std::string fix = "adapt(" + source + ", to=[N, ...]) with the shape " + model + " takes";
+    for (const auto& plan : simple_adapters(x)) {
+      if (!probe_failure(c, ValueType::tensor(plan.to, x.dtype))) {
+        fix = plan.spec_text(source) + "   (" + model + " accepts " +
+              shape_str(plan.to) + " in a test run)";
+        break;
+      }
+    }
+    shape_error(n, fmt::format(
+        "adapt({}, like={}): cannot tell what {} ({}) expects: its input does not go "
+        "straight into a Linear, Conv, LayerNorm, BatchNorm or Embedding layer, and "
+        "it fails on {} as it is: {}\n  fix: {}",
+        source, model, model, c.spec.describe(), x.str(), *why, fix));
+  }
+
+  /// Why no adapter turns x into the target, and what to write instead.
+  static std::pair<std::string, std::string> no_adapter_reason(const ValueType& x,
+                                                               const AdaptTarget& target,
+                                                               const std::string& source) {
+    if (target.needs_integers) {
+      return {"the model starts with an Embedding, which takes integer token ids, "
+              "not features",
+              "feed the model int64 token ids (inputs: {shape: [N, L], dtype: int64})"};
+    }
+    if (!at::isFloatingType(x.dtype)) {
+      return {"only shape changes apply to " + dtype_str(x.dtype) + " values",
+              fmt::format("embedding({}, VOCAB, DIM) to turn token ids into features",
+                          source)};
+    }
+    return {"no shape-only adapter fits and a learned projection needs a known "
+            "(static) feature size",
+            fmt::format("write the steps yourself, e.g. reshape({}, [-1, ...]), "
+                        "pool({}, \"avg\"), resize({}, [H, W]), linear({}, OUT) or "
+                        "conv({}, OUT)",
+                        source, source, source, source, source)};
+  }
+
+  static std::string no_adapter_message(const ValueType& x, const AdaptTarget& target,
+                                        const std::string& source) {
+    std::string want = target_str(target);
+    if (!target.model.empty()) {
+      want += fmt::format(" ({} expects it: {})", target.model, target.description);
+    }
+    auto [why, fix] = no_adapter_reason(x, target, source);
+    return fmt::format("adapt: nothing turns {} {} into {}: {}\n  fix: {}", source, x.str(),
+                       want, why, fix);
+  }
+
   /// "cannot feed vision into head" with both sides and the fixes that fit.
-  std::string mismatch_message(int id, const Node& n, const Component& c,
+  std::string mismatch_message(const Node& n, Component& c,
                                const std::vector<const ValueType*>& args,
                                const std::string& why) {
-    (void)id;
     const Graph& g = *a_.graph;
     const Value first = std::get<Value>(n.args[0]);
     const std::string source = value_text(g, first);
@@ -250,8 +346,15 @@ class Analyzer {
     const std::string source_name = producer.kind == Node::Kind::Call ? producer.op : source;
     std::string lines = fmt::format("cannot feed {} into {}\n", source_name, n.op);
     const size_t width = std::max(source_desc.size() + 10, target_desc.size() + 9);
-    lines += fmt::format("  {:<{}}{}\n", source_desc + " produces ", width,
-                         args[0]->str());
+    std::string flat;
+    if (expected && expected->flattened && args[0]->is_tensor() && args[0]->shape.size() > 2) {
+      // Compare like with like: the model sees this many features.
+      const Shape& s = args[0]->shape;
+      flat = fmt::format("  ({} features after flattening)",
+                         numel(Shape(s.begin() + 1, s.end())).str());
+    }
+    lines += fmt::format("  {:<{}}{}{}\n", source_desc + " produces ", width,
+                         args[0]->str(), flat);
     if (expected) {
       lines += fmt::format("  {:<{}}{}  (first layer{}: {}{})\n", target_desc + " expects ",
                            width, tensor_type_str(at::kFloat, expected->shape),
@@ -261,35 +364,38 @@ class Analyzer {
     } else {
       lines += fmt::format("  {} fails on it: {}\n", target_desc, why);
     }
-    lines += "  fix: " + suggest_fix(source, *args[0], expected);
+    lines += "  fix: " + suggest_fix(n, c, source, *args[0], expected);
     return lines;
   }
 
-  static std::string suggest_fix(const std::string& source, const ValueType& produced,
-                                 const std::optional<Expectation>& expected) {
-    if (!expected || !produced.is_tensor() || expected->shape.size() < 2) {
-      return "check the shapes above; reshape(), flatten(), pool() or resize() adapt a "
-             "tensor";
-    }
-    const Shape& have = produced.shape;
-    const Dim want = expected->shape[1];
-    if (expected->flattened || expected->shape.size() == 2) {
-      // A vector of `want` features is expected.
-      if (have.size() > 2 && numel(Shape(have.begin() + 1, have.end())) == want) {
-        return fmt::format("flatten({})", source);
+  /// Spec text that would compose: the smallest adapter written out, and
+  /// adapt(..., like=MODEL) which picks the same one.
+  std::string suggest_fix(const Node& n, Component& c, const std::string& source,
+                          const ValueType& produced,
+                          const std::optional<Expectation>& expected) {
+    const std::string like = fmt::format("adapt({}, like={})", source, n.op);
+    if (expected && produced.is_tensor()) {
+      const AdaptTarget target = target_from_expectation(*expected, n.op);
+      auto plan = plan_adapter(produced, target);
+      if (plan && !plan->steps.empty()) {
+        return fmt::format("{}   or   {}", plan->spec_text(source), like);
       }
-      if (have.size() >= 3 && have[1] == want) {
-        return fmt::format("pool({}, \"avg\")   or   flatten(pool({}, \"avg\"))", source, source);
-      }
-      Dim got = have.size() >= 2 ? numel(Shape(have.begin() + 1, have.end())) : Dim(0);
-      return fmt::format(
-          "the model wants {} features per sample, {} gives {}: feed it through "
-          "linear({}, {}) or re-export the model for {} input features",
-          want.str(), source, got.str(), have.size() > 2 ? "flatten(" + source + ")" : source,
-          want.str(), got.str());
+      if (!plan) return no_adapter_reason(produced, target, source).second;
     }
-    return fmt::format("make {} a {} tensor with {} channels (e.g. conv({}, {}))", source,
-                       shape_str(expected->shape), want.str(), source, want.str());
+    // The first layer does not tell (or the input fits it and the model
+    // fails later): try the shape-only adapters on the model itself.
+    if (produced.is_tensor()) {
+      for (const auto& plan : simple_adapters(produced)) {
+        if (!probe_failure(c, ValueType::tensor(plan.to, produced.dtype))) {
+          return fmt::format("{}   ({} accepts {} in a test run)", plan.spec_text(source),
+                             n.op, shape_str(plan.to));
+        }
+      }
+    }
+    return fmt::format(
+        "adapt({}, to=[N, ...]) with the shape {} takes (`stitch inspect {}` lists its "
+        "layers)",
+        source, n.op, c.spec.file.filename().string());
   }
 
   void check_outputs() {

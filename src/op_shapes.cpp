@@ -1,5 +1,6 @@
 // Shape and dtype inference for the built-in ops.
 
+#include "adapt.h"
 #include "analysis.h"
 #include "graph_text.h"
 
@@ -76,6 +77,26 @@ struct OpContext {
 
 ValueType same(const ValueType& t) { return t; }
 
+/// Spec text that turns `x` (of type `from`) into `to`: the adapter written
+/// out when one fits, and adapt(x, to=...) which picks the same.
+std::string adapt_fix(const std::string& x, const ValueType& from, const Shape& to) {
+  AdaptTarget target;
+  target.shape = to;
+  auto plan = plan_adapter(from, target);
+  std::string want = shape_str(to);
+  const std::string adapt = fmt::format("adapt({}, to={})", x, want);
+  if (plan && !plan->steps.empty() && plan->spec_text(x) != adapt) {
+    return fmt::format("{}   or   {}", plan->spec_text(x), adapt);
+  }
+  return adapt;
+}
+
+/// `shape` with dim `d` free: the size concat may change.
+Shape free_dim(Shape shape, int64_t d) {
+  shape[d] = Dim::symbol("?");
+  return shape;
+}
+
 std::optional<Shape> broadcast(const Shape& a, const Shape& b) {
   Shape out(std::max(a.size(), b.size()));
   for (size_t i = 0; i < out.size(); ++i) {
@@ -107,9 +128,9 @@ ValueType merge_elementwise(const OpContext& c) {
     if (!b) {
       c.fail(fmt::format(
           "cannot {} {} {} and {} {}: the shapes do not broadcast\n"
-          "  fix: make them the same shape first (e.g. adapt({}, to={}))",
-          c.node.op, c.arg(0), result->str(), c.arg(i), t.str(), c.arg(i),
-          shape_str(shape)));
+          "  fix: {}",
+          c.node.op, c.arg(0), result->str(), c.arg(i), t.str(),
+          adapt_fix(c.arg(i), t, shape)));
     }
     if (t.dtype != result->dtype) {
       c.fail(fmt::format("cannot {} {} ({}) and {} ({}): different dtypes", c.node.op,
@@ -133,10 +154,13 @@ ValueType concat(const OpContext& c) {
           c.arg(0), c.arg(i), dim, why, c.arg(0), first.str(), c.arg(i), t.str(), fix));
     };
     if (static_cast<int64_t>(t.shape.size()) != rank) {
-      const auto& longer = t.shape.size() > first.shape.size() ? c.arg(i) : c.arg(0);
+      // Bring the higher-rank one down to the other's rank.
+      const bool later = t.shape.size() > first.shape.size();
+      const ValueType& longer = later ? t : first;
+      const ValueType& shorter = later ? first : t;
+      const int64_t d = std::min<int64_t>(dim, static_cast<int64_t>(shorter.shape.size()) - 1);
       mismatch(fmt::format("they have different ranks ({} and {})", rank, t.shape.size()),
-               fmt::format("flatten({}) or pool({}, \"avg\") to make both [N, C]",
-                           longer, longer));
+               adapt_fix(later ? c.arg(i) : c.arg(0), longer, free_dim(shorter.shape, d)));
     }
     if (t.dtype != first.dtype) {
       mismatch("they have different dtypes", "convert one of them in its model");
@@ -146,10 +170,7 @@ ValueType concat(const OpContext& c) {
       if (t.shape[d] != first.shape[d]) {
         mismatch(fmt::format("dim {} differs ({} vs {}); only dim {} may differ", d,
                              first.shape[d].str(), t.shape[d].str(), dim),
-                 rank == 4 ? fmt::format("resize({}, [H, W]) to the other's size",
-                                         c.arg(i))
-                           : fmt::format("adapt({}, to={})", c.arg(i),
-                                         shape_str(first.shape)));
+                 adapt_fix(c.arg(i), t, free_dim(first.shape, dim)));
       }
     }
     auto sum = shape[dim].plus(t.shape[dim]);
@@ -166,8 +187,9 @@ ValueType stack(const OpContext& c) {
   for (size_t i = 1; i < c.args.size(); ++i) {
     const ValueType& t = c.tensor(i);
     if (t.shape != first.shape || t.dtype != first.dtype) {
-      c.fail(fmt::format("cannot stack {} {} and {} {}: stack needs equal shapes",
-                         c.arg(0), first.str(), c.arg(i), t.str()));
+      c.fail(fmt::format("cannot stack {} {} and {} {}: stack needs equal shapes\n  fix: {}",
+                         c.arg(0), first.str(), c.arg(i), t.str(),
+                         adapt_fix(c.arg(i), t, first.shape)));
     }
   }
   const int64_t rank = static_cast<int64_t>(first.shape.size()) + 1;
@@ -187,6 +209,19 @@ ValueType flatten(const OpContext& c) {
   Shape shape(t.shape.begin(), t.shape.begin() + start);
   shape.push_back(numel(Shape(t.shape.begin() + start, t.shape.end())));
   return ValueType::tensor(shape, t.dtype);
+}
+
+/// A reshape that keeps the batch: [-1, elements per sample].
+std::string reshape_fix(const OpContext& c, const ValueType& t) {
+  if (t.shape.size() >= 2) {
+    const Dim per_sample = numel(Shape(t.shape.begin() + 1, t.shape.end()));
+    if (per_sample.is_static()) {
+      return fmt::format("reshape({}, [-1, {}])   ({} elements per sample; the sizes "
+                         "after -1 must multiply to it)",
+                         c.arg(0), per_sample.size(), per_sample.size());
+    }
+  }
+  return fmt::format("flatten({})", c.arg(0));
 }
 
 ValueType reshape(const OpContext& c) {
@@ -211,13 +246,14 @@ ValueType reshape(const OpContext& c) {
     auto rest = total.divide(known);
     if (!rest) {
       c.fail(fmt::format("cannot reshape {} {} ({} elements) to {}: {} is not a "
-                         "multiple of {}", c.arg(0), t.str(), total.str(),
-                         c.kw("shape").str(), total.str(), known.str()));
+                         "multiple of {}\n  fix: {}", c.arg(0), t.str(), total.str(),
+                         c.kw("shape").str(), total.str(), known.str(), reshape_fix(c, t)));
     }
     shape[infer] = *rest;
   } else if (known != total) {
-    c.fail(fmt::format("cannot reshape {} {} ({} elements) to {} ({} elements)",
-                       c.arg(0), t.str(), total.str(), c.kw("shape").str(), known.str()));
+    c.fail(fmt::format("cannot reshape {} {} ({} elements) to {} ({} elements)\n  fix: {}",
+                       c.arg(0), t.str(), total.str(), c.kw("shape").str(), known.str(),
+                       reshape_fix(c, t)));
   }
   return ValueType::tensor(shape, t.dtype);
 }
@@ -257,8 +293,9 @@ ValueType squeeze(const OpContext& c) {
   const int64_t d = c.axis(c.integer("dim"), static_cast<int64_t>(t.shape.size()));
   Shape shape = t.shape;
   if (shape[d].is_static() && shape[d].size() != 1) {
-    c.fail(fmt::format("squeeze: dim {} of {} {} has size {}, not 1", d, c.arg(0),
-                       t.str(), shape[d].size()));
+    c.fail(fmt::format("squeeze: dim {} of {} {} has size {}, not 1\n"
+                       "  fix: select({}, {}, 0)   or   mean({}, dim={})",
+                       d, c.arg(0), t.str(), shape[d].size(), c.arg(0), d, c.arg(0), d));
   }
   shape.erase(shape.begin() + d);
   return ValueType::tensor(shape, t.dtype);
@@ -289,8 +326,10 @@ ValueType pool(const OpContext& c) {
     c.fail(fmt::format("pool: kind must be \"avg\" or \"max\", got \"{}\"", kind));
   }
   if (t.shape.size() < 3 || t.shape.size() > 5) {
-    c.fail(fmt::format("pool needs [N, C, ...spatial] (rank 3 to 5), but {} is {}",
-                       c.arg(0), t.str()));
+    c.fail(fmt::format("pool needs [N, C, ...spatial] (rank 3 to 5), but {} is {}\n  fix: {}",
+                       c.arg(0), t.str(),
+                       t.shape.size() < 3 ? c.arg(0) + " (it has no spatial dims to pool)"
+                                          : adapt_fix(c.arg(0), t, {t.shape[0], t.shape[1]})));
   }
   c.need_float(t, 0);
   c.note = fmt::format("global {} pooling", kind);
@@ -369,9 +408,11 @@ ValueType conv(const OpContext& c) {
   if (t.shape.size() != 3 && t.shape.size() != 4) {
     c.fail(fmt::format("conv needs [N, C, L] or [N, C, H, W], but {} is {}{}", c.arg(0),
                        t.str(),
-                       t.shape.size() == 2
-                           ? fmt::format("\n  fix: reshape({}, [-1, C, L]) first or use linear",
-                                         c.arg(0))
+                       t.shape.size() == 2 && t.shape[1].is_static()
+                           ? fmt::format("\n  fix: linear({}, {})   or   conv(reshape({}, "
+                                         "[-1, 1, {}]), {})",
+                                         c.arg(0), c.integer("out"), c.arg(0),
+                                         t.shape[1].size(), c.integer("out"))
                            : ""));
   }
   c.need_float(t, 0);

@@ -1,4 +1,5 @@
-// stitch chain A.pt B.pt [C.pt ...] --input 1x10 -o OUT.pt: y = C(B(A(x))).
+// stitch chain A.pt B.pt [C.pt ...] --input 1x10 -o OUT.pt [--adapt]:
+// y = C(B(A(x))), with adapters between models that do not fit.
 
 #include "cli.h"
 
@@ -12,25 +13,45 @@ namespace stitch::cli {
 namespace {
 
 /// The graph y = ...(B(A(x))); the first dim of the input is the dynamic
-/// batch N, so the artifact runs at any batch size.
-Graph chain_graph(const std::vector<std::string>& files, const std::vector<int64_t>& dims) {
+/// batch N, so the artifact runs at any batch size. With `adapt`, each model
+/// after the first is fed through adapt(prev, like=MODEL), which is nothing
+/// where the shapes already fit.
+Graph chain_graph(const std::vector<std::string>& files, const std::vector<int64_t>& dims,
+                  bool adapt) {
   Graph g;
   Shape shape;
   for (size_t i = 0; i < dims.size(); ++i) shape.push_back(i == 0 ? N : Dim(dims[i]));
   Value y = g.input("x", shape);
   std::set<std::string> names;
-  for (const auto& file : files) {
-    Model m = load(file);
+  for (size_t i = 0; i < files.size(); ++i) {
+    Model m = load(files[i]);
     std::string name = m.spec().name;
     for (int k = 2; names.count(name) || name == "x" || name == "y"; ++k) {
       name = fmt::format("{}_{}", m.spec().name, k);
     }
     names.insert(name);
-    y = m.name(name)(y);
+    m.name(name);
+    if (adapt && i > 0) {
+      g.add_model(m.spec());
+      y = g.op("adapt", {y}, {{"like", Literal(name)}});
+    }
+    y = m(y);
   }
   g.set_name(y, "y");
   g.output("y", y);
   return g;
+}
+
+/// "adapter before B: adapt: [N, 512, 1, 1] -> [N, 512] by flatten", one line
+/// per adapter.
+std::string adapter_lines(const Graph& g, const CheckReport& report) {
+  std::string out;
+  for (size_t id = 0; id + 1 < g.nodes().size(); ++id) {
+    const Node& n = g.nodes()[id];
+    if (n.kind != Node::Kind::Op || n.op != "adapt") continue;
+    out += fmt::format("adapter before {}: {}\n", n.kwarg("like")->s, report.nodes[id].note);
+  }
+  return out;
 }
 
 }  // namespace
@@ -40,19 +61,31 @@ void add_chain(CLI::App& app) {
   auto files = std::make_shared<std::vector<std::string>>();
   auto input = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
+  auto adapt = std::make_shared<bool>(false);
   cmd->add_option("models", *files, "model files, first to last")->required();
   cmd->add_option("--input", *input, "input shape, like 1x10 (the first dim is the batch)")
       ->required();
   cmd->add_option("-o,--output", *out, "the artifact to write (.pt)")->required();
-  cmd->callback([files, input, out] {
+  cmd->add_flag("--adapt", *adapt,
+                "insert the smallest adapter between models whose shapes do not fit");
+  cmd->callback([files, input, out, adapt] {
     auto named = split_named(*input);
     if (!named.name.empty() && named.name != "x") {
       throw UsageError("chain's input is named x; write --input 1x10 or --input x=1x10");
     }
-    Graph g = chain_graph(*files, parse_shape(named.value));
-    CheckReport report = check(g);
+    Graph g = chain_graph(*files, parse_shape(named.value), *adapt);
+    CheckReport report;
+    try {
+      report = check(g);
+    } catch (const ShapeError& e) {
+      if (*adapt) throw;
+      // The message's fix is spec text; on the command line --adapt does it.
+      throw ShapeError(std::string(e.what()) +
+                       "\n  fix: add --adapt to insert the smallest adapter between "
+                       "the models");
+    }
     save(build(g), *out);
-    std::cout << report.table() << "wrote " << *out << "\n";
+    std::cout << report.table() << adapter_lines(g, report) << "wrote " << *out << "\n";
   });
 }
 

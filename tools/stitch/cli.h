@@ -30,6 +30,10 @@ void add_compose(CLI::App& app);
 void add_chain(CLI::App& app);
 void add_check(CLI::App& app);
 void add_run(CLI::App& app);
+void add_verify(CLI::App& app);
+void add_graph(CLI::App& app);
+void add_inspect(CLI::App& app);
+void add_train(CLI::App& app);
 
 /// Thrown for command-line misuse found after parsing (exit status 2).
 class UsageError : public std::runtime_error {

@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
   stitch::cli::add_chain(app);
   stitch::cli::add_check(app);
   stitch::cli::add_run(app);
+  stitch::cli::add_verify(app);
+  stitch::cli::add_graph(app);
+  stitch::cli::add_inspect(app);
+  stitch::cli::add_train(app);
   app.parse_complete_callback([&] { stitch::set_threads(threads); });
   try {
     app.parse(argc, argv);

@@ -1,0 +1,278 @@
+#!/usr/bin/python3
+"""Turns the rounds bench/run.sh recorded into a table of ratios and BENCHMARKS.md.
+
+    /usr/bin/python3 bench/report.py ROUNDS_DIR [--markdown BENCHMARKS.md]
+        [--threads T] [--blas PATH] [--cpu NAME] [--nproc N] [--torch V]
+
+ROUNDS_DIR holds round_<k>_cpp.json (Google Benchmark's JSON from stitch_bench)
+and round_<k>_py.json (bench/python_baseline.py). In each round the median of
+that round's repetitions is taken for every variant; a ratio is computed per
+round, and the table shows the median ratio over the rounds with its range.
+Ratios come from times measured minutes apart at most, which is what makes them
+comparable on a machine whose speed drifts.
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+VARIANT = {0: "artifact", 1: "byhand", 2: "optimized"}
+
+
+def read_cpp(file):
+    with open(file) as f:
+        data = json.load(f)
+    scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    times = {}
+    for b in data["benchmarks"]:
+        if b.get("run_type", "iteration") != "iteration":
+            continue
+        name = b["run_name"] if "run_name" in b else b["name"]
+        seconds = b["real_time"] * scale[b["time_unit"]]
+        m = re.match(r"BM_(\w+)/variant:(\d+)/batch:(\d+)", name)
+        if m:
+            key = f"{m.group(1)}/b{m.group(3)}/{VARIANT[int(m.group(2))]}"
+        else:
+            m = re.match(r"BM_compose_(\w+?)(/|$)", name)
+            if not m:
+                continue
+            key = f"compose/{m.group(1)}"
+        times.setdefault(key, []).append(seconds)
+    return times
+
+
+def read_py(file):
+    with open(file) as f:
+        return json.load(f)["times"]
+
+
+def load_rounds(folder):
+    rounds = []
+    for cpp in sorted(glob.glob(os.path.join(folder, "round_*_cpp.json")),
+                      key=lambda p: int(re.search(r"round_(\d+)_", p).group(1))):
+        times = read_cpp(cpp)
+        py = cpp.replace("_cpp.json", "_py.json")
+        if os.path.exists(py):
+            times.update(read_py(py))
+        rounds.append({k: statistics.median(v) for k, v in times.items()})
+        for k, v in times.items():
+            BEST[k] = min(BEST.get(k, float("inf")), min(v))
+    return rounds
+
+
+# The fastest repetition of every variant over the whole run: noise from other
+# processes only ever adds time, so best / best is the ratio least disturbed
+# by a busy machine.
+BEST = {}
+
+
+# (label, numerator, denominator, target, what it means)
+FORWARD_RATIOS = [
+    ("artifact / by-hand C++", "artifact", "byhand",
+     "the stitch artifact's forward vs the same component files called one after another from C++"),
+    ("artifact / Python eager", "artifact", "py_eager",
+     "the artifact from C++ vs torchvision/nn modules in an nn.Sequential, eager, from Python"),
+    ("artifact / Python TorchScript", "artifact", "py_torchscript",
+     "the artifact from C++ vs torch.jit.script of that nn.Sequential, run from Python"),
+    ("artifact in Python / Python eager", "py_artifact", "py_eager",
+     "the same artifact file torch.jit.load-ed in Python vs Python eager"),
+    ("optimized artifact / Python eager", "optimized", "py_eager",
+     "artifact after torch::jit::freeze + optimize_for_inference (issue 7 reference) vs Python eager"),
+]
+
+SCENARIOS = [("resnet18_head", "b1"), ("resnet18_head", "b8"),
+             ("chain_mlp", "b1"), ("chain_mlp", "b64")]
+
+
+def target_for(scenario, batch, label):
+    if label == "artifact / by-hand C++":
+        return 1.02 if scenario == "resnet18_head" else 1.10
+    if label == "optimized artifact / Python eager" and scenario == "resnet18_head" \
+            and batch == "b8":
+        return 0.65
+    return None
+
+
+def summarize(values):
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt_ratio(s):
+    return "n/a" if s is None else f"{s[0]:.3f} ({s[1]:.3f}-{s[2]:.3f})"
+
+
+def fmt_time(seconds):
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} us"
+
+
+def build_tables(rounds):
+    ratio_rows = []
+    for scenario, batch in SCENARIOS:
+        for label, num, den, _ in FORWARD_RATIOS:
+            a, b = f"{scenario}/{batch}/{num}", f"{scenario}/{batch}/{den}"
+            values = [r[a] / r[b] for r in rounds if a in r and b in r]
+            target = target_for(scenario, batch, label)
+            s = summarize(values)
+            best = BEST[a] / BEST[b] if a in BEST and b in BEST else None
+            met = "" if target is None or s is None else ("yes" if s[0] <= target else "NO")
+            ratio_rows.append((f"{scenario} {batch}", label, s, best, target, met))
+    compose_rows = []
+    for label, key in [("load only (2 x torch::jit::load), absolute", None),
+                       ("check (load, cut, probe) beyond loading", "compose/check"),
+                       ("build (check + build) beyond loading", "compose/build"),
+                       ("build + save beyond loading", "compose/build_save")]:
+        if key is None:
+            values = [r["compose/load_only"] for r in rounds if "compose/load_only" in r]
+            compose_rows.append((label, summarize(values), ""))
+            continue
+        values = [r[key] - r["compose/load_only"] for r in rounds
+                  if key in r and "compose/load_only" in r]
+        s = summarize(values)
+        met = "" if s is None else ("yes" if s[0] < 2.0 else "NO")
+        compose_rows.append((label, s, met))
+    time_rows = []
+    keys = sorted({k for r in rounds for k in r})
+    for key in keys:
+        values = [r[key] for r in rounds if key in r]
+        time_rows.append((key, statistics.median(values), min(values), max(values)))
+    return ratio_rows, compose_rows, time_rows
+
+
+def text_table(ratio_rows, compose_rows):
+    lines = [f"{'scenario':<18} {'ratio':<36} {'median (min-max)':<26} {'best':<6} "
+             f"{'target':<8} met"]
+    for scen, label, s, best, target, met in ratio_rows:
+        t = "" if target is None else f"<= {target:.2f}"
+        b = "" if best is None else f"{best:.3f}"
+        lines.append(f"{scen:<18} {label:<36} {fmt_ratio(s):<26} {b:<6} {t:<8} {met}")
+    for label, s, met in compose_rows:
+        v = "n/a" if s is None else f"{s[0]:.2f} s ({s[1]:.2f}-{s[2]:.2f})"
+        t = "< 2 s" if met else ""
+        lines.append(f"{'compose 2x resnet18':<20} {label:<42} {v:<24} {t:<8} {met}")
+    return "\n".join(lines)
+
+
+def markdown(rounds, ratio_rows, compose_rows, time_rows, meta):
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    out = []
+    out.append("# Benchmarks\n")
+    out.append(f"Measured {now} by `bash bench/run.sh` ({len(rounds)} interleaved rounds). "
+               "Numbers are ratios of times measured in the same run; absolute times "
+               "are at the end, for scale only.\n")
+    out.append("| machine | |\n|---|---|")
+    out.append(f"| CPU | {meta.cpu} |")
+    out.append(f"| cores (`nproc`) | {meta.nproc} |")
+    out.append(f"| intra-op threads (both sides) | {meta.threads} |")
+    out.append(f"| `libblas.so.3` | `{meta.blas}` |")
+    out.append(f"| PyTorch / LibTorch | {meta.torch} (Debian) |")
+    out.append(f"| load average at start / end | {meta.load_start} / {meta.load_end} |")
+    out.append("")
+    out.append("## Ratios\n")
+    out.append("Median over rounds of the per-round ratio, with the smallest and largest "
+               "round in brackets; `best` is the fastest repetition of one side over the "
+               "fastest of the other over the whole run (interference from other "
+               "processes only adds time, so it is the least disturbed estimate). "
+               "Below 1 means the first-named side is faster. `met` judges the median.\n")
+    out.append("| scenario | ratio | median (min-max) | best | target | met |")
+    out.append("|---|---|---|---|---|---|")
+    for scen, label, s, best, target, met in ratio_rows:
+        t = "" if target is None else f"<= {target:.2f}"
+        b = "" if best is None else f"{best:.3f}"
+        out.append(f"| {scen} | {label} | {fmt_ratio(s)} | {b} | {t} | {met} |")
+    out.append("")
+    out.append("| compose of two resnet18 (cut at avgpool, concat) | seconds (beyond "
+               "loading both files) | target | met |")
+    out.append("|---|---|---|---|")
+    for label, s, met in compose_rows:
+        v = "n/a" if s is None else f"{s[0]:.2f} s ({s[1]:.2f}-{s[2]:.2f})"
+        out.append(f"| {label} | {v} | {'< 2 s' if met else ''} | {met} |")
+    out.append("")
+    out.append("## What each row means\n")
+    out.append("Scenarios: `resnet18_head` is `resnet18.pt` cut at `avgpool` followed by "
+               "`head.pt` (Flatten + Linear(512, 5)), input `[B, 3, 224, 224]`; "
+               "`chain_mlp` is `mlp_a.pt` (Linear(64, 64) + ReLU) then `mlp_b.pt` "
+               "(Linear(64, 10)), input `[B, 64]`. The models are the test fixtures "
+               "(`tests/fixtures/make_fixtures.py`, torchvision architectures with seeded "
+               "random weights); every side uses the same weights, and "
+               "`python_baseline.py` checks that all variants give the same output.\n")
+    for label, _, _, meaning in FORWARD_RATIOS:
+        out.append(f"- **{label}**: {meaning}.")
+    out.append("- **compose beyond loading**: `stitch::build` of a graph of two "
+               "resnet18 files (`resnet18.pt`, `resnet18_b.pt`, both cut at `avgpool`, "
+               "outputs concatenated; input `[N, 3, 224, 224]`) minus the time "
+               "`torch::jit::load` takes for the same two files. `check` is the part of it "
+               "that loads (with sha256), cuts and probes the models (two probe forwards "
+               "per model, at batch 2 and 3); `build + save` adds `stitch::save`, which is "
+               "what `stitch compose` does, and is the row the target is about.")
+    out.append("")
+    out.append("## Method\n")
+    out.append("- `bench/stitch_bench.cpp` (Google Benchmark) times the C++ side: the "
+               "artifact is built with the C++ API, saved, and loaded back with "
+               "`torch::jit::load`, as it ships. The by-hand baseline loads the component "
+               "files with `torch::jit::load` and calls them in order (resnet18's "
+               "children `conv1` .. `avgpool`, then the head). Threads are set with "
+               "`stitch::set_threads()`; all forwards run under `NoGradGuard`, after 5 warm-up calls "
+               "per process. Within one process Google Benchmark's random interleaving "
+               "runs the repetitions of all variants in a shuffled order.")
+    out.append("- `bench/python_baseline.py` times the Python side (`/usr/bin/python3`, "
+               "`torch.no_grad()`, `torch.set_num_threads` to the same count, 5 warm-up calls "
+               "per variant), also in "
+               "shuffled repetitions.")
+    out.append("- `bench/run.sh` alternates the two processes round after round (C++ first "
+               "in odd rounds, Python first in even ones), so that the speed drift of "
+               "this machine (tens of percent over minutes) hits both sides alike. Each "
+               "ratio is computed within a round, then the median over rounds is shown.")
+    out.append("- Not a test: nothing here runs under ctest or CI.\n")
+    out.append("## Absolute times (median over rounds, min-max), for scale\n")
+    out.append("| variant | time per call |")
+    out.append("|---|---|")
+    for key, med, lo, hi in time_rows:
+        out.append(f"| {key} | {fmt_time(med)} ({fmt_time(lo)}-{fmt_time(hi)}) |")
+    out.append("")
+    if meta.notes and os.path.exists(meta.notes):
+        with open(meta.notes) as f:
+            out.append(f.read().rstrip() + "\n")
+    return "\n".join(out)
+
+
+def main(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("rounds_dir")
+    p.add_argument("--markdown")
+    p.add_argument("--threads", default="?")
+    p.add_argument("--blas", default="?")
+    p.add_argument("--cpu", default="?")
+    p.add_argument("--nproc", default="?")
+    p.add_argument("--torch", default="?")
+    p.add_argument("--load-start", default="?")
+    p.add_argument("--load-end", default="?")
+    p.add_argument("--notes", help="a Markdown file appended to BENCHMARKS.md")
+    meta = p.parse_args(argv[1:])
+    rounds = load_rounds(meta.rounds_dir)
+    if not rounds:
+        print(f"error: no round_*_cpp.json in {meta.rounds_dir}", file=sys.stderr)
+        return 1
+    ratio_rows, compose_rows, time_rows = build_tables(rounds)
+    print(text_table(ratio_rows, compose_rows))
+    if meta.markdown:
+        text = markdown(rounds, ratio_rows, compose_rows, time_rows, meta)
+        with open(meta.markdown + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(meta.markdown + ".tmp", meta.markdown)
+        print(f"wrote {meta.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds stitch_bench, runs it and bench/python_baseline.py in interleaved
+# rounds, prints the table of ratios and writes BENCHMARKS.md.
+#
+#   bash bench/run.sh [ROUNDS]
+#
+# Environment:
+#   STITCH_BENCH_BUILD  build folder (default: build-bench in the source tree)
+#   STITCH_THREADS      intra-op threads on both sides (default: nproc)
+#   BENCH_REPS          repetitions of every variant per round and side (3)
+#   BENCH_MIN_TIME      seconds per repetition (0.5)
+#   BENCH_MARKDOWN      where to write the report (default: BENCHMARKS.md in
+#                       the source tree; "-" to only print the table)
+# Not a test: CI does not run it. Numbers are ratios measured in one run.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${STITCH_BENCH_BUILD:-$SRC/build-bench}
+ROUNDS=${1:-5}
+REPS=${BENCH_REPS:-3}
+MIN_TIME=${BENCH_MIN_TIME:-0.5}
+MARKDOWN=${BENCH_MARKDOWN:-$SRC/BENCHMARKS.md}
+THREADS=${STITCH_THREADS:-$(nproc)}
+export STITCH_THREADS=$THREADS
+PY=/usr/bin/python3
+
+echo "== building stitch_bench in $BUILD"
+cmake -S "$SRC" -B "$BUILD" -DSTITCH_BUILD_BENCH=ON > "$BUILD.cmake.log" 2>&1 ||
+  { cat "$BUILD.cmake.log"; exit 1; }
+cmake --build "$BUILD" -j"$(nproc)" --target stitch_bench
+
+BIN=$BUILD/bench/stitch_bench
+if [[ -f $BUILD/fixtures/.stamp ]]; then
+  FIXTURES=$BUILD/fixtures           # the tests' fixtures (tests are built)
+else
+  FIXTURES=$BUILD/bench/fixtures     # exported for the benchmark alone
+fi
+export STITCH_BENCH_FIXTURES=$FIXTURES
+export STITCH_BENCH_OUT=$BUILD/bench/artifacts
+RESULTS=$BUILD/bench/results
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+LOAD_START=$(loadavg)
+echo "== $ROUNDS rounds, $REPS repetitions of ${MIN_TIME}s, $THREADS threads, load $LOAD_START"
+
+# Builds and saves the artifacts the Python side loads.
+"$BIN" --benchmark_filter='BM_chain_mlp/variant:0/batch:1' --benchmark_min_time=0.01 \
+  > "$RESULTS/prepare.log" 2>&1 || { cat "$RESULTS/prepare.log"; exit 1; }
+
+run_cpp() {
+  "$BIN" --benchmark_repetitions="$REPS" --benchmark_enable_random_interleaving=true \
+    --benchmark_min_time="$MIN_TIME" --benchmark_report_aggregates_only=false \
+    --benchmark_out="$RESULTS/round_$1_cpp.json" --benchmark_out_format=json \
+    > "$RESULTS/round_$1_cpp.log" 2>&1 || { cat "$RESULTS/round_$1_cpp.log"; exit 1; }
+}
+run_py() {
+  "$PY" "$SRC/bench/python_baseline.py" --fixtures "$FIXTURES" \
+    --artifacts "$STITCH_BENCH_OUT" --threads "$THREADS" --reps "$REPS" \
+    --min-time "$MIN_TIME" --seed "$1" --out "$RESULTS/round_$1_py.json" \
+    > "$RESULTS/round_$1_py.log" 2>&1 || { cat "$RESULTS/round_$1_py.log"; exit 1; }
+}
+
+for ((k = 1; k <= ROUNDS; k++)); do
+  start=$SECONDS
+  if ((k % 2)); then run_cpp "$k"; run_py "$k"; else run_py "$k"; run_cpp "$k"; fi
+  echo "round $k/$ROUNDS done in $((SECONDS - start)) s (load $(loadavg))"
+done
+LOAD_END=$(loadavg)
+
+BLAS=$(update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null |
+  awk '/^Value:/ {print $2}')
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+TORCH=$("$PY" -c 'import torch; print(torch.__version__)')
+REPORT_ARGS=("$RESULTS" --threads "$THREADS" --blas "${BLAS:-unknown}" --cpu "${CPU:-unknown}"
+  --nproc "$(nproc)" --torch "$TORCH" --load-start "$LOAD_START" --load-end "$LOAD_END"
+  --notes "$SRC/bench/notes.md")
+if [[ $MARKDOWN != - ]]; then REPORT_ARGS+=(--markdown "$MARKDOWN"); fi
+echo
+"$PY" "$SRC/bench/report.py" "${REPORT_ARGS[@]}"

@@ -1,0 +1,129 @@
+#pragma once
+// Training a combined model: the `train:` section of a spec, and the loop
+// behind `stitch train` (losses, data, optimizers with per-model learning
+// rates, frozen parts, checkpoints, resume, data-parallel over c10d).
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stitch/error.h"
+#include "stitch/spec.h"
+
+namespace stitch {
+
+/// One term of a loss: `weight * fn(args..., key=value)`.
+struct LossTerm {
+  double weight = 1.0;
+  std::string fn;                         // cross_entropy | mse | bce | clip | contrastive
+  std::vector<std::string> args;          // graph outputs or targets fed from data
+  std::map<std::string, double> options;  // temperature, margin
+};
+
+/// The `train:` section of a spec, with defaults filled in and paths made
+/// absolute (relative to the spec's folder).
+///   train:
+///     data: pairs.pt
+///     feed: {image: images, labels: labels}
+///     loss: 0.5 * mse(a, b) + cross_entropy(logits, labels)
+struct TrainConfig {
+  std::filesystem::path data;
+  /// Spec inputs and loss targets -> data keys. A name not listed here is
+  /// looked up in the data under its own name.
+  std::map<std::string, std::string> feed;
+  std::string loss_text;
+  std::vector<LossTerm> loss;
+  std::string optimizer = "adamw";  // sgd (momentum 0.9) | adam | adamw
+  double lr = 1e-3;
+  std::map<std::string, double> lr_for;  // top-level submodule name -> lr
+  /// Unset: the optimizer's PyTorch default (0 for sgd and adam, 0.01 for adamw).
+  std::optional<double> weight_decay;
+  int64_t epochs = 1;
+  int64_t batch = 32;      // the global batch, over every process
+  double val_split = 0.0;  // the last fraction of the data
+  bool shuffle = true;
+  uint64_t seed = 0;
+  std::filesystem::path out;     // default: <spec folder>/runs/<spec stem>
+  int64_t checkpoint_every = 0;  // steps between checkpoints; 0: each epoch
+  int64_t keep_checkpoints = 3;
+
+  /// Names the loss reads that are not graph outputs: they come from data.
+  std::vector<std::string> targets(const Graph& graph) const;
+};
+
+/// Parses the `train:` YAML text of a spec (Spec::train_yaml). `spec_file`
+/// names the spec in errors and anchors relative paths. Checks the loss
+/// against the graph: every name must be an output or a fed target.
+/// Throws SpecError.
+TrainConfig parse_train_config(const std::string& train_yaml,
+                               const std::filesystem::path& spec_file, const Graph& graph);
+
+/// Parses a loss expression: `cross_entropy(logits, labels)`,
+/// `0.5 * mse(a, b) + clip(x, y, temperature=0.07)`. Throws SpecError.
+std::vector<LossTerm> parse_loss(const std::string& text);
+
+/// How to run a training job (the command line's part).
+///   stitch::train(spec, stitch::TrainOptions().resume(true));
+struct TrainOptions {
+  /// Continue from the last checkpoint in `out`.
+  TrainOptions& resume(bool on) {
+    resume_ = on;
+    return *this;
+  }
+  /// This process's rank and the number of processes (1: no c10d).
+  TrainOptions& rank(int r, int world_size) {
+    rank_ = r;
+    world_size_ = world_size;
+    return *this;
+  }
+  /// Where the processes meet (c10d TCPStore on rank 0).
+  TrainOptions& master(std::string addr, int port) {
+    master_addr_ = std::move(addr);
+    master_port_ = port;
+    return *this;
+  }
+  /// Progress: a bar on a terminal, plain lines otherwise, or nothing.
+  TrainOptions& progress(bool on) {
+    progress_ = on;
+    return *this;
+  }
+  /// Where warnings and progress lines go (default: stderr).
+  TrainOptions& log(std::function<void(const std::string&)> fn) {
+    log_ = std::move(fn);
+    return *this;
+  }
+  bool resume_ = false;
+  int rank_ = 0;
+  int world_size_ = 1;
+  std::string master_addr_ = "127.0.0.1";
+  int master_port_ = 29500;
+  bool progress_ = true;
+  std::function<void(const std::string&)> log_;
+};
+
+/// What a finished run measured (its last epoch).
+struct TrainResult {
+  int64_t epochs = 0;
+  int64_t steps = 0;
+  double train_loss = 0.0;
+  double val_loss = 0.0;      // NaN without a validation split
+  double val_accuracy = 0.0;  // NaN when the loss has no classification term
+  double seconds = 0.0;
+  std::filesystem::path model;  // out/model.pt (written by rank 0)
+};
+
+/// Trains the spec's graph as its `train:` section says, writing
+/// checkpoints/, metrics.csv and model.pt into `out`. Throws stitch::Error
+/// (SpecError for a bad config, IoError for data, Error for NaN/Inf); the
+/// last good checkpoint is kept.
+TrainResult train(const Spec& spec, const TrainOptions& options = {});
+
+/// Whether this build can train data-parallel (c10d with Gloo); if not,
+/// `why` says what is missing.
+bool distributed_available(std::string* why = nullptr);
+
+}  // namespace stitch

@@ -1,0 +1,301 @@
+#include "stitch/inspect.h"
+
+#include "analysis.h"
+#include "graph_text.h"
+#include "surgery.h"
+
+#include <fmt/format.h>
+#include <fnmatch.h>
+#include <nlohmann/json.hpp>
+
+#include <torch/csrc/jit/api/function_impl.h>
+
+#include <map>
+
+namespace stitch {
+
+std::string ModuleRow::training() const {
+  if (parameters == 0) return "";
+  if (trainable == parameters) return "trainable";
+  if (trainable == 0) return "frozen";
+  return "partly frozen";
+}
+
+namespace {
+
+/// What a value computed by a run is, with concrete sizes.
+ValueType type_of(const c10::IValue& v) {
+  using K = ValueType::Kind;
+  ValueType t;
+  if (v.isTensor()) {
+    const auto& x = v.toTensor();
+    Shape shape(x.sizes().begin(), x.sizes().end());
+    return ValueType::tensor(shape, x.scalar_type());
+  }
+  if (v.isTuple()) {
+    t.kind = K::Tuple;
+    for (const auto& e : v.toTupleRef().elements()) t.elements.push_back(type_of(e));
+    auto type = v.toTupleRef().type();
+    if (type && type->schema()) {
+      for (const auto& arg : type->schema()->arguments()) t.keys.push_back(arg.name());
+    }
+  } else if (v.isList()) {
+    t.kind = K::List;
+    for (const auto& e : v.toListRef()) t.elements.push_back(type_of(e));
+  } else if (v.isGenericDict()) {
+    t.kind = K::Dict;
+    for (const auto& item : v.toGenericDict()) {
+      t.keys.push_back(item.key().isString() ? item.key().toStringRef() : "?");
+      t.elements.push_back(type_of(item.value()));
+    }
+  } else if (v.isInt()) {
+    t.kind = K::Int;
+  } else if (v.isDouble()) {
+    t.kind = K::Float;
+  } else if (v.isBool()) {
+    t.kind = K::Bool;
+  } else if (v.isString()) {
+    t.kind = K::String;
+  } else {
+    t.kind = K::None;
+  }
+  return t;
+}
+
+/// "Conv2d" from __torch__.torch.nn.modules.conv.___torch_mangle_3.Conv2d.
+std::string short_type(const torch::jit::Module& m) {
+  auto name = m.type()->name();
+  return name ? name->name() : "Module";
+}
+
+/// Forward's argument list completed with defaults (wav2vec2's lengths).
+std::vector<c10::IValue> with_defaults(const torch::jit::Module& m,
+                                       const std::vector<c10::IValue>& inputs) {
+  const auto& args = m.get_method("forward").function().getSchema().arguments();
+  std::vector<c10::IValue> stack{m._ivalue()};
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (i - 1 < inputs.size()) {
+      stack.push_back(inputs[i - 1]);
+    } else if (args[i].default_value()) {
+      stack.push_back(*args[i].default_value());
+    } else {
+      throw ModelError(fmt::format("the model's forward takes {} inputs, {} given", args.size() - 1,
+                                   inputs.size()));
+    }
+  }
+  return stack;
+}
+
+/// Runs the graph that returns every submodule's output (one pass).
+std::map<std::string, ValueType> run_outputs(const torch::jit::Module& m,
+                                             const std::vector<c10::IValue>& inputs, int depth,
+                                             std::optional<ValueType>& model_output) {
+  SubmoduleOutputs outs = submodule_outputs(m, "forward", depth);
+  torch::jit::GraphFunction fn("stitch_inspect", outs.graph, nullptr);
+  auto stack = with_defaults(m, inputs);
+  torch::NoGradGuard no_grad;
+  with_context("running the model", [&] { fn.run(stack); });
+  const auto& values = stack.at(0).toTupleRef().elements();
+  std::map<std::string, ValueType> types;
+  for (size_t i = 0; i < outs.paths.size(); ++i) types[outs.paths[i]] = type_of(values[i]);
+  model_output = type_of(values.back());
+  return types;
+}
+
+/// Rows for `m`'s submodules, paths prefixed with `prefix`.
+std::vector<ModuleRow> module_rows(const torch::jit::Module& m, int depth,
+                                   const std::function<bool(const std::string&)>& frozen,
+                                   const std::map<std::string, ValueType>& outputs,
+                                   const std::string& prefix) {
+  std::vector<ModuleRow> rows;
+  for (const auto& sub : m.named_modules()) {
+    if (sub.name.empty()) continue;
+    ModuleRow row;
+    row.depth = 1 + static_cast<int>(std::count(sub.name.begin(), sub.name.end(), '.'));
+    if (depth >= 0 && row.depth > depth) continue;
+    row.path = prefix + sub.name;
+    row.type = short_type(sub.value);
+    for (const auto& p : sub.value.named_parameters(true)) {
+      row.parameters += p.value.numel();
+      if (!frozen(sub.name + "." + p.name)) row.trainable += p.value.numel();
+    }
+    auto it = outputs.find(sub.name);
+    if (it != outputs.end()) row.output = it->second;
+    row.depth += prefix.empty() ? 0 : 1;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+nlohmann::json type_json(const std::optional<ValueType>& t) {
+  return t ? nlohmann::json(t->str()) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::IValue>& inputs,
+                             int depth) {
+  module.eval();
+  InspectReport report;
+  std::map<std::string, ValueType> outputs;
+  if (!inputs.empty()) {
+    const auto& args = module.get_method("forward").function().getSchema().arguments();
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      report.inputs.emplace_back(i + 1 < args.size() ? args[i + 1].name() : "?",
+                                 type_of(inputs[i]));
+    }
+    outputs = run_outputs(module, inputs, depth, report.output);
+  }
+  // A file's own requires_grad flags say what trains.
+  std::map<std::string, bool> requires_grad;
+  for (const auto& p : module.named_parameters(true)) requires_grad[p.name] = p.value.requires_grad();
+  auto frozen = [&](const std::string& name) { return !requires_grad[name]; };
+  report.modules = module_rows(module, depth, frozen, outputs, "");
+  for (const auto& p : module.named_parameters(true)) {
+    report.parameters += p.value.numel();
+    if (p.value.requires_grad()) report.trainable += p.value.numel();
+  }
+  return report;
+}
+
+InspectReport inspect_graph(const Graph& graph, int depth) {
+  InspectReport report;
+  Analysis a = analyze(graph);
+  for (size_t id = 0; id < graph.nodes().size(); ++id) {
+    const Node& n = graph.nodes()[id];
+    NodeReport r;
+    r.id = static_cast<int>(id);
+    r.name = n.name;
+    r.expression = node_expression(graph, r.id);
+    r.type = a.types[id];
+    r.note = n.kind == Node::Kind::Call ? graph.model(n.op).describe() : a.notes[id];
+    r.loc = n.loc;
+    report.nodes.push_back(std::move(r));
+  }
+  for (int id : graph.inputs()) {
+    report.inputs.emplace_back(graph.nodes()[id].name, a.types[id]);
+  }
+  for (const auto& name : graph.model_order()) {
+    Component& c = a.components.at(name);
+    const ModelSpec& spec = c.spec;
+    // What the graph feeds the model first, at N=1 (other dynamic dims 16).
+    std::vector<c10::IValue> inputs;
+    for (const auto& n : graph.nodes()) {
+      if (n.kind != Node::Kind::Call || n.op != name) continue;
+      for (const auto& arg : n.args) {
+        const ValueType& t = a.types.at(std::get<Value>(arg).id());
+        if (!t.is_tensor()) break;
+        std::vector<int64_t> dims;
+        for (const auto& d : t.shape) {
+          std::map<std::string, int64_t> values;
+          for (const auto& s : d.symbols()) values[s] = s == "N" ? 1 : 16;
+          dims.push_back(d.evaluate(values));
+        }
+        inputs.push_back(torch::randn(dims).to(t.dtype));
+      }
+      break;
+    }
+    auto frozen = [&](const std::string& param) {
+      if (spec.freeze_all) return true;
+      for (const auto& glob : spec.freeze) {
+        if (fnmatch(glob.c_str(), param.c_str(), 0) == 0) return true;
+      }
+      return false;
+    };
+    ModuleRow top;
+    top.path = name;
+    top.type = short_type(c.module);
+    for (const auto& p : c.module.named_parameters(true)) {
+      top.parameters += p.value.numel();
+      if (!frozen(p.name)) top.trainable += p.value.numel();
+    }
+    std::map<std::string, ValueType> outputs;
+    if (!inputs.empty() && spec.method == "forward") {
+      std::optional<ValueType> out;
+      outputs = run_outputs(c.module, inputs, depth < 0 ? -1 : std::max(0, depth - 1), out);
+      top.output = out;
+    }
+    report.parameters += top.parameters;
+    report.trainable += top.trainable;
+    report.modules.push_back(top);
+    if (depth < 0 || depth > 1) {
+      for (auto& row : module_rows(c.module, depth < 0 ? -1 : depth - 1, frozen, outputs,
+                                   name + ".")) {
+        report.modules.push_back(std::move(row));
+      }
+    }
+  }
+  // The built-in learned layers' parameters are counted by check's notes;
+  // the models above are what inspect adds.
+  report.note = "model output shapes are for N=1";
+  return report;
+}
+
+std::string InspectReport::table() const {
+  size_t path_w = 4, type_w = 4, out_w = 6;
+  auto out_str = [](const ModuleRow& r) { return r.output ? r.output->str() : "-"; };
+  for (const auto& r : modules) {
+    path_w = std::max(path_w, r.path.size() + 2 * (r.depth - 1));
+    type_w = std::max(type_w, r.type.size());
+    out_w = std::max(out_w, out_str(r).size());
+  }
+  std::string text;
+  for (const auto& [name, t] : inputs) text += fmt::format("input {}: {}\n", name, t.str());
+  text += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>12}  {}\n", "path", path_w, "type", type_w,
+                      "output", out_w, "parameters", "training");
+  for (const auto& r : modules) {
+    std::string path = std::string(2 * (r.depth - 1), ' ') + r.path;
+    text += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>12}  {}\n", path, path_w, r.type, type_w,
+                        out_str(r), out_w, r.parameters ? with_commas(r.parameters) : "-",
+                        r.training());
+  }
+  if (output) text += fmt::format("output: {}\n", output->str());
+  if (!nodes.empty()) {
+    CheckReport graph_nodes{nodes};
+    text += "\n" + graph_nodes.table();
+  }
+  text += fmt::format("total parameters: {} (trainable {}, frozen {})\n", with_commas(parameters),
+                      with_commas(trainable), with_commas(parameters - trainable));
+  if (!note.empty()) text += "note: " + note + "\n";
+  return text;
+}
+
+std::string InspectReport::json() const {
+  nlohmann::json j;
+  j["inputs"] = nlohmann::json::array();
+  for (const auto& [name, t] : inputs) j["inputs"].push_back({{"name", name}, {"type", t.str()}});
+  j["modules"] = nlohmann::json::array();
+  for (const auto& r : modules) {
+    j["modules"].push_back({{"path", r.path},
+                            {"type", r.type},
+                            {"depth", r.depth},
+                            {"output", type_json(r.output)},
+                            {"parameters", r.parameters},
+                            {"trainable", r.trainable},
+                            {"training", r.training()}});
+  }
+  j["output"] = type_json(output);
+  j["nodes"] = nlohmann::json::array();
+  for (const auto& n : nodes) {
+    j["nodes"].push_back({{"name", n.name},
+                          {"expression", n.expression},
+                          {"type", n.type.str()},
+                          {"note", n.note}});
+  }
+  j["total"] = {{"parameters", parameters},
+                {"trainable", trainable},
+                {"frozen", parameters - trainable}};
+  if (!note.empty()) j["note"] = note;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace stitch

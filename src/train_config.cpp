@@ -1,0 +1,394 @@
+// The `train:` section of a spec and its loss expression.
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include "stitch/train.h"
+
+namespace stitch {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kTrainKeys = {"data",
+                                             "feed",
+                                             "loss",
+                                             "optimizer",
+                                             "lr",
+                                             "lr_for",
+                                             "weight_decay",
+                                             "epochs",
+                                             "batch",
+                                             "val_split",
+                                             "shuffle",
+                                             "seed",
+                                             "out",
+                                             "checkpoint_every",
+                                             "keep_checkpoints"};
+
+const std::vector<std::string> kLosses = {"cross_entropy", "mse", "bce", "clip", "contrastive"};
+
+/// Positional arity and keyword options (with defaults) of each loss.
+struct LossSignature {
+  size_t arity;
+  std::map<std::string, double> options;
+};
+const std::map<std::string, LossSignature>& loss_signatures() {
+  static const std::map<std::string, LossSignature> table = {
+      {"cross_entropy", {2, {}}},
+      {"mse", {2, {}}},
+      {"bce", {2, {}}},
+      {"clip", {2, {{"temperature", 0.07}}}},
+      {"contrastive", {3, {{"margin", 1.0}}}},
+  };
+  return table;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// A small recursive-descent parser for
+//   loss  := term (('+' | '-') term)*
+//   term  := [number '*'] call ['*' number] | number '*' term
+//   call  := name '(' arg (',' arg)* ')'
+//   arg   := name | name '=' number
+class LossParser {
+ public:
+  LossParser(std::string text, std::string where)
+      : text_(std::move(text)), where_(std::move(where)) {}
+
+  std::vector<LossTerm> parse() {
+    std::vector<LossTerm> terms;
+    double sign = 1.0;
+    while (true) {
+      LossTerm t = term();
+      t.weight *= sign;
+      terms.push_back(std::move(t));
+      skip_space();
+      if (pos_ == text_.size()) break;
+      if (text_[pos_] == '+') {
+        sign = 1.0;
+      } else if (text_[pos_] == '-') {
+        sign = -1.0;
+      } else {
+        fail(fmt::format("expected + or the end, found '{}'", text_[pos_]));
+      }
+      ++pos_;
+    }
+    return terms;
+  }
+
+ private:
+  LossTerm term() {
+    skip_space();
+    double weight = 1.0;
+    if (peek_number()) {
+      weight = number();
+      expect('*');
+    }
+    LossTerm t = call();
+    skip_space();
+    if (pos_ < text_.size() && text_[pos_] == '*') {
+      ++pos_;
+      skip_space();
+      if (!peek_number()) fail("expected a number after '*'");
+      weight *= number();
+    }
+    t.weight = weight;
+    return t;
+  }
+
+  LossTerm call() {
+    const size_t at = pos_;
+    LossTerm t;
+    t.fn = name();
+    auto sig = loss_signatures().find(t.fn);
+    if (sig == loss_signatures().end()) {
+      pos_ = at;
+      fail(fmt::format("unknown loss '{}'; the losses are {}", t.fn, join(kLosses)));
+    }
+    t.options = sig->second.options;
+    expect('(');
+    while (true) {
+      skip_space();
+      std::string arg = name();
+      skip_space();
+      if (pos_ < text_.size() && text_[pos_] == '=') {
+        ++pos_;
+        if (!t.options.count(arg)) {
+          fail(fmt::format("{} has no option '{}'{}", t.fn, arg,
+                           t.options.empty() ? "" : " (it takes " + join(keys(t.options)) + ")"));
+        }
+        skip_space();
+        if (!peek_number()) fail(fmt::format("{}= needs a number", arg));
+        t.options[arg] = number();
+      } else {
+        t.args.push_back(arg);
+      }
+      skip_space();
+      if (pos_ < text_.size() && text_[pos_] == ',') {
+        ++pos_;
+        continue;
+      }
+      expect(')');
+      break;
+    }
+    if (t.args.size() != sig->second.arity) {
+      fail(fmt::format("{} takes {} tensors, got {} ({})", t.fn, sig->second.arity, t.args.size(),
+                       join(t.args)));
+    }
+    return t;
+  }
+
+  static std::vector<std::string> keys(const std::map<std::string, double>& m) {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : m) out.push_back(k);
+    return out;
+  }
+
+  std::string name() {
+    skip_space();
+    const size_t start = pos_;
+    while (pos_ < text_.size() &&
+           (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_')) {
+      ++pos_;
+    }
+    if (start == pos_ || std::isdigit(static_cast<unsigned char>(text_[start]))) {
+      pos_ = start;
+      fail("expected a name");
+    }
+    return text_.substr(start, pos_ - start);
+  }
+
+  bool peek_number() const {
+    return pos_ < text_.size() &&
+           (std::isdigit(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '.');
+  }
+
+  double number() {
+    const char* begin = text_.c_str() + pos_;
+    char* end = nullptr;
+    double v = std::strtod(begin, &end);
+    if (end == begin) fail("expected a number");
+    pos_ += static_cast<size_t>(end - begin);
+    return v;
+  }
+
+  void expect(char c) {
+    skip_space();
+    if (pos_ >= text_.size() || text_[pos_] != c) {
+      fail(pos_ >= text_.size() ? fmt::format("expected '{}', found the end", c)
+                                : fmt::format("expected '{}', found '{}'", c, text_[pos_]));
+    }
+    ++pos_;
+  }
+
+  void skip_space() {
+    while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) {
+      ++pos_;
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw SpecError(fmt::format("{}loss, column {}: {}\n  {}\n  {}^", where_, pos_ + 1, what, text_,
+                                std::string(pos_, ' ')));
+  }
+
+  std::string text_;
+  std::string where_;
+  size_t pos_ = 0;
+};
+
+/// Reads train.<key> as T, or an error naming the key and what was found.
+template <typename T>
+T scalar(const YAML::Node& node, const std::string& key, const std::string& where,
+         const char* expected) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    throw SpecError(fmt::format("{}train.{}: expected {}, got '{}'", where, key, expected,
+                                node.IsScalar() ? node.Scalar() : "a list or map"));
+  }
+}
+
+void check_positive(double v, const std::string& key, const std::string& where) {
+  if (!(v > 0)) throw SpecError(fmt::format("{}train.{}: must be > 0, got {}", where, key, v));
+}
+
+std::map<std::string, std::string> read_feed(const YAML::Node& node, const std::string& where) {
+  if (!node.IsMap()) {
+    throw SpecError(
+        fmt::format("{}train.feed: expected a map of spec inputs/targets to data keys, like "
+                    "{{image: images, labels: labels}}",
+                    where));
+  }
+  std::map<std::string, std::string> feed;
+  for (const auto& item : node) {
+    feed[item.first.as<std::string>()] = scalar<std::string>(
+        item.second, "feed." + item.first.as<std::string>(), where, "a data key");
+  }
+  return feed;
+}
+
+bool is_output(const Graph& graph, const std::string& name) {
+  for (const auto& [out, v] : graph.outputs()) {
+    if (out == name) return true;
+  }
+  return false;
+}
+
+bool is_input(const Graph& graph, const std::string& name) {
+  for (int id : graph.inputs()) {
+    if (graph.nodes()[id].name == name) return true;
+  }
+  return false;
+}
+
+/// Every loss name is an output or a target; feed keys are inputs or
+/// targets; lr_for keys are models (or layers, checked at build time).
+void check_against_graph(const TrainConfig& c, const Graph& graph, const std::string& where) {
+  std::vector<std::string> outputs;
+  for (const auto& [out, v] : graph.outputs()) outputs.push_back(out);
+  for (const auto& term : c.loss) {
+    for (const auto& arg : term.args) {
+      if (is_input(graph, arg)) {
+        throw SpecError(fmt::format(
+            "{}train.loss: {}({}) reads '{}', which is a graph input; a loss reads graph "
+            "outputs ({}) and targets fed from data",
+            where, term.fn, join(term.args), arg, join(outputs)));
+      }
+    }
+  }
+  const auto targets = c.targets(graph);
+  for (const auto& [name, key] : c.feed) {
+    const bool known =
+        is_input(graph, name) || std::find(targets.begin(), targets.end(), name) != targets.end();
+    if (!known) {
+      throw SpecError(
+          fmt::format("{}train.feed: '{}' is neither a spec input nor a name the loss reads\n"
+                      "  the loss reads: {}",
+                      where, name, join(targets)));
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> TrainConfig::targets(const Graph& graph) const {
+  std::vector<std::string> out;
+  for (const auto& term : loss) {
+    for (const auto& arg : term.args) {
+      if (!is_output(graph, arg) && std::find(out.begin(), out.end(), arg) == out.end()) {
+        out.push_back(arg);
+      }
+    }
+  }
+  return out;
+}
+
+std::vector<LossTerm> parse_loss(const std::string& text) {
+  return LossParser(text, "").parse();
+}
+
+TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& spec_file,
+                               const Graph& graph) {
+  const std::string where = spec_file.empty() ? "" : spec_file.filename().string() + ": ";
+  if (train_yaml.empty()) {
+    throw SpecError(
+        fmt::format("{}the spec has no train: section\n"
+                    "  fix: add train: with at least data and loss (see docs/train.md)",
+                    where));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(train_yaml);
+  } catch (const YAML::Exception& e) {
+    throw SpecError(fmt::format("{}train: {}", where, e.what()));
+  }
+  if (!root.IsMap()) throw SpecError(fmt::format("{}train: expected a map", where));
+  for (const auto& item : root) {
+    const auto key = item.first.as<std::string>();
+    if (std::find(kTrainKeys.begin(), kTrainKeys.end(), key) == kTrainKeys.end()) {
+      throw SpecError(
+          fmt::format("{}train: unknown key '{}'; the keys are {}", where, key, join(kTrainKeys)));
+    }
+  }
+  const fs::path dir = spec_file.empty() ? fs::current_path() : spec_file.parent_path();
+  auto path_of = [&](const std::string& p) {
+    fs::path path(p);
+    return path.is_absolute() ? path : (dir / path).lexically_normal();
+  };
+
+  TrainConfig c;
+  if (!root["data"]) throw SpecError(fmt::format("{}train: needs data: FILE", where));
+  if (!root["loss"]) {
+    throw SpecError(fmt::format("{}train: needs loss:, like cross_entropy(logits, labels)", where));
+  }
+  c.data = path_of(scalar<std::string>(root["data"], "data", where, "a file name"));
+  c.loss_text = scalar<std::string>(root["loss"], "loss", where, "a loss expression");
+  c.loss = LossParser(c.loss_text, where + "train.").parse();
+  if (root["feed"]) c.feed = read_feed(root["feed"], where);
+  if (root["optimizer"]) {
+    c.optimizer = scalar<std::string>(root["optimizer"], "optimizer", where, "a name");
+    if (c.optimizer != "sgd" && c.optimizer != "adam" && c.optimizer != "adamw") {
+      throw SpecError(
+          fmt::format("{}train.optimizer: unknown optimizer '{}'; use sgd, adam "
+                      "or adamw",
+                      where, c.optimizer));
+    }
+  }
+  if (root["lr"]) c.lr = scalar<double>(root["lr"], "lr", where, "a number");
+  check_positive(c.lr, "lr", where);
+  if (root["lr_for"]) {
+    if (!root["lr_for"].IsMap()) {
+      throw SpecError(fmt::format("{}train.lr_for: expected a map like {{vision: 1e-5}}", where));
+    }
+    for (const auto& item : root["lr_for"]) {
+      const auto name = item.first.as<std::string>();
+      c.lr_for[name] = scalar<double>(item.second, "lr_for." + name, where, "a number");
+      check_positive(c.lr_for[name], "lr_for." + name, where);
+    }
+  }
+  if (root["weight_decay"]) {
+    c.weight_decay = scalar<double>(root["weight_decay"], "weight_decay", where, "a number");
+  }
+  if (root["epochs"]) c.epochs = scalar<int64_t>(root["epochs"], "epochs", where, "an integer");
+  check_positive(double(c.epochs), "epochs", where);
+  if (root["batch"]) c.batch = scalar<int64_t>(root["batch"], "batch", where, "an integer");
+  check_positive(double(c.batch), "batch", where);
+  if (root["val_split"]) {
+    c.val_split = scalar<double>(root["val_split"], "val_split", where, "a number");
+    if (c.val_split < 0 || c.val_split >= 1) {
+      throw SpecError(
+          fmt::format("{}train.val_split: must be in [0, 1), got {}", where, c.val_split));
+    }
+  }
+  if (root["shuffle"]) c.shuffle = scalar<bool>(root["shuffle"], "shuffle", where, "true or false");
+  if (root["seed"]) c.seed = scalar<uint64_t>(root["seed"], "seed", where, "an integer");
+  if (root["out"]) {
+    c.out = path_of(scalar<std::string>(root["out"], "out", where, "a folder"));
+  } else {
+    c.out = dir / "runs" / spec_file.stem();
+  }
+  if (root["checkpoint_every"]) {
+    c.checkpoint_every =
+        scalar<int64_t>(root["checkpoint_every"], "checkpoint_every", where, "an integer");
+  }
+  if (root["keep_checkpoints"]) {
+    c.keep_checkpoints =
+        scalar<int64_t>(root["keep_checkpoints"], "keep_checkpoints", where, "an integer");
+    check_positive(double(c.keep_checkpoints), "keep_checkpoints", where);
+  }
+  check_against_graph(c, graph, where);
+  return c;
+}
+
+}  // namespace stitch

@@ -1,0 +1,101 @@
+// stitch::inspect_module / inspect_graph: rows, output shapes, parameter
+// counts, freeze, depth, JSON.
+
+#include "test_util.h"
+
+#include <stitch/inspect.h>
+#include <stitch/stitch.h>
+
+#include <chrono>
+
+namespace stitch {
+namespace {
+
+using testing::fixture;
+
+class InspectTest : public testing::SeededTest {};
+
+const ModuleRow& row(const InspectReport& r, const std::string& path) {
+  for (const auto& m : r.modules) {
+    if (m.path == path) return m;
+  }
+  throw std::runtime_error("no row " + path);
+}
+
+TEST_F(InspectTest, ResnetRowsHaveTypesShapesAndParameters) {
+  auto m = torch::jit::load(fixture("resnet18.pt"));
+  auto report = inspect_module(m, {torch::randn({1, 3, 224, 224})});
+  EXPECT_EQ(row(report, "conv1").type, "Conv2d");
+  EXPECT_EQ(row(report, "conv1").output->str(), "float[1, 64, 112, 112]");
+  EXPECT_EQ(row(report, "conv1").parameters, 64 * 3 * 7 * 7);
+  EXPECT_EQ(row(report, "layer4").output->str(), "float[1, 512, 7, 7]");
+  EXPECT_EQ(row(report, "layer4.1.conv2").type, "Conv2d");
+  EXPECT_EQ(row(report, "layer4.1.conv2").depth, 3);
+  EXPECT_EQ(row(report, "layer4.1.conv2").output->str(), "float[1, 512, 7, 7]");
+  EXPECT_EQ(row(report, "fc").output->str(), "float[1, 1000]");
+  EXPECT_EQ(report.output->str(), "float[1, 1000]");
+  EXPECT_EQ(report.parameters, 11689512);
+  EXPECT_EQ(report.trainable, 11689512);
+  EXPECT_EQ(row(report, "fc").training(), "trainable");
+  EXPECT_NE(report.table().find("total parameters: 11,689,512"), std::string::npos)
+      << report.table();
+}
+
+TEST_F(InspectTest, DepthLimitsTheNesting) {
+  auto m = torch::jit::load(fixture("resnet18.pt"));
+  auto report = inspect_module(m, {torch::randn({1, 3, 64, 64})}, 1);
+  for (const auto& r : report.modules) EXPECT_EQ(r.depth, 1) << r.path;
+  EXPECT_EQ(report.modules.size(), 10u);  // conv1 ... fc
+  EXPECT_EQ(row(report, "layer2").output->str(), "float[1, 128, 8, 8]");
+}
+
+TEST_F(InspectTest, WithoutInputsRowsHaveNoShapes) {
+  auto m = torch::jit::load(fixture("mobilenet_v3_small.pt"));
+  auto report = inspect_module(m, {}, 2);
+  EXPECT_FALSE(row(report, "features.0").output.has_value());
+  EXPECT_EQ(row(report, "features.0").type, "Conv2dNormActivation");
+}
+
+TEST_F(InspectTest, JsonHasTheSameRows) {
+  auto m = torch::jit::load(fixture("mlp_a.pt"));
+  auto report = inspect_module(m, {torch::randn({2, 64})});
+  const std::string json = report.json();
+  EXPECT_NE(json.find("\"path\": \"0\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"type\": \"Linear\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"output\": \"float[2, 64]\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"parameters\": 4160"), std::string::npos) << json;
+}
+
+TEST_F(InspectTest, GraphShowsModelsWithFreezeAndNodes) {
+  Graph g;
+  auto image = g.input("image", {N, 3, 64, 64});
+  auto vision = load(fixture("resnet18.pt")).name("vision").cut("avgpool").freeze({"conv1.*", "layer1.*"});
+  auto logits = linear(flatten(vision(image)), 5);
+  g.set_name(logits, "logits");
+  g.output("logits", logits);
+  auto report = inspect_graph(g);
+  EXPECT_EQ(row(report, "vision").output->str(), "float[1, 512, 1, 1]");
+  EXPECT_EQ(row(report, "vision.conv1").training(), "frozen");
+  EXPECT_EQ(row(report, "vision.layer1").training(), "frozen");
+  EXPECT_EQ(row(report, "vision.layer2").training(), "trainable");
+  EXPECT_EQ(row(report, "vision").training(), "partly frozen");
+  EXPECT_EQ(row(report, "vision.layer3").output->str(), "float[1, 256, 4, 4]");
+  EXPECT_FALSE(report.modules.end() !=
+               std::find_if(report.modules.begin(), report.modules.end(),
+                            [](const ModuleRow& r) { return r.path == "vision.fc"; }));
+  ASSERT_FALSE(report.nodes.empty());
+  EXPECT_EQ(report.nodes.back().name, "logits");
+  EXPECT_EQ(report.nodes.back().type.str(), "float[N, 5]");
+}
+
+TEST_F(InspectTest, ResnetAt224IsFast) {
+  // The bench measures resnet50; resnet18 keeps the unit test quick.
+  auto m = torch::jit::load(fixture("resnet18.pt"));
+  auto start = std::chrono::steady_clock::now();
+  inspect_module(m, {torch::randn({1, 3, 224, 224})});
+  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 3.0);
+}
+
+}  // namespace
+}  // namespace stitch

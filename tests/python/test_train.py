@@ -1,0 +1,345 @@
+"""`stitch train`: the real binary, checked against the same training loop
+written in PyTorch, on the same data and the same initial weights.
+
+The initial weights of a run are those `stitch compose` builds from the same
+spec (the built-in layers are seeded by the spec), so Python starts from the
+composed artifact and must end where stitch's trained model.pt ends.
+"""
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from conftest import EXAMPLES, assert_clean_error
+
+_spec = importlib.util.spec_from_file_location("make_models", EXAMPLES / "make_models.py")
+make_models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_models)
+
+
+def script_save(module, path):
+    module.eval()
+    torch.jit.script(module).save(str(path))
+
+
+def write_spec(folder, body, train):
+    spec = dict(body)
+    spec["train"] = train
+    path = Path(folder) / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def state(path):
+    m = torch.jit.load(str(path))
+    out = dict(m.named_parameters())
+    out.update(dict(m.named_buffers()))
+    return {k: v.detach().clone() for k, v in out.items()}
+
+
+def metrics(folder):
+    lines = (Path(folder) / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    return [dict(zip(header, line.split(","))) for line in lines[1:]]
+
+
+# --- a small model: frozen pre-processing (with BatchNorm), a trainable body,
+# --- a built-in head, and a loss that is a weighted sum --------------------
+
+@pytest.fixture
+def small(tmp_path):
+    torch.manual_seed(0)
+    script_save(nn.Sequential(nn.Linear(10, 10), nn.BatchNorm1d(10)), tmp_path / "pre.pt")
+    script_save(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 8)),
+                tmp_path / "body.pt")
+    g = torch.Generator().manual_seed(1)
+    data = {"x": torch.randn(64, 10, generator=g),
+            "labels": torch.randint(0, 3, (64,), generator=g),
+            "target": torch.randn(64, 8, generator=g)}
+    torch.save(data, tmp_path / "data.pt")
+    body = {
+        "inputs": {"x": ["N", 10]},
+        "models": {"pre": {"file": "pre.pt", "freeze": True}, "body": {"file": "body.pt"}},
+        "graph": ["f = body(pre(x))", "logits = linear(dropout(relu(f), 0.0), 3)"],
+        "outputs": ["logits", "f"],
+    }
+    train = {"data": "data.pt", "loss": "cross_entropy(logits, labels) + 0.5 * mse(f, target)",
+             "optimizer": "sgd", "lr": 0.1, "lr_for": {"body": 0.05}, "weight_decay": 0.01,
+             "epochs": 2, "batch": 16, "val_split": 0.25, "shuffle": False, "out": "run"}
+    return tmp_path, body, train, data
+
+
+def test_sgd_steps_equal_the_same_loop_in_pytorch(small, run_stitch):
+    folder, body, train, data = small
+    spec = write_spec(folder, body, train)
+    code, out, err = run_stitch("compose", spec, "-o", folder / "init.pt")
+    assert code == 0, err
+    code, out, err = run_stitch("train", spec)
+    assert code == 0, err
+
+    m = torch.jit.load(str(folder / "init.pt"))
+    initial = state(folder / "init.pt")
+    m.train()
+    m.pre.eval()  # frozen: BatchNorm statistics must not move
+    params = dict(m.named_parameters())
+    rest = [p for n, p in params.items() if not n.startswith(("body.", "pre."))]
+    body_params = [p for n, p in params.items() if n.startswith("body.")]
+    opt = torch.optim.SGD([{"params": rest}, {"params": body_params, "lr": 0.05}], lr=0.1,
+                          momentum=0.9, weight_decay=0.01)
+    for _ in range(2):
+        for start in range(0, 48, 16):  # val_split 0.25: the last 16 validate
+            s = slice(start, start + 16)
+            y = m(data["x"][s])
+            loss = (F.cross_entropy(y["logits"], data["labels"][s]) +
+                    0.5 * F.mse_loss(y["f"], data["target"][s]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    trained = state(folder / "run" / "model.pt")
+    expected = {k: v.detach() for k, v in m.state_dict().items()}
+    assert set(trained) == set(expected)
+    for name, value in expected.items():
+        assert torch.allclose(trained[name], value, atol=1e-6), name
+        if name.startswith("pre."):
+            assert torch.equal(trained[name], initial[name]), f"frozen {name} changed"
+        else:
+            assert not torch.equal(trained[name], initial[name]), f"{name} did not train"
+
+    rows = metrics(folder / "run")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["step"] for r in rows] == ["3", "6"]
+    assert all(r["val_loss"] and r["val_accuracy"] for r in rows)
+    # model.pt is a stitch artifact: it carries its spec.
+    extra = {"stitch/spec.yaml": ""}
+    torch.jit.load(str(folder / "run" / "model.pt"), _extra_files=extra)
+    assert b"pre" in extra["stitch/spec.yaml"]
+    assert "epoch 2/2" in err and "\r" not in err  # plain lines when not on a terminal
+
+
+def test_raising_epochs_and_resuming_equals_the_longer_run(small, run_stitch):
+    folder, body, train, _ = small
+    body["graph"][1] = "logits = linear(dropout(relu(f), 0.3), 3)"  # uses the RNG
+    train.update(optimizer="adam", shuffle=True, seed=7, out="short")
+    spec = write_spec(folder, body, train)
+    assert run_stitch("train", spec)[0] == 0
+    train.update(epochs=4)
+    spec = write_spec(folder, body, train)
+    code, out, err = run_stitch("train", spec, "--resume")
+    assert code == 0, err
+    assert "resuming from" in err
+    train.update(out="long")
+    spec = write_spec(folder, body, train)
+    assert run_stitch("train", spec)[0] == 0
+
+    resumed, full = state(folder / "short" / "model.pt"), state(folder / "long" / "model.pt")
+    for name in full:
+        assert torch.equal(resumed[name], full[name]), name
+    assert [r["step"] for r in metrics(folder / "short")] == ["3", "6", "9", "12"]
+    assert [r["train_loss"] for r in metrics(folder / "short")] == [
+        r["train_loss"] for r in metrics(folder / "long")]
+
+
+def test_sigkill_loses_only_the_work_since_the_last_checkpoint(small, stitch_bin, run_stitch):
+    folder, body, train, _ = small
+    train.update(optimizer="adamw", shuffle=True, epochs=60, checkpoint_every=1,
+                 keep_checkpoints=2, out="killed")
+    spec = write_spec(folder, body, train)
+    proc = subprocess.Popen([str(stitch_bin), "train", str(spec)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoints = folder / "killed" / "checkpoints"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(checkpoints.glob("step_*.pt"))) < 2:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (folder / "killed" / "model.pt").exists(), "finished before the kill"
+    assert 1 <= len(list(checkpoints.glob("step_*.pt"))) <= 3
+
+    code, out, err = run_stitch("train", spec, "--resume")
+    assert code == 0, err
+    train.update(out="whole")
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    resumed, whole = state(folder / "killed" / "model.pt"), state(folder / "whole" / "model.pt")
+    for name in whole:
+        assert torch.equal(resumed[name], whole[name]), name
+
+
+def test_two_processes_end_with_the_weights_of_one(small, run_stitch):
+    folder, body, train, _ = small
+    train.update(shuffle=True, epochs=3, out="one")
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    train.update(out="two")
+    code, out, err = run_stitch("train", write_spec(folder, body, train), "--nproc", "2")
+    assert code == 0, err
+    assert out.count("trained 3 epochs") == 1  # rank 0 reports
+    one, two = state(folder / "one" / "model.pt"), state(folder / "two" / "model.pt")
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5), name
+
+
+def test_a_failing_worker_gives_one_clean_error(small, run_stitch):
+    folder, body, train, _ = small
+    train["data"] = "missing.pt"
+    code, out, err = run_stitch("train", write_spec(folder, body, train), "--nproc", "2")
+    assert_clean_error(code, out, err)
+    assert err.count("error:") == 1, err
+    assert "missing.pt" in err
+
+
+# --- refusals -----------------------------------------------------------------
+
+def test_missing_data_key_is_one_clear_error(small, run_stitch):
+    folder, body, train, _ = small
+    train["feed"] = {"labels": "classes"}
+    code, out, err = run_stitch("train", write_spec(folder, body, train))
+    assert_clean_error(code, out, err)
+    assert "no tensor 'classes' for loss target 'labels'" in err
+    assert "the file holds: labels, target, x" in err
+
+
+def test_nan_in_data_is_refused_before_training(small, run_stitch):
+    folder, body, train, data = small
+    data["x"][10, 3] = float("nan")
+    torch.save(data, folder / "data.pt")
+    code, out, err = run_stitch("train", write_spec(folder, body, train))
+    assert_clean_error(code, out, err)
+    assert "'x' holds 1 NaN or Inf values (the first in sample 10)" in err
+
+
+def test_exploding_loss_keeps_the_last_good_checkpoint(small, run_stitch):
+    folder, body, train, data = small
+    data["x"] *= 1e3
+    torch.save(data, folder / "data.pt")
+    train.update(lr=1e8, epochs=50, checkpoint_every=1, loss="mse(f, target)")
+    code, out, err = run_stitch("train", write_spec(folder, body, train))
+    assert_clean_error(code, out, err)
+    assert "the loss is" in err and "the last good checkpoint is kept" in err
+    kept = sorted((folder / "run" / "checkpoints").glob("step_*.pt"))
+    assert kept and not (folder / "run" / "model.pt").exists()
+
+
+def test_unknown_loss_is_a_spec_error(small, run_stitch):
+    folder, body, train, _ = small
+    train["loss"] = "cross_entropy(logits, labels) + hinge(f, target)"
+    code, out, err = run_stitch("train", write_spec(folder, body, train))
+    assert_clean_error(code, out, err)
+    assert "unknown loss 'hinge'" in err
+
+
+def test_traced_model_with_batchnorm_is_reported(small, run_stitch):
+    folder, body, train, _ = small
+    traced = nn.Sequential(nn.Linear(10, 10), nn.BatchNorm1d(10)).eval()
+    torch.jit.trace(traced, torch.randn(4, 10)).save(str(folder / "pre_traced.pt"))
+    body["models"]["pre"] = {"file": "pre_traced.pt"}  # trainable, but mode fixed at eval
+    code, out, err = run_stitch("train", write_spec(folder, body, train))
+    assert code == 0, err
+    assert "warning: model 'pre' (pre_traced.pt) has training=False fixed in its graph" in err
+    assert "export it with torch.jit.script" in err
+
+
+# --- real data: scikit-learn's digits -------------------------------------------
+
+class DigitsCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
+
+
+def test_digits_cnn_plus_builtin_layers_reaches_95_percent(tmp_path, run_stitch):
+    sklearn = pytest.importorskip("sklearn.datasets")
+    digits = sklearn.load_digits()
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(digits.target), generator=g)
+    images = torch.tensor(digits.images, dtype=torch.float32)[order].unsqueeze(1) / 16.0
+    labels = torch.tensor(digits.target)[order]
+    torch.save({"images": images, "labels": labels}, tmp_path / "digits.pt")
+    torch.manual_seed(0)
+    script_save(DigitsCNN(), tmp_path / "cnn.pt")
+    body = {"inputs": {"image": ["N", 1, 8, 8]},
+            "models": {"cnn": {"file": "cnn.pt"}},
+            "graph": ["features = flatten(cnn(image))",
+                      "logits = mlp(features, [64, 10], dropout=0.1)"],
+            "outputs": ["logits"]}
+    train = {"data": "digits.pt", "feed": {"image": "images"},
+             "loss": "cross_entropy(logits, labels)", "optimizer": "adam", "lr": 0.003,
+             "epochs": 12, "batch": 32, "val_split": 0.2, "seed": 0, "out": "run"}
+    started = time.time()
+    code, out, err = run_stitch("train", write_spec(tmp_path, body, train))
+    assert code == 0, err
+    assert time.time() - started < 60
+    assert float(metrics(tmp_path / "run")[-1]["val_accuracy"]) >= 0.95
+
+    # The held-out fifth, through model.pt in Python.
+    model = torch.jit.load(str(tmp_path / "run" / "model.pt"))
+    held_out = len(labels) - int(len(labels) * (1 - 0.2))
+    with torch.no_grad():
+        predicted = model(images[-held_out:]).argmax(1)
+    accuracy = (predicted == labels[-held_out:]).float().mean().item()
+    assert accuracy >= 0.95, accuracy
+
+
+# --- seed 002 examples ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def seed002_models(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seed002") / "models"
+    make_models.export_seed002(str(out))
+    return out
+
+
+def copy_seed002(name, folder, models):
+    shutil.copytree(models, folder / "models")
+    shutil.copyfile(EXAMPLES / name, folder / name)
+    return folder / name
+
+
+def test_seed002_strategy1_late_fusion_trains_only_the_classifier(tmp_path, seed002_models,
+                                                                   run_stitch):
+    spec = copy_seed002("seed002_strategy1_train.yaml", tmp_path, seed002_models)
+    code, out, err = run_stitch("train", spec)
+    assert code == 0, err
+    run = tmp_path / "runs" / "seed002_strategy1"
+    assert float(metrics(run)[-1]["val_accuracy"]) >= 0.9
+    trained = state(run / "model.pt")
+    for model in ("vision", "speech"):
+        original = state(seed002_models / f"seed002_{model}.pt")
+        for name, value in trained.items():
+            if name.startswith(model + "."):
+                key = name[len(model) + 1:]
+                # frozen, BatchNorm statistics included: bit for bit
+                assert torch.equal(value, original[key]), name
+
+
+def test_seed002_strategy3_clip_learns_to_retrieve_the_matching_pair(tmp_path, seed002_models,
+                                                                     run_stitch):
+    spec = copy_seed002("seed002_strategy3_clip.yaml", tmp_path, seed002_models)
+    code, out, err = run_stitch("train", spec)
+    assert code == 0, err
+    run = tmp_path / "runs" / "seed002_strategy3"
+    assert float(metrics(run)[-1]["val_accuracy"]) >= 0.9
+
+    data = torch.load(seed002_models / "seed002_pairs.pt")
+    model = torch.jit.load(str(run / "model.pt"))
+    held_out = 128  # val_split 0.125 of 1024
+    with torch.no_grad():
+        emb = model(data["images"][-held_out:], data["captions"][-held_out:])
+    picked = (emb["img_emb"] @ emb["txt_emb"].t()).argmax(1)
+    accuracy = (picked == torch.arange(held_out)).float().mean().item()
+    assert accuracy >= 0.8, accuracy  # among all 128, chance is < 1%

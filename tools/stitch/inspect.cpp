@@ -1,0 +1,92 @@
+// stitch inspect MODEL.pt|SPEC.yaml [--input NAME=1x3x224x224 ...] [--depth K] [--json]
+
+#include "cli.h"
+
+#include <stitch/inspect.h>
+
+#include <fmt/format.h>
+
+#include <iostream>
+
+namespace stitch::cli {
+
+namespace {
+
+bool is_spec(const std::string& file) {
+  auto ext = std::filesystem::path(file).extension().string();
+  return ext == ".yaml" || ext == ".yml";
+}
+
+/// forward's tensor inputs from --input NAME=SHAPE (or one bare SHAPE):
+/// random values, in the order forward declares them.
+std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
+                                        const std::vector<std::string>& args) {
+  if (args.empty()) return {};
+  const auto& schema = model.get_method("forward").function().getSchema();
+  std::vector<std::string> names;
+  for (size_t i = 1; i < schema.arguments().size(); ++i) {
+    names.push_back(schema.arguments()[i].name());
+  }
+  std::map<std::string, std::vector<int64_t>> given;
+  for (const auto& arg : args) {
+    NamedArg a = split_named(arg);
+    if (a.name.empty()) {
+      if (args.size() != 1 || names.empty()) {
+        throw UsageError(fmt::format("the model takes {} inputs ({}); name each: --input NAME=SHAPE",
+                                     names.size(), fmt::join(names, ", ")));
+      }
+      a.name = names[0];
+    }
+    if (std::find(names.begin(), names.end(), a.name) == names.end()) {
+      throw UsageError(fmt::format("the model has no input '{}'; its inputs are: {}", a.name,
+                                   fmt::join(names, ", ")));
+    }
+    given[a.name] = parse_shape(a.value);
+  }
+  // Inputs up to the last one given; those left out must have defaults.
+  std::vector<c10::IValue> inputs;
+  for (size_t i = 0; i < names.size() && inputs.size() < given.size(); ++i) {
+    auto it = given.find(names[i]);
+    if (it == given.end()) {
+      throw UsageError(fmt::format("missing input '{}': pass --input {}=SHAPE", names[i], names[i]));
+    }
+    inputs.emplace_back(torch::randn(it->second));
+  }
+  return inputs;
+}
+
+}  // namespace
+
+void add_inspect(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "inspect", "one row per submodule: path, type, output shape, parameters, training");
+  auto file = std::make_shared<std::string>();
+  auto inputs = std::make_shared<std::vector<std::string>>();
+  auto depth = std::make_shared<int>(-1);
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("model", *file, "a TorchScript file (.pt) or a spec (.yaml)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--input", *inputs,
+                  "NAME=SHAPE (1x3x224x224), or SHAPE with one input: show output shapes");
+  cmd->add_option("--depth", *depth, "show submodules down to K levels (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--json", *json, "print the same as JSON");
+  cmd->callback([=] {
+    InspectReport report;
+    if (is_spec(*file)) {
+      if (!inputs->empty()) {
+        throw UsageError("a spec declares its inputs (`inputs:`); --input is for model files");
+      }
+      Spec spec = load_spec(*file);
+      report = inspect_graph(spec.graph, *depth);
+    } else {
+      torch::jit::Module model = load_module(*file);
+      report = inspect_module(model, example_inputs(model, *inputs), *depth);
+      if (inputs->empty()) report.note = "pass --input NAME=SHAPE to see output shapes";
+    }
+    std::cout << (*json ? report.json() : report.table());
+  });
+}
+
+}  // namespace stitch::cli

@@ -1,0 +1,216 @@
+// stitch train SPEC.yaml [--resume] [--nproc N]
+//
+// With --nproc N this process is a launcher: it starts N copies of itself
+// with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) on
+// loopback and waits for them. A process started with RANK set (by this
+// launcher or by torchrun-like tools on several machines) is a worker.
+
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stitch/train.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cli.h"
+
+namespace stitch::cli {
+
+namespace {
+
+std::optional<std::string> env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  return std::string(v);
+}
+
+int env_int(const char* name, const std::string& value) {
+  try {
+    size_t used = 0;
+    int v = std::stoi(value, &used);
+    if (used == value.size() && v >= 0) return v;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(fmt::format("{}={} is not a number", name, value));
+}
+
+/// A free TCP port on loopback for the c10d store (the kernel picks it).
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw Error("cannot open a socket to find a free port");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw Error("cannot find a free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string read_all(const std::string& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// This process's command line, as main got it (from /proc/self/cmdline),
+/// for starting workers with the same arguments.
+std::vector<std::string> own_arguments() {
+  const std::string all = read_all("/proc/self/cmdline");
+  std::vector<std::string> args;
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = all.find('\0', start);
+    if (end == std::string::npos) end = all.size();
+    args.push_back(all.substr(start, end - start));
+    start = end + 1;
+  }
+  if (args.empty()) throw Error("cannot read this process's command line");
+  return args;
+}
+
+/// Starts `nproc` workers (this binary, same arguments) and waits for them.
+/// Rank 0's output goes to the terminal; the others' stderr is shown only if
+/// they fail while rank 0 did not.
+int launch(int nproc, const std::vector<std::string>& args) {
+  std::string why;
+  if (!distributed_available(&why)) throw Error("--nproc " + std::to_string(nproc) + ": " + why);
+  const int port = free_port();
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::string threads = std::to_string(std::max(1u, cores / unsigned(nproc)));
+  std::vector<pid_t> pids;
+  std::vector<std::string> logs;
+  for (int rank = 0; rank < nproc; ++rank) {
+    std::string log;
+    if (rank > 0) {
+      char tmpl[] = "/tmp/stitch-train-rank-XXXXXX";
+      int fd = ::mkstemp(tmpl);
+      if (fd < 0) throw Error("cannot create a log file in /tmp");
+      ::close(fd);
+      log = tmpl;
+    }
+    logs.push_back(log);
+    pid_t pid = ::fork();
+    if (pid < 0) throw Error("cannot start a worker process (fork failed)");
+    if (pid == 0) {
+      ::setenv("RANK", std::to_string(rank).c_str(), 1);
+      ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
+      ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      ::setenv("STITCH_THREADS", threads.c_str(), 0);  // share the cores
+      if (!log.empty()) {
+        if (!std::freopen(log.c_str(), "w", stderr) || !std::freopen("/dev/null", "w", stdout)) {
+          ::_exit(1);
+        }
+      }
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv("/proc/self/exe", argv.data());
+      std::fprintf(stderr, "error: cannot start worker %d: exec failed\n", rank);
+      ::_exit(1);
+    }
+    pids.push_back(pid);
+  }
+  // Wait for all; when one fails, stop the others (they would wait for it).
+  std::vector<int> status(nproc, -1);
+  int running = nproc;
+  while (running > 0) {
+    int st = 0;
+    pid_t pid = ::waitpid(-1, &st, 0);
+    if (pid < 0) break;
+    for (int r = 0; r < nproc; ++r) {
+      if (pids[r] != pid) continue;
+      status[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      --running;
+      if (status[r] != 0) {
+        for (int o = 0; o < nproc; ++o) {
+          if (status[o] < 0) ::kill(pids[o], SIGTERM);
+        }
+      }
+    }
+  }
+  int code = status[0];
+  if (code == 0) {
+    for (int r = 1; r < nproc; ++r) {
+      if (status[r] != 0) {
+        std::cerr << "error: worker " << r << " of " << nproc << " failed\n";
+        std::istringstream lines(read_all(logs[r]));
+        for (std::string line; std::getline(lines, line);) std::cerr << "  " << line << "\n";
+        code = 1;
+        break;
+      }
+    }
+  }
+  for (const auto& log : logs) {
+    if (!log.empty()) ::unlink(log.c_str());
+  }
+  return code == 0 ? 0 : 1;
+}
+
+void print_result(const TrainResult& r) {
+  std::string line = fmt::format("trained {} epochs ({} steps) in {:.1f} s: train loss {:.4f}",
+                                 r.epochs, r.steps, r.seconds, r.train_loss);
+  if (!std::isnan(r.val_loss)) line += fmt::format(", val loss {:.4f}", r.val_loss);
+  if (!std::isnan(r.val_accuracy)) {
+    line += fmt::format(", val accuracy {:.2f}%", 100 * r.val_accuracy);
+  }
+  std::cout << line << "\nwrote " << r.model.string() << "\n";
+}
+
+}  // namespace
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "train a combined model as its spec's train: says");
+  auto spec_file = std::make_shared<std::string>();
+  auto resume = std::make_shared<bool>(false);
+  auto nproc = std::make_shared<int>(1);
+  cmd->add_option("spec", *spec_file, "the spec (.yaml) with a train: section")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--resume", *resume, "continue from the last checkpoint in the run's out folder");
+  cmd->add_option("--nproc", *nproc, "train data-parallel on N local processes (c10d, Gloo)")
+      ->check(CLI::Range(1, 256));
+  cmd->callback([=] {
+    const auto rank = env("RANK");
+    if (*nproc > 1 && !rank) {
+      const int code = launch(*nproc, own_arguments());
+      // NOTE: the failing worker has printed its `error:` line already;
+      // exit without adding a second one.
+      if (code != 0) {
+        std::cout.flush();
+        std::exit(code);
+      }
+      return;
+    }
+    TrainOptions options;
+    options.resume(*resume);
+    if (rank) {
+      const auto world = env("WORLD_SIZE");
+      if (!world) throw UsageError("RANK is set but WORLD_SIZE is not");
+      options.rank(env_int("RANK", *rank), env_int("WORLD_SIZE", *world));
+      options.master(env("MASTER_ADDR").value_or("127.0.0.1"),
+                     env_int("MASTER_PORT", env("MASTER_PORT").value_or("29500")));
+    }
+    Spec spec = load_spec(*spec_file);
+    TrainResult result = train(spec, options);
+    if (options.rank_ == 0) print_result(result);
+  });
+}
+
+}  // namespace stitch::cli

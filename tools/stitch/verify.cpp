@@ -1,0 +1,30 @@
+// stitch verify OUT.pt SPEC.yaml: the artifact computes what its parts do.
+
+#include "cli.h"
+
+#include <stitch/verify.h>
+
+#include <iostream>
+
+namespace stitch::cli {
+
+void add_verify(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "verify", "check that an artifact equals running its parts, numerically");
+  auto artifact = std::make_shared<std::string>();
+  auto spec = std::make_shared<std::string>();
+  auto options = std::make_shared<VerifyOptions>();
+  cmd->add_option("artifact", *artifact, "the artifact (.pt) made by compose")->required();
+  cmd->add_option("spec", *spec, "the spec it was made from (YAML)")->required();
+  cmd->add_option("--atol", options->atol_, "absolute tolerance (default 1e-5)");
+  cmd->add_option("--rtol", options->rtol_, "relative tolerance (default 1e-4)");
+  cmd->add_option("--size", options->dynamic_size_,
+                  "size of dynamic dims (N...) in the random inputs (default 2)")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([artifact, spec, options] {
+    VerifyReport report = verify(*artifact, *spec, *options);
+    std::cout << report.table() << "ok: " << *artifact << " matches its parts\n";
+  });
+}
+
+}  // namespace stitch::cli
