@@ -22,6 +22,9 @@ struct Analysis {
 /// Loads components and infers every node's type. Throws stitch::Error.
 Analysis analyze(const Graph& graph);
 
+/// The type of a value computed by a run, with its concrete sizes.
+ValueType value_type(const c10::IValue& value);
+
 /// The output type of a built-in op node given its argument types (nullptr
 /// for literal arguments). Sets `note` to a short description of what the
 /// op will be (e.g. "Linear(512 -> 5)"). Throws ShapeError.

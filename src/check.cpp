@@ -419,6 +419,11 @@ class Analyzer {
 
 Analysis analyze(const Graph& graph) { return Analyzer(graph).run(); }
 
+ValueType value_type(const c10::IValue& value) {
+  // One sample: every dim is static.
+  return recover_type(value, value, {}, {});
+}
+
 CheckReport check(const Graph& graph) {
   Analysis a = analyze(graph);
   CheckReport report;

@@ -23,45 +23,6 @@ std::string ModuleRow::training() const {
 
 namespace {
 
-/// What a value computed by a run is, with concrete sizes.
-ValueType type_of(const c10::IValue& v) {
-  using K = ValueType::Kind;
-  ValueType t;
-  if (v.isTensor()) {
-    const auto& x = v.toTensor();
-    Shape shape(x.sizes().begin(), x.sizes().end());
-    return ValueType::tensor(shape, x.scalar_type());
-  }
-  if (v.isTuple()) {
-    t.kind = K::Tuple;
-    for (const auto& e : v.toTupleRef().elements()) t.elements.push_back(type_of(e));
-    auto type = v.toTupleRef().type();
-    if (type && type->schema()) {
-      for (const auto& arg : type->schema()->arguments()) t.keys.push_back(arg.name());
-    }
-  } else if (v.isList()) {
-    t.kind = K::List;
-    for (const auto& e : v.toListRef()) t.elements.push_back(type_of(e));
-  } else if (v.isGenericDict()) {
-    t.kind = K::Dict;
-    for (const auto& item : v.toGenericDict()) {
-      t.keys.push_back(item.key().isString() ? item.key().toStringRef() : "?");
-      t.elements.push_back(type_of(item.value()));
-    }
-  } else if (v.isInt()) {
-    t.kind = K::Int;
-  } else if (v.isDouble()) {
-    t.kind = K::Float;
-  } else if (v.isBool()) {
-    t.kind = K::Bool;
-  } else if (v.isString()) {
-    t.kind = K::String;
-  } else {
-    t.kind = K::None;
-  }
-  return t;
-}
-
 /// "Conv2d" from __torch__.torch.nn.modules.conv.___torch_mangle_3.Conv2d.
 std::string short_type(const torch::jit::Module& m) {
   auto name = m.type()->name();
@@ -97,8 +58,8 @@ std::map<std::string, ValueType> run_outputs(const torch::jit::Module& m,
   with_context("running the model", [&] { fn.run(stack); });
   const auto& values = stack.at(0).toTupleRef().elements();
   std::map<std::string, ValueType> types;
-  for (size_t i = 0; i < outs.paths.size(); ++i) types[outs.paths[i]] = type_of(values[i]);
-  model_output = type_of(values.back());
+  for (size_t i = 0; i < outs.paths.size(); ++i) types[outs.paths[i]] = value_type(values[i]);
+  model_output = value_type(values.back());
   return types;
 }
 
@@ -151,7 +112,7 @@ InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::I
     const auto& args = module.get_method("forward").function().getSchema().arguments();
     for (size_t i = 0; i < inputs.size(); ++i) {
       report.inputs.emplace_back(i + 1 < args.size() ? args[i + 1].name() : "?",
-                                 type_of(inputs[i]));
+                                 value_type(inputs[i]));
     }
     outputs = run_outputs(module, inputs, depth, report.output);
   }
