@@ -22,6 +22,9 @@ struct Analysis {
 /// Loads components and infers every node's type. Throws stitch::Error.
 Analysis analyze(const Graph& graph);
 
+/// One `check` row per node of an analyzed graph.
+std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& analysis);
+
 /// The type of a value computed by a run, with its concrete sizes.
 ValueType value_type(const c10::IValue& value);
 

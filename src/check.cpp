@@ -424,9 +424,8 @@ ValueType value_type(const c10::IValue& value) {
   return recover_type(value, value, {}, {});
 }
 
-CheckReport check(const Graph& graph) {
-  Analysis a = analyze(graph);
-  CheckReport report;
+std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& a) {
+  std::vector<NodeReport> rows;
   for (size_t id = 0; id < graph.nodes().size(); ++id) {
     const Node& n = graph.nodes()[id];
     NodeReport r;
@@ -434,11 +433,16 @@ CheckReport check(const Graph& graph) {
     r.name = n.name;
     r.expression = node_expression(graph, r.id);
     r.type = a.types[id];
-    r.note = a.notes[id];
-    if (n.kind == Node::Kind::Call) r.note = graph.model(n.op).describe();
+    r.note = n.kind == Node::Kind::Call ? graph.model(n.op).describe() : a.notes[id];
     r.loc = n.loc;
-    report.nodes.push_back(std::move(r));
+    rows.push_back(std::move(r));
   }
+  return rows;
+}
+
+CheckReport check(const Graph& graph) {
+  CheckReport report;
+  report.nodes = node_reports(graph, analyze(graph));
   return report;
 }
 

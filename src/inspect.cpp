@@ -131,17 +131,7 @@ InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::I
 InspectReport inspect_graph(const Graph& graph, int depth) {
   InspectReport report;
   Analysis a = analyze(graph);
-  for (size_t id = 0; id < graph.nodes().size(); ++id) {
-    const Node& n = graph.nodes()[id];
-    NodeReport r;
-    r.id = static_cast<int>(id);
-    r.name = n.name;
-    r.expression = node_expression(graph, r.id);
-    r.type = a.types[id];
-    r.note = n.kind == Node::Kind::Call ? graph.model(n.op).describe() : a.notes[id];
-    r.loc = n.loc;
-    report.nodes.push_back(std::move(r));
-  }
+  report.nodes = node_reports(graph, a);
   for (int id : graph.inputs()) {
     report.inputs.emplace_back(graph.nodes()[id].name, a.types[id]);
   }
