@@ -10,12 +10,6 @@
 #include <filesystem>
 #include <string>
 
-namespace torch {
-namespace jit {
-struct Module;
-}  // namespace jit
-}  // namespace torch
-
 namespace stitch {
 
 /// DOT for a graph. With `report` (from stitch::check) edges carry shapes
