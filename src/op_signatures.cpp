@@ -177,7 +177,7 @@ void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs
   }
   for (auto& [key, value] : kwargs) {
     auto it = std::find_if(sig.params.begin(), sig.params.end(),
-                           [&](const ParamDef& p) { return p.name == key; });
+                           [&key = key](const ParamDef& p) { return p.name == key; });
     if (it == sig.params.end() || it->kind == K::Tensor || it->kind == K::Tensors ||
         it->kind == K::Scalar) {
       std::vector<std::string> names;
