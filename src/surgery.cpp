@@ -330,6 +330,70 @@ class Surgeon {
   std::shared_ptr<JitGraph> graph_;
 };
 
+/// What the new forward reads from the module tree: for every module path
+/// ("" for self), the attributes read from it; which modules still have a
+/// method called (or escape as values); and whether every read starts at self.
+struct Reads {
+  std::map<std::string, std::set<std::string>> from;
+  std::set<std::string> called;
+  bool all_from_self = true;
+};
+
+Reads reads_of(JitGraph& graph) {
+  Reads reads;
+  for (JitNode* n : torch::jit::findAllNodes(graph, c10::prim::GetAttr, true)) {
+    auto owner = module_path_of(n->input(0));
+    if (!owner) {
+      reads.all_from_self = false;
+      continue;
+    }
+    Path path = *owner;
+    reads.from[join_path(path)].insert(n->s(c10::attr::name));
+    if (!n->output()->type()->cast<c10::ClassType>()) continue;
+    path.push_back(n->s(c10::attr::name));
+    for (const auto& use : n->output()->uses()) {
+      if (use.user->kind() != c10::prim::GetAttr) reads.called.insert(join_path(path));
+    }
+  }
+  return reads;
+}
+
+/// Drops the children nothing reads any more: fc after a cut at avgpool, and
+/// inside containers whose own forward was inlined away (features.7 onward
+/// after a cut at features.6). A nested module loses its methods and unread
+/// children only when its class type is its own: types can be shared
+/// between instances (resnet's blocks), and another instance may still run.
+void drop_unread_children(torch::jit::Module& top, JitGraph& graph) {
+  Reads reads = reads_of(graph);
+  std::map<c10::ClassType*, int> instances;
+  std::vector<std::pair<std::string, torch::jit::Module>> modules;
+  for (const auto& m : top.named_modules()) {
+    ++instances[m.value.type().get()];
+    modules.emplace_back(m.name, m.value);
+  }
+  for (auto& [path, module] : modules) {
+    auto type = module.type();
+    if (!path.empty()) {
+      if (!reads.all_from_self || !reads.from.count(path) || reads.called.count(path) ||
+          instances[type.get()] > 1) {
+        continue;
+      }
+      std::vector<std::string> methods;
+      for (auto* fn : type->methods()) methods.push_back(fn->name());
+      for (const auto& name : methods) type->unsafeRemoveMethod(name);
+    }
+    const auto& read = reads.from[path];
+    std::vector<std::string> unread;
+    for (const auto& child : module.named_children()) {
+      if (!read.count(child.name)) unread.push_back(child.name);
+    }
+    for (const auto& child : unread) {  // not while iterating: removal shifts slots
+      module._ivalue()->unsafeRemoveAttr(child);
+      type->unsafeRemoveAttribute(child);
+    }
+  }
+}
+
 /// Replaces the component's method with `graph`, drops methods and
 /// top-level children the new graph no longer uses.
 void install(Component& c, std::shared_ptr<JitGraph> graph) {
@@ -339,10 +403,6 @@ void install(Component& c, std::shared_ptr<JitGraph> graph) {
   std::map<std::string, c10::IValue> defaults;
   for (const auto& arg : c.module.get_method(c.spec.method).function().getSchema().arguments()) {
     if (arg.default_value()) defaults[arg.name()] = *arg.default_value();
-  }
-  std::set<std::string> used;
-  for (JitNode* n : torch::jit::findAllNodes(*graph, c10::prim::GetAttr, true)) {
-    if (n->input(0) == graph->inputs()[0]) used.insert(n->s(c10::attr::name));
   }
   std::vector<std::string> methods;
   for (auto* fn : type->methods()) methods.push_back(fn->name());
@@ -363,15 +423,7 @@ void install(Component& c, std::shared_ptr<JitGraph> graph) {
       "forward", "", std::move(args), {c10::Argument("", graph->outputs()[0]->type())}));
   type->addMethod(fn);
   c.spec.method = "forward";
-  // Drop children that nothing uses any more (fc after a cut at avgpool).
-  std::vector<std::string> unused;
-  for (const auto& child : c.module.named_children()) {
-    if (!used.count(child.name)) unused.push_back(child.name);
-  }
-  for (const auto& child : unused) {  // not while iterating: removal shifts slots
-    c.module._ivalue()->unsafeRemoveAttr(child);
-    type->unsafeRemoveAttribute(child);
-  }
+  drop_unread_children(c.module, *graph);
 }
 
 void cut_at(Component& c, const std::string& path) {

@@ -87,6 +87,11 @@ TEST_F(SurgeryTest, CutMobilenetAtFeatures6EqualsSequentialOfTheFirstSeven) {
   auto expected = x;
   for (int i = 0; i <= 6; ++i) expected = forward(child(m, "features." + std::to_string(i)), expected);
   EXPECT_TRUE(torch::allclose(run(model, {x}), expected, 1e-5, 1e-5));
+  // The layers after the cut, nested in `features`, are gone with their weights.
+  auto features = model.attr("m").toModule().attr("features").toModule();
+  EXPECT_TRUE(features.hasattr("6"));
+  EXPECT_FALSE(features.hasattr("7"));
+  EXPECT_FALSE(model.attr("m").toModule().hasattr("classifier"));
 }
 
 TEST_F(SurgeryTest, CutAndAfterAtTheSameLayerRecomposeMobilenet) {
@@ -100,6 +105,12 @@ TEST_F(SurgeryTest, CutAndAfterAtTheSameLayerRecomposeMobilenet) {
   auto m = load_eval("mobilenet_v3_small.pt");
   auto x = torch::randn({2, 3, 96, 96});
   EXPECT_TRUE(torch::allclose(run(model, {x}), forward(m, x), 1e-5, 1e-5));
+  // Each half keeps only its own layers.
+  auto low_features = model.attr("low").toModule().attr("features").toModule();
+  auto high_features = model.attr("high").toModule().attr("features").toModule();
+  EXPECT_FALSE(low_features.hasattr("7"));
+  EXPECT_FALSE(high_features.hasattr("6"));
+  EXPECT_TRUE(high_features.hasattr("7"));
 }
 
 TEST_F(SurgeryTest, MiddleSliceIsCutAndAfterTogether) {

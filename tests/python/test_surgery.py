@@ -32,6 +32,10 @@ _EXPORT = textwrap.dedent("""
     torch.set_num_threads(2)
     makers = {
         "vit_b_16": lambda: torchvision.models.vit_b_16(weights=None),
+        # vit_b_16's own class and code paths, small enough for every run
+        "vit_small": lambda: torchvision.models.vision_transformer.VisionTransformer(
+            image_size=64, patch_size=16, num_layers=6, num_heads=4, hidden_dim=96,
+            mlp_dim=192),
         "fcn_resnet50": lambda: fcn_resnet50(weights=None, weights_backbone=None,
                                              num_classes=21, aux_loss=False),
         "wav2vec2_base": lambda: torchaudio.models.wav2vec2_base(),
@@ -48,7 +52,7 @@ _EXPORT = textwrap.dedent("""
 @pytest.fixture(scope="session")
 def big_models(tmp_path_factory):
     out = tmp_path_factory.mktemp("big_models")
-    names = ["fcn_resnet50", "wav2vec2_base"]
+    names = ["fcn_resnet50", "wav2vec2_base", "vit_small"]
     if os.environ.get("STITCH_SLOW_TESTS"):
         names.append("vit_b_16")  # big and slow: only when its test runs
     subprocess.run([sys.executable, "-c", _EXPORT, str(out), *names], check=True)
@@ -238,31 +242,54 @@ def test_fcn_after_takes_the_input_for_its_final_resize(run_stitch, big_models, 
         assert code == 0 and "float[N, 1024, 8, 8]" in out, out + err
 
 
-@pytest.mark.skipif(not os.environ.get("STITCH_SLOW_TESTS"),
-                    reason="vit_b_16 at 224x224 takes ~40 s here; set STITCH_SLOW_TESTS=1")
-def test_vit_taps_equal_the_encoder_run_by_hand(run_stitch, big_models, tmp_path):
+VITS = [
+    pytest.param("vit_small", 64, 6, id="vit_small"),
+    pytest.param("vit_b_16", 224, 12, id="vit_b_16", marks=pytest.mark.skipif(
+        not os.environ.get("STITCH_SLOW_TESTS"),
+        reason="vit_b_16 at 224x224 takes ~40 s here; set STITCH_SLOW_TESTS=1")),
+]
+
+
+def vit_encoder_by_hand(vit, x, layers):
+    """The encoder's layer outputs, calling vit's children in order."""
+    h = vit._process_input(x)
+    h = torch.cat([vit.class_token.expand(h.shape[0], -1, -1), h], dim=1)
+    h = vit.encoder.dropout(h + vit.encoder.pos_embedding)
+    outs = []
+    for i in range(layers):
+        h = getattr(vit.encoder.layers, f"encoder_layer_{i}")(h)
+        outs.append(h)
+    return outs
+
+
+@pytest.mark.parametrize("name,size,layers", VITS)
+def test_vit_taps_and_cut_equal_the_encoder_run_by_hand(run_stitch, big_models, tmp_path,
+                                                        name, size, layers):
+    path = big_models / f"{name}.pt"
     model = compose(run_stitch, tmp_path, f"""
-        inputs: {{image: [N, 3, 224, 224]}}
+        inputs: {{image: [N, 3, {size}, {size}]}}
         models:
-          vit: {{file: {big_models / 'vit_b_16.pt'}, taps: [encoder.layers.encoder_layer_3, encoder.ln]}}
+          vit: {{file: {path}, taps: [encoder.layers.encoder_layer_3, encoder.ln]}}
+          upto3: {{file: {path}, cut: encoder.layers.encoder_layer_3}}
         graph:
           - f = vit(image)
           - mid = f["encoder.layers.encoder_layer_3"]
           - last = f["encoder.ln"]
-        outputs: [mid, last]
+          - cut = upto3(image)
+        outputs: [mid, last, cut]
     """)
-    vit = load(big_models / "vit_b_16.pt")
-    x = torch.randn(1, 3, 224, 224)
+    vit = load(path)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         got = model(x)
-        h = vit._process_input(x)
-        h = torch.cat([vit.class_token.expand(h.shape[0], -1, -1), h], dim=1)
-        h = vit.encoder.dropout(h + vit.encoder.pos_embedding)
-        for i in range(12):
-            h = getattr(vit.encoder.layers, f"encoder_layer_{i}")(h)
-            if i == 3:
-                close(got["mid"], h)
-        close(got["last"], vit.encoder.ln(h))
+        hs = vit_encoder_by_hand(vit, x, layers)
+        close(got["mid"], hs[3])
+        close(got["cut"], hs[3])
+        close(got["last"], vit.encoder.ln(hs[-1]))
+    # layers 4 and up are not in the cut model any more
+    kept = {n for n, _ in model.upto3.named_modules()}
+    assert "encoder.layers.encoder_layer_3" in kept and "encoder.layers.encoder_layer_4" not in kept
+    assert "heads" not in kept
 
 
 def test_wav2vec2_cut_inside_the_transformer(run_stitch, big_models, tmp_path):
