@@ -21,7 +21,7 @@ import re
 import statistics
 import sys
 
-VARIANT = {0: "artifact", 1: "byhand", 2: "optimized"}
+VARIANT = {0: "artifact", 1: "byhand", 2: "optimized", 3: "concurrent", 4: "train_step"}
 
 
 def read_cpp(file):
@@ -46,19 +46,22 @@ def read_cpp(file):
     return times
 
 
-def read_py(file):
+def read_times(file):
     with open(file) as f:
         return json.load(f)["times"]
 
 
 def load_rounds(folder):
+    """One dict per round: variant -> median seconds. A round is
+    round_<k>_cpp.json plus any other round_<k>_*.json with {"times": ...}
+    (python_baseline.py's, run.sh's `stitch inspect` timings)."""
     rounds = []
     for cpp in sorted(glob.glob(os.path.join(folder, "round_*_cpp.json")),
                       key=lambda p: int(re.search(r"round_(\d+)_", p).group(1))):
         times = read_cpp(cpp)
-        py = cpp.replace("_cpp.json", "_py.json")
-        if os.path.exists(py):
-            times.update(read_py(py))
+        for other in sorted(glob.glob(cpp.replace("_cpp.json", "_*.json"))):
+            if other != cpp:
+                times.update(read_times(other))
         rounds.append({k: statistics.median(v) for k, v in times.items()})
         for k, v in times.items():
             BEST[k] = min(BEST.get(k, float("inf")), min(v))
@@ -71,31 +74,86 @@ def load_rounds(folder):
 BEST = {}
 
 
-# (label, numerator, denominator, target, what it means)
-FORWARD_RATIOS = [
-    ("artifact / by-hand C++", "artifact", "byhand",
-     "the stitch artifact's forward vs the same component files called one after another from C++"),
-    ("artifact / Python eager", "artifact", "py_eager",
-     "the artifact from C++ vs torchvision/nn modules in an nn.Sequential, eager, from Python"),
-    ("artifact / Python TorchScript", "artifact", "py_torchscript",
-     "the artifact from C++ vs torch.jit.script of that nn.Sequential, run from Python"),
-    ("artifact in Python / Python eager", "py_artifact", "py_eager",
-     "the same artifact file torch.jit.load-ed in Python vs Python eager"),
-    ("optimized artifact / Python eager", "optimized", "py_eager",
-     "artifact after torch::jit::freeze + optimize_for_inference (issue 7 reference) vs Python eager"),
+# What each ratio means, by label.
+MEANING = {
+    "artifact / by-hand C++":
+        "the stitch artifact's forward vs the same component files called one after another "
+        "from C++ (for the cut: the prefix scripted by hand, `resnet18_prefix_layer3.pt`)",
+    "artifact / Python eager":
+        "the artifact from C++ vs the same network written with torchvision/nn modules, eager, "
+        "from Python",
+    "artifact / Python TorchScript":
+        "the artifact from C++ vs torch.jit.script of that module, run from Python",
+    "artifact in Python / Python eager":
+        "the same artifact file torch.jit.load-ed in Python vs Python eager",
+    "optimized artifact / Python eager":
+        "artifact after torch::jit::freeze + optimize_for_inference vs Python eager",
+    "concurrent / plain artifact":
+        "the artifact built with concurrent branches (`BuildOptions().concurrent(true)`: "
+        "fork/wait) vs the same artifact without them, both from C++",
+    "concurrent / Python eager": "the concurrent artifact from C++ vs Python eager",
+    "concurrent in Python / plain in Python":
+        "the two artifacts torch.jit.load-ed in Python",
+    "cut in Python / prefix by hand in Python":
+        "the cut artifact vs the by-hand prefix, both torch.jit.load-ed in Python",
+    "stitch step / Python eager step":
+        "one training step (forward, loss, backward, optimizer step) through "
+        "stitch::TrainStep, the code `stitch train` runs, vs the same step in Python eager",
+}
+
+# (scenario, batch, label, numerator, denominator, target)
+FORWARD = ["artifact / by-hand C++", "artifact / Python eager", "artifact / Python TorchScript",
+           "artifact in Python / Python eager", "optimized artifact / Python eager"]
+VARIANTS_OF = {
+    "artifact / by-hand C++": ("artifact", "byhand"),
+    "artifact / Python eager": ("artifact", "py_eager"),
+    "artifact / Python TorchScript": ("artifact", "py_torchscript"),
+    "artifact in Python / Python eager": ("py_artifact", "py_eager"),
+    "optimized artifact / Python eager": ("optimized", "py_eager"),
+    "concurrent / plain artifact": ("concurrent", "artifact"),
+    "concurrent / Python eager": ("concurrent", "py_eager"),
+    "concurrent in Python / plain in Python": ("py_concurrent", "py_artifact"),
+    "cut in Python / prefix by hand in Python": ("py_artifact", "py_torchscript"),
+    "stitch step / Python eager step": ("train_step", "py_eager"),
+}
+TARGETS = {  # (scenario, batch, label) -> (target, where it comes from)
+    ("resnet18_head", "b1", "artifact / by-hand C++"): (1.02, "#7 compose overhead"),
+    ("resnet18_head", "b8", "artifact / by-hand C++"): (1.02, "#7 compose overhead"),
+    ("chain_mlp", "b1", "artifact / by-hand C++"): (1.02, "#7 compose overhead"),
+    ("chain_mlp", "b64", "artifact / by-hand C++"): (1.02, "#7 compose overhead"),
+    ("resnet18_head", "b8", "optimized artifact / Python eager"): (0.65, "#7"),
+    ("late_fusion", "b1", "concurrent / plain artifact"): (0.90, "#7"),
+    ("cut_resnet18", "b1", "artifact / by-hand C++"): (1.02, "#3"),
+    ("cut_resnet18", "b8", "artifact / by-hand C++"): (1.02, "#3"),
+    ("cut_resnet18", "b1", "cut in Python / prefix by hand in Python"): (1.02, "#3"),
+    ("cut_resnet18", "b8", "cut in Python / prefix by hand in Python"): (1.02, "#3"),
+    ("train_dual_encoder", "b8", "stitch step / Python eager step"):
+        (1 / 1.5, "#5: 1.5x faster; #7: no slower"),
+    ("train_frozen_resnet18_head", "b8", "stitch step / Python eager step"):
+        (1.0, "#5: no slower"),
+}
+RATIOS = (
+    [(scen, b, label) for scen, batches in [("resnet18_head", ["b1", "b8"]),
+                                            ("chain_mlp", ["b1", "b64"])]
+     for b in batches for label in FORWARD]
+    + [("late_fusion", b, label) for b in ["b1", "b8"]
+       for label in ["concurrent / plain artifact", "artifact / Python eager",
+                     "artifact / Python TorchScript", "concurrent / Python eager",
+                     "concurrent in Python / plain in Python"]]
+    + [("two_resnets", "b1", "concurrent / plain artifact")]
+    + [("cut_resnet18", b, label) for b in ["b1", "b8"]
+       for label in ["artifact / by-hand C++", "cut in Python / prefix by hand in Python",
+                     "artifact / Python eager"]]
+    + [("train_dual_encoder", "b8", "stitch step / Python eager step"),
+       ("train_frozen_resnet18_head", "b8", "stitch step / Python eager step")])
+
+# Targets on absolute times: (label, variant key, limit in seconds, issue).
+TIME_TARGETS = [
+    ("dual-encoder training step, batch 8, stitch", "train_dual_encoder/b8/train_step", 1.0,
+     "#7 (with the setup's BLAS)"),
+    ("`stitch inspect resnet50.pt --input 1x3x224x224`, whole process",
+     "inspect_resnet50/process", 3.0, "#3"),
 ]
-
-SCENARIOS = [("resnet18_head", "b1"), ("resnet18_head", "b8"),
-             ("chain_mlp", "b1"), ("chain_mlp", "b64")]
-
-
-def target_for(scenario, batch, label):
-    if label == "artifact / by-hand C++":
-        return 1.02 if scenario == "resnet18_head" else 1.10
-    if label == "optimized artifact / Python eager" and scenario == "resnet18_head" \
-            and batch == "b8":
-        return 0.65
-    return None
 
 
 def summarize(values):
@@ -118,15 +176,20 @@ def fmt_time(seconds):
 
 def build_tables(rounds):
     ratio_rows = []
-    for scenario, batch in SCENARIOS:
-        for label, num, den, _ in FORWARD_RATIOS:
-            a, b = f"{scenario}/{batch}/{num}", f"{scenario}/{batch}/{den}"
-            values = [r[a] / r[b] for r in rounds if a in r and b in r]
-            target = target_for(scenario, batch, label)
-            s = summarize(values)
-            best = BEST[a] / BEST[b] if a in BEST and b in BEST else None
-            met = "" if target is None or s is None else ("yes" if s[0] <= target else "NO")
-            ratio_rows.append((f"{scenario} {batch}", label, s, best, target, met))
+    for scenario, batch, label in RATIOS:
+        num, den = VARIANTS_OF[label]
+        a, b = f"{scenario}/{batch}/{num}", f"{scenario}/{batch}/{den}"
+        values = [r[a] / r[b] for r in rounds if a in r and b in r]
+        target, _ = TARGETS.get((scenario, batch, label), (None, None))
+        s = summarize(values)
+        best = BEST[a] / BEST[b] if a in BEST and b in BEST else None
+        met = "" if target is None or s is None else ("yes" if s[0] <= target else "NO")
+        ratio_rows.append((f"{scenario} {batch}", label, s, best, target, met))
+    time_target_rows = []
+    for label, key, limit, issue in TIME_TARGETS:
+        s = summarize([r[key] for r in rounds if key in r])
+        met = "" if s is None else ("yes" if s[0] <= limit else "NO")
+        time_target_rows.append((label, s, limit, issue, met))
     compose_rows = []
     for label, key in [("load only (2 x torch::jit::load), absolute", None),
                        ("check (load, cut, probe) beyond loading", "compose/check"),
@@ -146,24 +209,56 @@ def build_tables(rounds):
     for key in keys:
         values = [r[key] for r in rounds if key in r]
         time_rows.append((key, statistics.median(values), min(values), max(values)))
-    return ratio_rows, compose_rows, time_rows
+    return ratio_rows, compose_rows, time_rows, time_target_rows
 
 
-def text_table(ratio_rows, compose_rows):
-    lines = [f"{'scenario':<18} {'ratio':<36} {'median (min-max)':<26} {'best':<6} "
+def peak_memory_row(folder):
+    """Peak resident memory of the resnet18 + head step, frozen vs trainable
+    (run.sh's two `stitch_bench --peak-memory` processes), or None."""
+    peaks = {}
+    for mode in ["frozen", "trainable"]:
+        file = os.path.join(folder, f"peak_{mode}.json")
+        if not os.path.exists(file):
+            return None
+        with open(file) as f:
+            peaks[mode] = json.load(f)
+    return peaks
+
+
+def fmt_target_time(s):
+    return "n/a" if s is None else f"{fmt_time(s[0])} ({fmt_time(s[1])}-{fmt_time(s[2])})"
+
+
+def peak_lines(peaks):
+    if peaks is None:
+        return ["peak memory: not measured (no peak_frozen.json / peak_trainable.json)"]
+    f, t = peaks["frozen"], peaks["trainable"]
+    met = "yes" if f["peak_kb"] < t["peak_kb"] else "NO"
+    return [f"peak memory of the resnet18 + head step, b8: frozen {f['peak_kb'] / 1024:.0f} MB "
+            f"(+{(f['peak_kb'] - f['rss_before_kb']) / 1024:.0f} MB over the steady state), "
+            f"trainable {t['peak_kb'] / 1024:.0f} MB "
+            f"(+{(t['peak_kb'] - t['rss_before_kb']) / 1024:.0f} MB); target frozen < "
+            f"trainable (#5): {met}"]
+
+
+def text_table(ratio_rows, compose_rows, time_target_rows=(), peaks=None):
+    lines = [f"{'scenario':<30} {'ratio':<40} {'median (min-max)':<26} {'best':<6} "
              f"{'target':<8} met"]
     for scen, label, s, best, target, met in ratio_rows:
         t = "" if target is None else f"<= {target:.2f}"
         b = "" if best is None else f"{best:.3f}"
-        lines.append(f"{scen:<18} {label:<36} {fmt_ratio(s):<26} {b:<6} {t:<8} {met}")
+        lines.append(f"{scen:<30} {label:<40} {fmt_ratio(s):<26} {b:<6} {t:<8} {met}")
     for label, s, met in compose_rows:
         v = "n/a" if s is None else f"{s[0]:.2f} s ({s[1]:.2f}-{s[2]:.2f})"
         t = "< 2 s" if met else ""
         lines.append(f"{'compose 2x resnet18':<20} {label:<42} {v:<24} {t:<8} {met}")
+    for label, s, limit, issue, met in time_target_rows:
+        lines.append(f"{label:<64} {fmt_target_time(s):<30} <= {fmt_time(limit):<8} {met}")
+    lines += peak_lines(peaks)
     return "\n".join(lines)
 
 
-def markdown(rounds, ratio_rows, compose_rows, time_rows, meta):
+def markdown(rounds, ratio_rows, compose_rows, time_rows, time_target_rows, peaks, meta):
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     out = []
     out.append("# Benchmarks\n")
@@ -187,9 +282,20 @@ def markdown(rounds, ratio_rows, compose_rows, time_rows, meta):
     out.append("| scenario | ratio | median (min-max) | best | target | met |")
     out.append("|---|---|---|---|---|---|")
     for scen, label, s, best, target, met in ratio_rows:
-        t = "" if target is None else f"<= {target:.2f}"
+        t = ""
+        if target is not None:
+            issue = TARGETS[(scen.split()[0], scen.split()[1], label)][1]
+            t = f"<= {target:.2f} ({issue})"
         b = "" if best is None else f"{best:.3f}"
         out.append(f"| {scen} | {label} | {fmt_ratio(s)} | {b} | {t} | {met} |")
+    out.append("")
+    out.append("| time | median (min-max) | target | met |")
+    out.append("|---|---|---|---|")
+    for label, s, limit, issue, met in time_target_rows:
+        out.append(f"| {label} | {fmt_target_time(s)} | <= {fmt_time(limit)} ({issue}) | {met} |")
+    out.append("")
+    for line in peak_lines(peaks):
+        out.append(f"- {line[0].upper()}{line[1:]}.")
     out.append("")
     out.append("| compose of two resnet18 (cut at avgpool, concat) | seconds (beyond "
                "loading both files) | target | met |")
@@ -206,7 +312,14 @@ def markdown(rounds, ratio_rows, compose_rows, time_rows, meta):
                "(`tests/fixtures/make_fixtures.py`, torchvision architectures with seeded "
                "random weights); every side uses the same weights, and "
                "`python_baseline.py` checks that all variants give the same output.\n")
-    for label, _, _, meaning in FORWARD_RATIOS:
+    out.append("Also: `late_fusion` is resnet18 cut at `avgpool` on `image` and `mlp_a.pt` on "
+               "`features` `[B, 64]`, flattened and concatenated, then `linear(.., 5)`; "
+               "`two_resnets` is the compose scenario's graph (two resnet18 cut at `avgpool` on one image, concatenated), C++ only; `cut_resnet18` is `resnet18.pt` cut at `layer3`; `train_dual_encoder` is "
+               "resnet18 (cut at `avgpool`) + a 2-layer transformer encoder "
+               "(`bench/make_bench_models.py`), each with a linear projection to 64 and "
+               "l2norm, clip loss, AdamW; `train_frozen_resnet18_head` is frozen resnet18 + "
+               "`head.pt`, cross entropy, Adam.\n")
+    for label, meaning in MEANING.items():
         out.append(f"- **{label}**: {meaning}.")
     out.append("- **compose beyond loading**: `stitch::build` of a graph of two "
                "resnet18 files (`resnet18.pt`, `resnet18_b.pt`, both cut at `avgpool`, "
@@ -263,10 +376,12 @@ def main(argv):
     if not rounds:
         print(f"error: no round_*_cpp.json in {meta.rounds_dir}", file=sys.stderr)
         return 1
-    ratio_rows, compose_rows, time_rows = build_tables(rounds)
-    print(text_table(ratio_rows, compose_rows))
+    ratio_rows, compose_rows, time_rows, time_target_rows = build_tables(rounds)
+    peaks = peak_memory_row(meta.rounds_dir)
+    print(text_table(ratio_rows, compose_rows, time_target_rows, peaks))
     if meta.markdown:
-        text = markdown(rounds, ratio_rows, compose_rows, time_rows, meta)
+        text = markdown(rounds, ratio_rows, compose_rows, time_rows, time_target_rows, peaks,
+                        meta)
         with open(meta.markdown + ".tmp", "w") as f:
             f.write(text)
         os.replace(meta.markdown + ".tmp", meta.markdown)

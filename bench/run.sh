@@ -4,6 +4,10 @@
 #
 #   bash bench/run.sh [ROUNDS]
 #
+# Each round runs stitch_bench, python_baseline.py and `stitch inspect` of
+# resnet50 (order alternating); after the rounds, two processes measure the
+# peak memory of a training step with the backbone frozen and trainable.
+#
 # Environment:
 #   STITCH_BENCH_BUILD  build folder (default: build-bench in the source tree)
 #   STITCH_THREADS      intra-op threads on both sides (default: nproc)
@@ -16,7 +20,7 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${STITCH_BENCH_BUILD:-$SRC/build-bench}
-ROUNDS=${1:-5}
+ROUNDS=${1:-4}
 REPS=${BENCH_REPS:-3}
 MIN_TIME=${BENCH_MIN_TIME:-0.5}
 MARKDOWN=${BENCH_MARKDOWN:-$SRC/BENCHMARKS.md}
@@ -27,7 +31,7 @@ PY=/usr/bin/python3
 echo "== building stitch_bench in $BUILD"
 cmake -S "$SRC" -B "$BUILD" -DSTITCH_BUILD_BENCH=ON > "$BUILD.cmake.log" 2>&1 ||
   { cat "$BUILD.cmake.log"; exit 1; }
-cmake --build "$BUILD" -j"$(nproc)" --target stitch_bench
+cmake --build "$BUILD" -j"$(nproc)" --target stitch_bench stitch_cli
 
 BIN=$BUILD/bench/stitch_bench
 if [[ -f $BUILD/fixtures/.stamp ]]; then
@@ -40,6 +44,8 @@ export STITCH_BENCH_OUT=$BUILD/bench/artifacts
 RESULTS=$BUILD/bench/results
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
+"$PY" "$SRC/bench/make_bench_models.py" "$FIXTURES" "$STITCH_BENCH_OUT" \
+  > "$RESULTS/models.log" 2>&1 || { cat "$RESULTS/models.log"; exit 1; }
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 LOAD_START=$(loadavg)
@@ -62,10 +68,28 @@ run_py() {
     > "$RESULTS/round_$1_py.log" 2>&1 || { cat "$RESULTS/round_$1_py.log"; exit 1; }
 }
 
+# The wall time of a whole `stitch inspect` process (start-up, load, probe).
+run_inspect() {
+  local start=$EPOCHREALTIME
+  "$BUILD/stitch" inspect "$STITCH_BENCH_OUT/resnet50.pt" --input 1x3x224x224 \
+    > "$RESULTS/round_$1_inspect.log" 2>&1 || { cat "$RESULTS/round_$1_inspect.log"; exit 1; }
+  local seconds
+  seconds=$("$PY" -c "print($EPOCHREALTIME - $start)")
+  echo "{\"times\": {\"inspect_resnet50/process\": [$seconds]}}" > "$RESULTS/round_$1_inspect.json"
+}
+
 for ((k = 1; k <= ROUNDS; k++)); do
   start=$SECONDS
-  if ((k % 2)); then run_cpp "$k"; run_py "$k"; else run_py "$k"; run_cpp "$k"; fi
+  if ((k % 2)); then
+    run_cpp "$k"; run_py "$k"; run_inspect "$k"
+  else
+    run_inspect "$k"; run_py "$k"; run_cpp "$k"
+  fi
   echo "round $k/$ROUNDS done in $((SECONDS - start)) s (load $(loadavg))"
+done
+for mode in frozen trainable; do
+  "$BIN" --peak-memory=$mode > "$RESULTS/peak_$mode.json" 2> "$RESULTS/peak_$mode.log" ||
+    { cat "$RESULTS/peak_$mode.log"; exit 1; }
 done
 LOAD_END=$(loadavg)
 

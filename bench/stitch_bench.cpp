@@ -7,6 +7,21 @@
 //   chain_mlp      mlp_a.pt -> mlp_b.pt, batch 1 and 64
 //   compose        two resnet18-sized models: load only, check, build,
 //                  build + save, to get compose time beyond loading
+//   late_fusion    resnet18 cut at avgpool on an image and mlp_a.pt on a
+//                  [B, 64] vector, concatenated, then linear(.., 5); batch
+//                  1 and 8, built with and without concurrent branches
+//   cut_resnet18   resnet18.pt cut at layer3 vs the same prefix by hand
+//                  (resnet18_prefix_layer3.pt: the children in order in a
+//                  scripted nn.Module), batch 1 and 8
+//   train_dual_encoder  one training step (stitch::TrainStep, the step
+//                  `stitch train` runs) of resnet18 + a 2-layer transformer
+//                  encoder with projection heads and the clip loss, batch 8
+//   train_frozen_resnet18_head  one training step of frozen resnet18 + head,
+//                  cross_entropy, batch 8
+//
+// `stitch_bench --peak-memory=frozen|trainable` instead runs three steps of
+// the resnet18 + head training step (backbone frozen or not) and prints the
+// peak resident memory of the steps as JSON (see bench/notes.md).
 //
 // For each forward scenario there are three variants:
 //   artifact   the stitch artifact, saved to a file and loaded back with
@@ -20,16 +35,17 @@
 //
 // Environment: STITCH_BENCH_FIXTURES (the folder make_fixtures.py wrote;
 // default: the one CMake generated), STITCH_BENCH_OUT (where artifacts are
-// written; default: <fixtures>/../bench_artifacts), STITCH_THREADS (intra-op
-// threads; default: every usable core, via stitch::set_threads()).
-
-#include <stitch/stitch.h>
+// written, and where bench/make_bench_models.py wrote its models; default:
+// <fixtures>/../bench_artifacts), STITCH_THREADS (intra-op threads; default:
+// every usable core, via stitch::set_threads()).
 
 #include <benchmark/benchmark.h>
+#include <stitch/stitch.h>
 #include <torch/script.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -57,7 +73,21 @@ fs::path out_dir() {
   return dir;
 }
 
-fs::path fixture(const std::string& name) { return fixtures_dir() / name; }
+fs::path fixture(const std::string& name) {
+  return fixtures_dir() / name;
+}
+
+/// A model bench/make_bench_models.py exported.
+fs::path bench_model(const std::string& name) {
+  const fs::path file = out_dir() / name;
+  if (!fs::exists(file)) {
+    throw std::runtime_error(file.string() +
+                             " is missing: run /usr/bin/python3 "
+                             "bench/make_bench_models.py FIXTURES " +
+                             out_dir().string());
+  }
+  return file;
+}
 
 torch::jit::Module load_eval(const fs::path& file) {
   auto m = torch::jit::load(file.string());
@@ -91,6 +121,48 @@ torch::jit::Module build_mlp_artifact() {
   return load_eval(file);
 }
 
+/// resnet18 (cut at avgpool) and mlp_a side by side, then one linear layer:
+/// the late fusion of issue 7, saved as late_fusion.pt and, with concurrent
+/// branches, late_fusion_concurrent.pt.
+torch::jit::Module build_late_fusion(bool concurrent) {
+  stitch::Graph g;
+  auto image = g.input("image", {stitch::N, 3, 224, 224});
+  auto features = g.input("features", {stitch::N, 64});
+  auto vision = stitch::load(fixture("resnet18.pt")).name("vision").cut("avgpool");
+  auto tabular = stitch::load(fixture("mlp_a.pt")).name("tabular");
+  auto fused = stitch::concat({stitch::flatten(vision(image)), tabular(features)}, 1);
+  g.output("logits", stitch::linear(fused, 5));
+  const fs::path file = out_dir() / (concurrent ? "late_fusion_concurrent.pt" : "late_fusion.pt");
+  stitch::save(stitch::build(g, stitch::BuildOptions().concurrent(concurrent)), file);
+  return load_eval(file);
+}
+
+stitch::Graph two_resnets() {
+  stitch::Graph g;
+  auto image = g.input("image", {stitch::N, 3, 224, 224});
+  auto a = stitch::load(fixture("resnet18.pt")).name("a").cut("avgpool");
+  auto b = stitch::load(fixture("resnet18_b.pt")).name("b").cut("avgpool");
+  g.output("features", stitch::concat({a(image), b(image)}, 1));
+  return g;
+}
+
+/// Two resnet18 side by side (the compose scenario's graph): the case where
+/// concurrent branches have the most to gain, two branches of equal work.
+torch::jit::Module build_two_resnets(bool concurrent) {
+  auto g = two_resnets();
+  return stitch::build(g, stitch::BuildOptions().concurrent(concurrent));
+}
+
+torch::jit::Module build_cut_artifact() {
+  stitch::Graph g;
+  auto image = g.input("image", {stitch::N, 3, 224, 224});
+  auto trunk = stitch::load(fixture("resnet18.pt")).name("trunk").cut("layer3");
+  g.output("features", trunk(image));
+  const fs::path file = out_dir() / "cut_resnet18.pt";
+  stitch::save(g.build(), file);
+  return load_eval(file);
+}
+
 torch::jit::Module optimized(const torch::jit::Module& m) {
   auto frozen = torch::jit::freeze(m);
   return torch::jit::optimize_for_inference(frozen);
@@ -100,6 +172,8 @@ torch::jit::Module optimized(const torch::jit::Module& m) {
 struct Models {
   torch::jit::Module resnet_artifact, resnet_optimized, resnet, head;
   torch::jit::Module mlp_artifact, mlp_optimized, mlp_a, mlp_b;
+  torch::jit::Module fusion, fusion_concurrent, two, two_concurrent;
+  torch::jit::Module cut_artifact, cut_by_hand;
 
   static Models& get() {
     static Models* models = [] {
@@ -112,6 +186,12 @@ struct Models {
       m->mlp_optimized = optimized(m->mlp_artifact);
       m->mlp_a = load_eval(fixture("mlp_a.pt"));
       m->mlp_b = load_eval(fixture("mlp_b.pt"));
+      m->fusion = build_late_fusion(false);
+      m->fusion_concurrent = build_late_fusion(true);
+      m->two = build_two_resnets(false);
+      m->two_concurrent = build_two_resnets(true);
+      m->cut_artifact = build_cut_artifact();
+      m->cut_by_hand = load_eval(bench_model("resnet18_prefix_layer3.pt"));
       return m;
     }();
     return *models;
@@ -135,7 +215,23 @@ torch::Tensor mlp_by_hand(Models& m, const torch::Tensor& x) {
   return m.mlp_b.forward({m.mlp_a.forward({x}).toTensor()}).toTensor();
 }
 
-enum Variant { kArtifact = 0, kByHand = 1, kOptimized = 2 };
+enum Variant { kArtifact = 0, kByHand = 1, kOptimized = 2, kConcurrent = 3, kTrainStep = 4 };
+
+const char* label(Variant v) {
+  switch (v) {
+    case kArtifact:
+      return "artifact";
+    case kByHand:
+      return "byhand";
+    case kOptimized:
+      return "optimized";
+    case kConcurrent:
+      return "concurrent";
+    case kTrainStep:
+      return "train_step";
+  }
+  return "?";
+}
 
 template <typename Fn>
 void run_forward(benchmark::State& state, const char* scenario, Fn&& fn) {
@@ -159,7 +255,7 @@ void BM_resnet18_head(benchmark::State& state) {
   const auto variant = static_cast<Variant>(state.range(0));
   const auto batch = state.range(1);
   auto image = torch::randn({batch, 3, 224, 224});
-  state.SetLabel(variant == kArtifact ? "artifact" : variant == kByHand ? "byhand" : "optimized");
+  state.SetLabel(label(variant));
   if (variant == kArtifact) {
     run_forward(state, __func__, [&] { return m.resnet_artifact.forward({image}).toTensor(); });
   } else if (variant == kByHand) {
@@ -175,7 +271,7 @@ void BM_chain_mlp(benchmark::State& state) {
   const auto variant = static_cast<Variant>(state.range(0));
   const auto batch = state.range(1);
   auto x = torch::randn({batch, 64});
-  state.SetLabel(variant == kArtifact ? "artifact" : variant == kByHand ? "byhand" : "optimized");
+  state.SetLabel(label(variant));
   if (variant == kArtifact) {
     run_forward(state, __func__, [&] { return m.mlp_artifact.forward({x}).toTensor(); });
   } else if (variant == kByHand) {
@@ -186,6 +282,53 @@ void BM_chain_mlp(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * batch);
 }
 
+void BM_late_fusion(benchmark::State& state) {
+  auto& m = Models::get();
+  const auto variant = static_cast<Variant>(state.range(0));
+  const auto batch = state.range(1);
+  auto image = torch::randn({batch, 3, 224, 224});
+  auto features = torch::randn({batch, 64});
+  state.SetLabel(label(variant));
+  auto& model = variant == kConcurrent ? m.fusion_concurrent : m.fusion;
+  run_forward(state, __func__, [&] { return model.forward({image, features}).toTensor(); });
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+void BM_cut_resnet18(benchmark::State& state) {
+  auto& m = Models::get();
+  const auto variant = static_cast<Variant>(state.range(0));
+  const auto batch = state.range(1);
+  auto image = torch::randn({batch, 3, 224, 224});
+  state.SetLabel(label(variant));
+  auto& model = variant == kByHand ? m.cut_by_hand : m.cut_artifact;
+  run_forward(state, __func__, [&] { return model.forward({image}).toTensor(); });
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+
+void BM_two_resnets(benchmark::State& state) {
+  auto& m = Models::get();
+  const auto variant = static_cast<Variant>(state.range(0));
+  auto image = torch::randn({state.range(1), 3, 224, 224});
+  state.SetLabel(label(variant));
+  auto& model = variant == kConcurrent ? m.two_concurrent : m.two;
+  run_forward(state, __func__, [&] { return model.forward({image}).toTensor(); });
+}
+
+BENCHMARK(BM_two_resnets)
+    ->ArgNames({"variant", "batch"})
+    ->ArgsProduct({{kArtifact, kConcurrent}, {1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_late_fusion)
+    ->ArgNames({"variant", "batch"})
+    ->ArgsProduct({{kArtifact, kConcurrent}, {1, 8}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_cut_resnet18)
+    ->ArgNames({"variant", "batch"})
+    ->ArgsProduct({{kArtifact, kByHand}, {1, 8}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_resnet18_head)
     ->ArgNames({"variant", "batch"})
     ->ArgsProduct({{kArtifact, kByHand, kOptimized}, {1, 8}})
@@ -208,15 +351,6 @@ void BM_compose_load_only(benchmark::State& state) {
     benchmark::DoNotOptimize(a);
     benchmark::DoNotOptimize(b);
   }
-}
-
-stitch::Graph two_resnets() {
-  stitch::Graph g;
-  auto image = g.input("image", {stitch::N, 3, 224, 224});
-  auto a = stitch::load(fixture("resnet18.pt")).name("a").cut("avgpool");
-  auto b = stitch::load(fixture("resnet18_b.pt")).name("b").cut("avgpool");
-  g.output("features", stitch::concat({a(image), b(image)}, 1));
-  return g;
 }
 
 /// stitch::check: loads both files (sha256, cut), probes them to propagate
@@ -253,9 +387,155 @@ BENCHMARK(BM_compose_check)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_compose_build)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_compose_build_save)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// ---------------------------------------------------------------- training
+
+/// Puts the fixtures and bench model folders into spec text.
+std::string fmt_spec(std::string text) {
+  for (const auto& [key, dir] :
+       {std::pair<std::string, fs::path>{"@FIXTURES@", fixtures_dir()}, {"@OUT@", out_dir()}}) {
+    for (size_t at; (at = text.find(key)) != std::string::npos;) {
+      text.replace(at, key.size(), dir.string());
+    }
+  }
+  return text;
+}
+
+/// A spec with a `train:` section; model paths are absolute. The data file
+/// is never read: stitch::TrainStep gets its batches from here.
+stitch::Spec train_spec(const std::string& text) {
+  return stitch::parse_spec(text, out_dir() / "bench_train.yaml");
+}
+
+/// resnet18 + a 2-layer transformer encoder, projection heads into a shared
+/// 64-dim space, clip loss (python_baseline.py's DualEncoder).
+stitch::Spec dual_encoder_spec() {
+  return train_spec(fmt_spec(R"(inputs:
+  image: [N, 3, 224, 224]
+  tokens: {shape: [N, 32], dtype: int64}
+models:
+  image_encoder: {file: "@FIXTURES@/resnet18.pt", cut: avgpool}
+  text_encoder: {file: "@OUT@/text_encoder.pt"}
+graph:
+  - img_emb = l2norm(linear(flatten(image_encoder(image)), 64))
+  - txt_emb = l2norm(linear(text_encoder(tokens), 64))
+outputs: [img_emb, txt_emb]
+train:
+  data: unused.pt
+  loss: clip(img_emb, txt_emb, temperature=0.07)
+  optimizer: adamw
+  lr: 0.0001
+)"));
+}
+
+/// resnet18 cut at avgpool (frozen, or trainable) + head.pt, cross_entropy
+/// (python_baseline.py's frozen_step / trainable_step).
+stitch::Spec resnet_head_spec(bool frozen) {
+  std::string text = R"(inputs:
+  image: [N, 3, 224, 224]
+models:
+  vision: {file: "@FIXTURES@/resnet18.pt", cut: avgpool@FREEZE@}
+  head: {file: "@FIXTURES@/head.pt"}
+graph:
+  - logits = head(vision(image))
+outputs: [logits]
+train:
+  data: unused.pt
+  loss: cross_entropy(logits, labels)
+  optimizer: adam
+  lr: 0.001
+)";
+  const std::string freeze = frozen ? ", freeze: true" : "";
+  text.replace(text.find("@FREEZE@"), 8, freeze);
+  return train_spec(fmt_spec(text));
+}
+
+std::map<std::string, torch::Tensor> dual_encoder_batch(int64_t batch) {
+  return {{"image", torch::randn({batch, 3, 224, 224})},
+          {"tokens", torch::randint(0, 1000, {batch, 32}, torch::kLong)}};
+}
+
+std::map<std::string, torch::Tensor> classifier_batch(int64_t batch) {
+  return {{"image", torch::randn({batch, 3, 224, 224})},
+          {"labels", torch::randint(0, 5, {batch}, torch::kLong)}};
+}
+
+void run_steps(benchmark::State& state, stitch::TrainStep& step,
+               const std::map<std::string, torch::Tensor>& batch) {
+  for (int i = 0; i < 2; ++i) step(batch);  // warm-up: the profiling executor
+  for (auto _ : state) benchmark::DoNotOptimize(step(batch));
+  state.SetItemsProcessed(state.iterations() * batch.at("image").size(0));
+}
+
+void BM_train_dual_encoder(benchmark::State& state) {
+  static const stitch::Spec spec = dual_encoder_spec();
+  static stitch::TrainStep step(spec);
+  state.SetLabel(label(kTrainStep));
+  run_steps(state, step, dual_encoder_batch(state.range(1)));
+}
+
+void BM_train_frozen_resnet18_head(benchmark::State& state) {
+  static const stitch::Spec spec = resnet_head_spec(/*frozen=*/true);
+  static stitch::TrainStep step(spec);
+  state.SetLabel(label(kTrainStep));
+  run_steps(state, step, classifier_batch(state.range(1)));
+}
+
+BENCHMARK(BM_train_dual_encoder)
+    ->ArgNames({"variant", "batch"})
+    ->Args({kTrainStep, 8})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_train_frozen_resnet18_head)
+    ->ArgNames({"variant", "batch"})
+    ->Args({kTrainStep, 8})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+/// kB of a /proc/self/status field (VmRSS, VmHWM).
+long status_kb(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+/// Three training steps of resnet18 + head at batch 8, after one warm-up
+/// step; prints the peak resident memory during them and the resident
+/// memory before them. The peak is reset by writing 5 to
+/// /proc/self/clear_refs, so model loading and the warm-up do not count.
+int peak_memory(const std::string& mode) {
+  if (mode != "frozen" && mode != "trainable") {
+    std::cerr << "error: --peak-memory takes frozen or trainable\n";
+    return 2;
+  }
+  const stitch::Spec spec = resnet_head_spec(mode == "frozen");
+  stitch::TrainStep step(spec);
+  const auto batch = classifier_batch(8);
+  step(batch);
+  std::ofstream("/proc/self/clear_refs") << "5";
+  const long before = status_kb("VmRSS");
+  for (int i = 0; i < 3; ++i) step(batch);
+  const long peak = status_kb("VmHWM");
+  std::cout << "{\"mode\": \"" << mode << "\", \"rss_before_kb\": " << before
+            << ", \"peak_kb\": " << peak << "}\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string peak_flag = "--peak-memory=";
+  if (argc == 2 && std::string(argv[1]).rfind(peak_flag, 0) == 0) {
+    stitch::set_threads();
+    try {
+      return peak_memory(std::string(argv[1]).substr(peak_flag.size()));
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    }
+  }
   const int threads = stitch::set_threads();
   benchmark::AddCustomContext("intra_op_threads", std::to_string(threads));
   benchmark::AddCustomContext("fixtures", fixtures_dir().string());

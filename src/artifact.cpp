@@ -5,8 +5,7 @@
 #include "stitch/error.h"
 
 #include <fmt/format.h>
-
-#include <sstream>
+#include <torch/csrc/jit/serialization/export.h>
 
 namespace stitch {
 
@@ -29,13 +28,8 @@ void save(const torch::jit::Module& module, const std::filesystem::path& file) {
   torch::jit::ExtraFilesMap extra;
   if (!meta.spec_yaml.empty()) extra[kSpecFile] = meta.spec_yaml;
   if (!meta.manifest_json.empty()) extra[kManifestFile] = meta.manifest_json;
-  write_atomically(file, [&](const std::filesystem::path& tmp) {
-    try {
-      module.save(tmp.string(), extra);
-    } catch (const c10::Error& e) {
-      throw IoError(detail::short_message(e));
-    }
-  });
+  write_atomically(file,
+                   [&](const ByteSink& sink) { torch::jit::ExportModule(module, sink, extra); });
 }
 
 torch::jit::Module load_module(const std::filesystem::path& file) {
@@ -46,16 +40,7 @@ torch::jit::Module load_module(const std::filesystem::path& file) {
 }
 
 ArtifactMetadata read_metadata(const std::filesystem::path& file) {
-  torch::jit::ExtraFilesMap extra{{kSpecFile, ""}, {kManifestFile, ""}};
-  const std::string bytes = read_file(file);
-  try {
-    std::istringstream stream(bytes);
-    torch::jit::load(stream, c10::nullopt, extra);
-  } catch (const c10::Error& e) {
-    throw ModelError(fmt::format("cannot read {}: {}", file.string(),
-                                 detail::short_message(e)));
-  }
-  return {extra[kSpecFile], extra[kManifestFile]};
+  return metadata_from_archive(read_file(file), file);
 }
 
 }  // namespace stitch

@@ -5,10 +5,13 @@
 #include "graph_text.h"
 #include "layers.h"
 #include "metadata.h"
+#include "schedule.h"
 
 #include <fmt/format.h>
 #include <fnmatch.h>
+#include <torch/csrc/jit/frontend/resolver.h>
 
+#include <algorithm>
 #include <set>
 
 namespace stitch {
@@ -53,16 +56,27 @@ void freeze_parameters(torch::jit::Module& module, const ModelSpec& spec) {
       throw SpecError(fmt::format(
           "{}model '{}': freeze pattern '{}' matches no parameter\n"
           "  its parameters are named like {} ({} in all; `stitch inspect {}` lists them)",
-          spec.loc.prefix(), spec.name, glob, sample, names.size(),
-          spec.file.filename().string()));
+          spec.loc.prefix(), spec.name, glob, sample, names.size(), spec.file.filename().string()));
     }
   }
 }
 
+/// Module::define's default names (`torch`) plus `fork`, which TorchScript
+/// knows as a special form but only offers through the resolver.
+struct ForkResolver : torch::jit::NativeResolver {
+  std::shared_ptr<torch::jit::SugaredValue> resolveValue(
+      const std::string& name, torch::jit::GraphFunction& m,
+      const torch::jit::SourceRange& loc) override {
+    if (name == "fork") return torch::jit::SpecialFormValue::create(c10::prim::fork);
+    return NativeResolver::resolveValue(name, m, loc);
+  }
+};
+
 class Builder {
  public:
   Builder(const Graph& graph, Analysis analysis)
-      : g_(graph), a_(std::move(analysis)),
+      : g_(graph),
+        a_(std::move(analysis)),
         cu_(std::make_shared<torch::jit::CompilationUnit>()),
         top_(new_module(cu_, "Combined")) {
     layers_.cu = cu_;
@@ -83,10 +97,8 @@ class Builder {
     const bool single = g_.outputs().size() == 1;
     std::string code = fmt::format("def forward(self, {}) -> {}:\n", join(params),
                                    single ? "Tensor" : "Dict[str, Tensor]");
-    for (size_t id = 0; id < g_.nodes().size(); ++id) {
-      const Node& n = g_.nodes()[id];
-      if (n.kind == Node::Kind::Input) continue;
-      code += fmt::format("  {} = {}\n", var(id), emit(static_cast<int>(id)));
+    for (const Step& step : schedule(g_, options.concurrent_)) {
+      code += "  " + emit(step) + "\n";
     }
     if (single) {
       code += fmt::format("  return {}\n", var(g_.outputs()[0].second.id()));
@@ -97,7 +109,8 @@ class Builder {
       }
       code += fmt::format("  return {{{}}}\n", join(items));
     }
-    with_context("building the combined forward", [&] { top_.define(code); });
+    with_context("building the combined forward",
+                 [&] { top_.define(code, std::make_shared<ForkResolver>()); });
     attach_metadata(top_, g_, a_);
     if (options.training_) {
       top_.train();
@@ -158,10 +171,41 @@ class Builder {
     return name;
   }
 
+  /// One statement: `x = expr`, `fx = fork(self.m.forward, args)` (a model
+  /// call started on LibTorch's inter-op thread pool) or `x = torch.wait(fx)`.
+  std::string emit(const Step& step) {
+    const Node& n = g_.nodes()[step.node];
+    const std::string x = var(step.node);
+    switch (step.kind) {
+      case Step::Kind::Run:
+        return fmt::format("{} = {}", x, emit(step.node));
+      case Step::Kind::Fork: {
+        std::vector<std::string> call = args(n);
+        call.insert(call.begin(),
+                    fmt::format("self.{}.{}", n.op, a_.components.at(n.op).spec.method));
+        return fmt::format("{} = fork({})", future_var(step.node), join(call));
+      }
+      case Step::Kind::Wait:
+        return fmt::format("{} = torch.wait({})", x, future_var(step.node));
+    }
+    return {};
+  }
+
+  /// A name no node has.
+  std::string future_var(int id) const {
+    std::string name = fmt::format("_fork_{}", id);
+    while (std::any_of(g_.nodes().begin(), g_.nodes().end(),
+                       [&](const Node& n) { return n.name == name; })) {
+      name += "_";
+    }
+    return name;
+  }
+
   std::string emit(int id) {
     const Node& n = g_.nodes()[id];
     switch (n.kind) {
-      case Node::Kind::Input: return n.name;
+      case Node::Kind::Input:
+        return n.name;
       case Node::Kind::Call:
         return fmt::format("self.{}.{}({})", n.op, a_.components.at(n.op).spec.method,
                            join(args(n)));
@@ -174,7 +218,8 @@ class Builder {
         if (of.kind == ValueType::Kind::Dict) return fmt::format("{}[\"{}\"]", arg(n, 0), n.op);
         return fmt::format("{}.{}", arg(n, 0), n.op);
       }
-      case Node::Kind::Op: break;
+      case Node::Kind::Op:
+        break;
     }
     if (n.op == "adapt") return emit_adapter(id);
     // Arithmetic may start with a number (2.0 * x): use the first tensor.
@@ -216,8 +261,7 @@ class Builder {
 
   /// TorchScript for an op without weights, applied to `xs` (the arguments
   /// as TorchScript expressions); `rank` is the first argument's rank.
-  static std::string emit_function(const Node& n, const std::vector<std::string>& xs,
-                                   size_t rank) {
+  static std::string emit_function(const Node& n, const std::vector<std::string>& xs, size_t rank) {
     const std::string& x = xs.at(0);
     auto kw = [&](const char* key) -> const Literal& { return *n.kwarg(key); };
     const std::string& op = n.op;
@@ -278,6 +322,8 @@ torch::jit::Module build(const Graph& graph, const BuildOptions& options) {
   return Builder(graph, std::move(analysis)).run(options);
 }
 
-torch::jit::Module Graph::build() const { return stitch::build(*this); }
+torch::jit::Module Graph::build() const {
+  return stitch::build(*this);
+}
 
 }  // namespace stitch

@@ -195,6 +195,10 @@ Value Graph::input(const std::string& name, Shape shape, at::ScalarType dtype,
       throw SpecError(fmt::format("{}input '{}': dimension {} must be positive",
                                   loc.prefix(), name, d.size()));
     }
+    if (d.is_static() && d.size() > kMaxSize) {
+      throw SpecError(fmt::format("{}input '{}': dimension {} is too large (at most 2^31)",
+                                  loc.prefix(), name, d.size()));
+    }
   }
   Node n;
   n.kind = Node::Kind::Input;

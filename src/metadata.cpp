@@ -1,6 +1,9 @@
 #include "metadata.h"
 
 #include "stitch/spec.h"
+#include "zip_reader.h"
+
+#include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 #include <torch/version.h>
@@ -74,6 +77,36 @@ StoredMetadata stored_metadata(const torch::jit::Module& module) {
     m.manifest_json = module.attr(kManifestAttr).toStringRef();
   }
   return m;
+}
+
+ArtifactMetadata metadata_from_archive(std::string_view bytes, const std::filesystem::path& file) {
+  try {
+    const detail::ZipArchive zip(bytes);
+    // torch.jit.save writes extra files as <archive>/extra/<name>.
+    auto extra = [&](const std::string& name) {
+      return std::string(zip.find("extra/" + name).value_or(""));
+    };
+    return {extra(kSpecFile), extra(kManifestFile)};
+  } catch (const std::runtime_error& e) {
+    throw ModelError(fmt::format("cannot read {}: {}", file.string(), e.what()));
+  }
+}
+
+std::vector<RecordedComponent> recorded_components(const std::string& manifest_json) {
+  const auto manifest = nlohmann::json::parse(manifest_json, nullptr, false);
+  std::vector<RecordedComponent> out;
+  if (!manifest.is_object() || !manifest.contains("components")) return out;
+  const auto& components = manifest["components"];
+  if (!components.is_array()) return out;
+  for (const auto& c : components) {
+    if (!c.is_object()) continue;
+    const auto name = c.find("name"), sha256 = c.find("sha256");
+    if (name == c.end() || !name->is_string() || sha256 == c.end() || !sha256->is_string()) {
+      continue;
+    }
+    out.push_back({name->get<std::string>(), sha256->get<std::string>()});
+  }
+  return out;
 }
 
 }  // namespace stitch

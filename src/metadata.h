@@ -5,10 +5,14 @@
 // the archive's stitch/spec.yaml and stitch/manifest.json.
 
 #include "analysis.h"
+#include "stitch/artifact.h"
 
 #include <torch/script.h>
 
+#include <filesystem>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace stitch {
 
@@ -27,5 +31,19 @@ struct StoredMetadata {
 };
 /// Empty strings for modules not built by stitch.
 StoredMetadata stored_metadata(const torch::jit::Module& module);
+
+/// stitch/spec.yaml and stitch/manifest.json of a saved module, read from
+/// its zip archive without loading the module (which would trust sizes in
+/// the file). Empty strings when absent. Throws ModelError naming `file`.
+ArtifactMetadata metadata_from_archive(std::string_view bytes, const std::filesystem::path& file);
+
+/// A component as the manifest recorded it.
+struct RecordedComponent {
+  std::string name;
+  std::string sha256;
+};
+/// The manifest's components. The manifest only adds notes, so malformed
+/// JSON or entries are skipped rather than reported; never throws.
+std::vector<RecordedComponent> recorded_components(const std::string& manifest_json);
 
 }  // namespace stitch

@@ -158,9 +158,14 @@ ValueType concat(const OpContext& c) {
       const bool later = t.shape.size() > first.shape.size();
       const ValueType& longer = later ? t : first;
       const ValueType& shorter = later ? first : t;
+      const std::string why =
+          fmt::format("they have different ranks ({} and {})", rank, t.shape.size());
+      if (shorter.shape.empty()) {  // no dim to free: adapt cannot help
+        const std::string scalar = later ? c.arg(0) : c.arg(i);
+        mismatch(why, fmt::format("unsqueeze({}, 0) gives the 0-d {} a dim", scalar, scalar));
+      }
       const int64_t d = std::min<int64_t>(dim, static_cast<int64_t>(shorter.shape.size()) - 1);
-      mismatch(fmt::format("they have different ranks ({} and {})", rank, t.shape.size()),
-               adapt_fix(later ? c.arg(i) : c.arg(0), longer, free_dim(shorter.shape, d)));
+      mismatch(why, adapt_fix(later ? c.arg(i) : c.arg(0), longer, free_dim(shorter.shape, d)));
     }
     if (t.dtype != first.dtype) {
       mismatch("they have different dtypes", "convert one of them in its model");
@@ -352,13 +357,19 @@ ValueType resize(const OpContext& c) {
   return ValueType::tensor(shape, t.dtype);
 }
 
+/// Fails unless a layer's size argument is in 1..2^31.
+void check_size(const OpContext& c, const std::string& what, int64_t v) {
+  if (v <= 0) c.fail(fmt::format("{}={} must be positive", what, v));
+  if (v > kMaxSize) c.fail(fmt::format("{}={} is too large (at most 2^31)", what, v));
+}
+
 ValueType linear(const OpContext& c) {
   const ValueType& t = c.tensor(0);
   if (t.shape.empty()) c.fail("linear needs at least one dimension");
   c.need_float(t, 0);
   const int64_t in = c.static_dim(t, t.shape.size() - 1, "input size (last dim)");
   const int64_t out = c.integer("out");
-  if (out <= 0) c.fail(fmt::format("linear: out={} must be positive", out));
+  check_size(c, "linear: out", out);
   c.note = fmt::format("Linear({} -> {})", in, out);
   Shape shape = t.shape;
   shape.back() = out;
@@ -378,7 +389,7 @@ ValueType mlp(const OpContext& c) {
   }
   c.note = "MLP(" + std::to_string(in);
   for (auto s : sizes) {
-    if (s <= 0) c.fail(fmt::format("mlp: size {} must be positive", s));
+    check_size(c, "mlp: size", s);
     c.note += " -> " + std::to_string(s);
   }
   c.note += ")";
@@ -422,6 +433,8 @@ ValueType conv(const OpContext& c) {
   if (out <= 0 || k <= 0 || s <= 0 || p < 0) {
     c.fail("conv: out, kernel and stride must be positive and padding not negative");
   }
+  check_size(c, "conv: out", out);
+  check_size(c, "conv: kernel", k);
   Shape shape = {t.shape[0], Dim(out)};
   for (size_t d = 2; d < t.shape.size(); ++d) {
     shape.push_back(conv_size(c, t.shape[d], k, s, p));
@@ -436,9 +449,8 @@ ValueType embedding(const OpContext& c) {
     c.fail(fmt::format("embedding needs integer token ids, but {} is {}", c.arg(0),
                        t.str()));
   }
-  if (c.integer("vocab") <= 0 || c.integer("dim") <= 0) {
-    c.fail("embedding: vocab and dim must be positive");
-  }
+  check_size(c, "embedding: vocab", c.integer("vocab"));
+  check_size(c, "embedding: dim", c.integer("dim"));
   Shape shape = t.shape;
   shape.emplace_back(c.integer("dim"));
   c.note = fmt::format("Embedding({}, {})", c.integer("vocab"), c.integer("dim"));

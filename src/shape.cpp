@@ -1,5 +1,7 @@
 #include "stitch/shape.h"
 
+#include "stitch/error.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,6 +11,28 @@ namespace stitch {
 
 const Dim N = Dim::symbol("N");
 
+namespace {
+
+// Sizes come from specs and model files: arithmetic on them must fail, not
+// overflow.
+int64_t checked_mul(int64_t a, int64_t b) {
+  int64_t out = 0;
+  if (__builtin_mul_overflow(a, b, &out)) {
+    throw ShapeError(fmt::format("dimension {} * {} is too large (over 2^63)", a, b));
+  }
+  return out;
+}
+
+int64_t checked_add(int64_t a, int64_t b) {
+  int64_t out = 0;
+  if (__builtin_add_overflow(a, b, &out)) {
+    throw ShapeError(fmt::format("dimension {} + {} is too large (over 2^63)", a, b));
+  }
+  return out;
+}
+
+}  // namespace
+
 Dim Dim::symbol(const std::string& name) {
   Dim d(1);
   d.symbols_.push_back(name);
@@ -16,7 +40,7 @@ Dim Dim::symbol(const std::string& name) {
 }
 
 Dim Dim::operator*(const Dim& other) const {
-  Dim out(coef_ * other.coef_);
+  Dim out(checked_mul(coef_, other.coef_));
   if (out.coef_ == 0) {
     return out;
   }
@@ -47,7 +71,7 @@ std::optional<Dim> Dim::plus(const Dim& other) const {
   if (symbols_ != other.symbols_) {
     return std::nullopt;
   }
-  Dim out(coef_ + other.coef_);
+  Dim out(checked_add(coef_, other.coef_));
   out.symbols_ = symbols_;
   return out;
 }
@@ -56,7 +80,7 @@ int64_t Dim::evaluate(const std::map<std::string, int64_t>& values) const {
   int64_t v = coef_;
   for (const auto& s : symbols_) {
     auto it = values.find(s);
-    v *= it == values.end() ? 1 : it->second;
+    v = checked_mul(v, it == values.end() ? 1 : it->second);
   }
   return v;
 }

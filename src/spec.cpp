@@ -1,5 +1,6 @@
 #include "stitch/spec.h"
 
+#include "atomic_file.h"
 #include "expression_parser.h"
 #include "op_signatures.h"
 
@@ -7,7 +8,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -223,15 +223,21 @@ class SpecReader {
     while (std::getline(factors, factor, '*')) {
       factor.erase(0, factor.find_first_not_of(' '));
       factor.erase(factor.find_last_not_of(' ') + 1);
+      Dim next;
       if (is_identifier(factor)) {
-        dim = dim * Dim::symbol(factor);
+        next = Dim::symbol(factor);
       } else if (!factor.empty() && factor.size() < 18 &&
                  std::all_of(factor.begin(), factor.end(), [](char c) {
                    return std::isdigit(static_cast<unsigned char>(c));
                  })) {
-        dim = dim * Dim(std::stoll(factor));
+        next = Dim(std::stoll(factor));
       } else {
         bad();
+      }
+      try {
+        dim = dim * next;
+      } catch (const ShapeError& e) {
+        fail(node, fmt::format("dimension of input '{}': {}", input, e.what()));
       }
     }
     return dim;
@@ -708,16 +714,8 @@ class SpecWriter {
 }  // namespace
 
 Spec load_spec(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    throw IoError(fmt::format("cannot read spec file '{}'", file.string()));
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) {
-    throw IoError(fmt::format("error while reading spec file '{}'", file.string()));
-  }
-  return parse_spec(text.str(), file);
+  // read_file refuses FIFOs, devices and folders before reading a byte.
+  return parse_spec(read_file(file), file);
 }
 
 Spec parse_spec(const std::string& text, const std::filesystem::path& file) {

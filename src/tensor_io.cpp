@@ -1,7 +1,9 @@
 #include "stitch/tensor_io.h"
+#include "tensor_io_bytes.h"
 
 #include "atomic_file.h"
 #include "stitch/error.h"
+#include "zip_reader.h"
 
 #include <torch/csrc/jit/serialization/pickle.h>
 
@@ -24,6 +26,10 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "stitch needs a little-
 
 namespace stitch {
 namespace {
+
+using detail::read_le;
+using detail::slice;
+using detail::ZipArchive;
 
 // Far beyond real tensors; keeps hostile shapes from costing time or memory.
 constexpr size_t kMaxDims = 64;
@@ -86,21 +92,6 @@ std::string all_names(NameField field) {
   return out;
 }
 
-/// `n` bytes at `pos`, failing if the file ends first.
-std::string_view slice(std::string_view bytes, uint64_t pos, uint64_t n) {
-  if (pos > bytes.size() || n > bytes.size() - pos) {
-    fail("truncated: needs {} bytes at offset {} but the file ends at {}", n, pos, bytes.size());
-  }
-  return bytes.substr(pos, n);
-}
-
-uint64_t read_le(std::string_view bytes, uint64_t pos, int n) {
-  const std::string_view b = slice(bytes, pos, n);
-  uint64_t value = 0;
-  for (int i = n - 1; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(b[i]);
-  return value;
-}
-
 std::string le_bytes(uint64_t value, int n) {
   std::string out;
   for (int i = 0; i < n; ++i) out.push_back(static_cast<char>(value >> (8 * i)));
@@ -134,6 +125,12 @@ std::string_view bytes_of(const torch::Tensor& t) {
 
 // ---------------------------------------------------------------- safetensors
 
+/// A JSON value for an error message: scalars as written, containers by
+/// kind (dumping a hostile, deeply nested value would recurse without bound).
+std::string json_excerpt(const nlohmann::json& j) {
+  return j.is_primitive() ? j.dump() : fmt::format("a JSON {}", j.type_name());
+}
+
 std::vector<int64_t> json_ints(const nlohmann::json& j, const std::string& what) {
   if (!j.is_array() || j.size() > kMaxDims) {
     fail("{} must be a list of up to {} ints", what, kMaxDims);
@@ -141,14 +138,55 @@ std::vector<int64_t> json_ints(const nlohmann::json& j, const std::string& what)
   std::vector<int64_t> out;
   for (const auto& v : j) {
     if (v.is_number_integer() && !v.is_number_unsigned()) {
-      fail("{} has negative value {}", what, v.dump());
+      fail("{} has negative value {}", what, json_excerpt(v));
     }
     if (!v.is_number_unsigned() || v.get<uint64_t>() > INT64_MAX) {
-      fail("{} has {}, not an integer below 2^63", what, v.dump());
+      fail("{} has {}, not an integer below 2^63", what, json_excerpt(v));
     }
     out.push_back(v.get<int64_t>());
   }
   return out;
+}
+
+/// One tensor of a .safetensors header, checked against the data section.
+struct SafetensorsEntry {
+  std::string name;
+  c10::ScalarType dtype;
+  std::vector<int64_t> shape;
+  int64_t begin, end;
+};
+
+SafetensorsEntry safetensors_entry(const std::string& name, const nlohmann::json& info,
+                                   uint64_t data_size) {
+  const std::string what = fmt::format("tensor '{}'", name);
+  if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
+      !info.contains("data_offsets")) {
+    fail("{} needs \"dtype\", \"shape\" and \"data_offsets\"", what);
+  }
+  const auto& dtype_name = info.at("dtype");
+  const auto dtype = dtype_name.is_string()
+      ? dtype_named(dtype_name.get<std::string>(), &DtypeName::safetensors) : std::nullopt;
+  if (!dtype) {
+    fail("{} has unsupported dtype {} (supported: {})", what, json_excerpt(dtype_name),
+         all_names(&DtypeName::safetensors));
+  }
+  const auto shape = json_ints(info.at("shape"), what + " shape");
+  const auto offsets = json_ints(info.at("data_offsets"), what + " data_offsets");
+  if (offsets.size() != 2) fail("{} data_offsets must be [begin, end]", what);
+  const int64_t bytes = byte_size(shape, *dtype, what);
+  if (static_cast<uint64_t>(bytes) > data_size) {
+    fail("{} declares {} bytes but the file holds {}", what, bytes, data_size);
+  }
+  const auto [begin, end] = std::pair(offsets[0], offsets[1]);
+  if (begin > end || static_cast<uint64_t>(end) > data_size) {
+    fail("{} has data_offsets [{}, {}] outside the {}-byte data section", what, begin, end,
+         data_size);
+  }
+  if (end - begin != bytes) {
+    fail("{} has shape {} of {} ({} bytes) but data_offsets [{}, {}] hold {}", what,
+         shape_str(shape), dtype_name.get<std::string>(), bytes, begin, end, end - begin);
+  }
+  return {name, *dtype, shape, begin, end};
 }
 
 TensorMap read_safetensors(std::string_view file) {
@@ -166,49 +204,24 @@ TensorMap read_safetensors(std::string_view file) {
   if (!header.is_object()) fail("header is not a JSON object");
   const std::string_view data = file.substr(8 + header_size);
 
-  struct Span { int64_t begin, end; std::string name; };
-  std::vector<Span> spans;
-  TensorMap out;
+  std::vector<SafetensorsEntry> entries;
   for (const auto& [name, info] : header.items()) {
-    if (name == "__metadata__") continue;
-    const std::string what = fmt::format("tensor '{}'", name);
-    if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") ||
-        !info.contains("data_offsets")) {
-      fail("{} needs \"dtype\", \"shape\" and \"data_offsets\"", what);
-    }
-    const auto& dtype_name = info.at("dtype");
-    const auto dtype = dtype_name.is_string()
-        ? dtype_named(dtype_name.get<std::string>(), &DtypeName::safetensors) : std::nullopt;
-    if (!dtype) {
-      fail("{} has unsupported dtype {} (supported: {})", what, dtype_name.dump(),
-           all_names(&DtypeName::safetensors));
-    }
-    const auto shape = json_ints(info.at("shape"), what + " shape");
-    const auto offsets = json_ints(info.at("data_offsets"), what + " data_offsets");
-    if (offsets.size() != 2) fail("{} data_offsets must be [begin, end]", what);
-    const int64_t bytes = byte_size(shape, *dtype, what);
-    if (static_cast<uint64_t>(bytes) > data.size()) {
-      fail("{} declares {} bytes but the file holds {}", what, bytes, data.size());
-    }
-    const auto [begin, end] = std::pair(offsets[0], offsets[1]);
-    if (begin > end || static_cast<uint64_t>(end) > data.size()) {
-      fail("{} has data_offsets [{}, {}] outside the {}-byte data section", what, begin, end,
-           data.size());
-    }
-    if (end - begin != bytes) {
-      fail("{} has shape {} of {} ({} bytes) but data_offsets [{}, {}] hold {}", what,
-           shape_str(shape), dtype_name.get<std::string>(), bytes, begin, end, end - begin);
-    }
-    spans.push_back({begin, end, name});
-    out[name] = tensor_from_bytes(data.substr(begin, bytes), *dtype, shape);
+    if (name != "__metadata__") entries.push_back(safetensors_entry(name, info, data.size()));
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+  // Disjoint spans before any tensor is allocated: entries that all claim
+  // the same bytes would otherwise allocate the data section many times over.
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
     return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
   });
-  for (size_t i = 1; i < spans.size(); ++i) {
-    if (spans[i].begin < spans[i - 1].end) {
-      fail("tensors '{}' and '{}' overlap in the data section", spans[i - 1].name, spans[i].name);
+  for (size_t i = 1; i < entries.size(); ++i) {
+    if (entries[i].begin < entries[i - 1].end) {
+      fail("tensors '{}' and '{}' overlap in the data section", entries[i - 1].name,
+           entries[i].name);
     }
+  }
+  TensorMap out;
+  for (const auto& e : entries) {
+    out[e.name] = tensor_from_bytes(data.substr(e.begin, e.end - e.begin), e.dtype, e.shape);
   }
   return out;
 }
@@ -332,54 +345,6 @@ std::string encode_npy(const TensorMap& tensors) {
 
 // ------------------------------------------------------------------------ pt
 
-using ZipEntries = std::unordered_map<std::string, std::string_view>;
-
-/// The entries of a torch.save zip, keyed without the archive's top folder
-/// ("archive/data.pkl" -> "data.pkl"). torch.save stores entries uncompressed,
-/// so each is a view into `zip`, bounds-checked before anything is read.
-ZipEntries read_zip(std::string_view zip) {
-  // The end-of-central-directory record is in the last 22 + 65535 bytes.
-  if (zip.size() < 22) fail("not a zip archive");
-  uint64_t eocd = zip.size() - 22;
-  const uint64_t stop = eocd > 65535 ? eocd - 65535 : 0;
-  while (read_le(zip, eocd, 4) != 0x06054b50) {
-    if (eocd-- == stop) fail("not a zip archive (no end of central directory)");
-  }
-  uint64_t count = read_le(zip, eocd + 10, 2), pos = read_le(zip, eocd + 16, 4);
-  if (count == 0xFFFF || pos == 0xFFFFFFFF) {  // the real values are in the zip64 record
-    if (eocd < 20 || read_le(zip, eocd - 20, 4) != 0x07064b50) fail("corrupt zip64 locator");
-    const uint64_t record = read_le(zip, eocd - 12, 8);
-    if (read_le(zip, record, 4) != 0x06064b50) fail("corrupt zip64 end of central directory");
-    count = read_le(zip, record + 32, 8);
-    pos = read_le(zip, record + 48, 8);
-  }
-  ZipEntries entries;
-  for (uint64_t i = 0; i < count; ++i) {
-    if (read_le(zip, pos, 4) != 0x02014b50) fail("corrupt zip central directory");
-    uint64_t compressed = read_le(zip, pos + 20, 4), size = read_le(zip, pos + 24, 4);
-    uint64_t local = read_le(zip, pos + 42, 4);
-    const uint64_t name_size = read_le(zip, pos + 28, 2), extra_size = read_le(zip, pos + 30, 2);
-    const std::string name(slice(zip, pos + 46, name_size));
-    // The zip64 extra field holds 8-byte values for the fields set to 0xFFFFFFFF.
-    const uint64_t extra_end = pos + 46 + name_size + extra_size;
-    for (uint64_t e = pos + 46 + name_size; e + 4 <= extra_end; e += 4 + read_le(zip, e + 2, 2)) {
-      if (read_le(zip, e, 2) != 1) continue;
-      uint64_t field = e + 4;
-      for (uint64_t* value : {&size, &compressed, &local}) {
-        if (*value == 0xFFFFFFFF) *value = read_le(zip, std::exchange(field, field + 8), 8);
-      }
-    }
-    if (read_le(zip, pos + 10, 2) != 0 || compressed != size) {
-      fail("zip entry '{}' is compressed; torch.save never compresses", name);
-    }
-    if (read_le(zip, local, 4) != 0x04034b50) fail("corrupt zip entry '{}'", name);
-    const uint64_t data = local + 30 + read_le(zip, local + 26, 2) + read_le(zip, local + 28, 2);
-    entries[name.substr(name.find('/') + 1)] = slice(zip, data, size);
-    pos = extra_end + read_le(zip, pos + 32, 2);
-  }
-  return entries;
-}
-
 /// A Python value in a torch.save pickle. Values live in the Unpickler's
 /// arena and point at each other, so cycles and deep nesting are harmless.
 struct PyValue {
@@ -405,7 +370,7 @@ std::string describe(const PyValue& v) {
 /// indices in the file. This one checks every access and caps what it allocates.
 class Unpickler {
  public:
-  Unpickler(std::string_view pickle, const ZipEntries& zip, size_t file_size)
+  Unpickler(std::string_view pickle, const ZipArchive& zip, size_t file_size)
       : in_(pickle), zip_(zip), budget_(4 * static_cast<int64_t>(file_size) + (1 << 20)) {}
 
   const PyValue& run() {
@@ -490,6 +455,7 @@ class Unpickler {
 
   PyValue* make(Kind kind, int64_t number = 0, std::string_view text = {}) {
     if (arena_.size() >= (1u << 22)) fail("pickle holds over 4M values; not a dict of tensors");
+    charge(static_cast<int64_t>(text.size()));  // memoized strings can be concatenated again and again
     return &arena_.emplace_back(PyValue{kind, number, std::string(text), {}, {}});
   }
   PyValue* push(Kind kind, int64_t number = 0, std::string_view text = {}) {
@@ -525,10 +491,11 @@ class Unpickler {
     }
     target->items.insert(target->items.end(), items.begin(), items.end());
   }
-  // Shared storages and broadcast views could otherwise expand a small file.
+  // Shared storages, broadcast views and memoized strings could otherwise
+  // expand a small file.
   void charge(int64_t bytes) {
     budget_ -= bytes;
-    if (budget_ < 0) fail("tensors would take over 4 times the file size (broadcast views?)");
+    if (budget_ < 0) fail("its contents would take over 4 times the file size in memory");
   }
 
   /// torch.save's storage id: ('storage', torch.FloatStorage, key, location, numel).
@@ -549,14 +516,13 @@ class Unpickler {
     if (!dtype) fail("unsupported storage type {}", a[1]->text);
     const int64_t bytes = byte_size({a[4]->number}, *dtype, "storage '" + key + "'");
     const auto record = zip_.find("data/" + key);
-    if (record == zip_.end()) fail("storage '{}' is missing from the archive", key);
-    if (static_cast<uint64_t>(bytes) > record->second.size()) {
-      fail("storage '{}' declares {} bytes but the file holds {}", key, bytes,
-           record->second.size());
+    if (!record) fail("storage '{}' is missing from the archive", key);
+    if (static_cast<uint64_t>(bytes) > record->size()) {
+      fail("storage '{}' declares {} bytes but the file holds {}", key, bytes, record->size());
     }
     charge(bytes);
     auto* storage = make(Kind::kStorage);
-    storage->tensor = tensor_from_bytes(record->second.substr(0, bytes), *dtype, {a[4]->number});
+    storage->tensor = tensor_from_bytes(record->substr(0, bytes), *dtype, {a[4]->number});
     return storages_[key] = storage;
   }
 
@@ -622,7 +588,7 @@ class Unpickler {
 
   std::string_view in_;
   size_t pos_ = 0;
-  const ZipEntries& zip_;
+  const ZipArchive& zip_;
   int64_t budget_;
   std::deque<PyValue> arena_;
   std::vector<PyValue*> stack_;
@@ -638,11 +604,13 @@ TensorMap read_pt(std::string_view file, const std::string& stem) {
     }
     fail("not a torch.save file (expected a zip archive)");
   }
-  const ZipEntries zip = read_zip(file);
-  if (zip.count("byteorder") && zip.at("byteorder") != "little") fail("tensors are big-endian");
+  const ZipArchive zip(file);
+  if (const auto order = zip.find("byteorder"); order && *order != "little") {
+    fail("tensors are big-endian");
+  }
   const auto pickle = zip.find("data.pkl");
-  if (pickle == zip.end()) fail("archive has no data.pkl; was it written by torch.save?");
-  Unpickler unpickler(pickle->second, zip, file.size());
+  if (!pickle) fail("archive has no data.pkl; was it written by torch.save?");
+  Unpickler unpickler(*pickle, zip, file.size());
   const PyValue& root = unpickler.run();
   if (root.kind == Kind::kTensor) return {{stem, root.tensor}};
   if (root.kind != Kind::kDict) fail("holds {}, not a tensor or a dict of tensors", describe(root));
@@ -729,16 +697,12 @@ TensorMap read_npy_folder(const fs::path& dir) {
 
 }  // namespace
 
-TensorMap read_tensors(const fs::path& file) {
-  std::error_code ec;
-  if (fs::is_directory(file, ec)) return read_npy_folder(file);
-  if (!fs::exists(file, ec)) {
-    throw IoError(fmt::format("{}: no such file or directory", file.string()));
-  }
-  const Format format = format_of(file);
-  const std::string bytes = read_file(file);
-  const std::string stem = file.stem().string();
-  return guarded(file, [&]() -> TensorMap {
+namespace detail {
+
+TensorMap read_tensor_bytes(std::string_view bytes, const fs::path& name) {
+  const Format format = format_of(name);
+  const std::string stem = name.stem().string();
+  return guarded(name, [&]() -> TensorMap {
     switch (format) {
       case Format::kPt: return read_pt(bytes, stem);
       case Format::kSafetensors: return read_safetensors(bytes);
@@ -746,6 +710,18 @@ TensorMap read_tensors(const fs::path& file) {
     }
     throw std::logic_error("unknown format");
   });
+}
+
+}  // namespace detail
+
+TensorMap read_tensors(const fs::path& file) {
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) return read_npy_folder(file);
+  if (!fs::exists(file, ec)) {
+    throw IoError(fmt::format("{}: no such file or directory", file.string()));
+  }
+  format_of(file);  // an unknown extension is an error before the file is read
+  return detail::read_tensor_bytes(read_file(file), file);
 }
 
 void write_tensors(const fs::path& file, const TensorMap& tensors) {

@@ -31,7 +31,9 @@ class Metrics {
   /// Keeps the rows of an earlier run up to `step` (the checkpoint resumed
   /// from); rows past it are redone.
   void keep_until(int64_t step) {
-    std::ifstream in(file_);
+    std::error_code ec;
+    if (!fs::exists(file_, ec)) return;
+    std::istringstream in(read_file(file_));
     std::string line;
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
@@ -60,24 +62,6 @@ class Metrics {
   fs::path file_;
   std::vector<std::string> rows_;
 };
-
-/// Runs forward on a batch; returns every graph output by name.
-Named forward(torch::jit::Module& module, const Graph& graph, const Dataset& data,
-              const Named& batch) {
-  std::vector<c10::IValue> inputs;
-  for (const auto& name : data.inputs) inputs.emplace_back(batch.at(name));
-  c10::IValue out = with_context("running the model", [&] { return module.forward(inputs); });
-  Named values;
-  if (out.isTensor()) {
-    values[graph.outputs().at(0).first] = out.toTensor();
-  } else {
-    for (const auto& item : out.toGenericDict()) {
-      values[item.key().toStringRef()] = item.value().toTensor();
-    }
-  }
-  for (const auto& name : data.targets) values[name] = batch.at(name);
-  return values;
-}
 
 /// The gradients of every trainable parameter, flattened into one tensor
 /// with `extra` values after them, so one all-reduce carries everything.
@@ -158,14 +142,15 @@ class Trainer {
       result.val_loss = val.loss;
       result.val_accuracy = val.accuracy;
       const double lr = optimizer_->param_groups()[0].options().get_lr();
+      // The checkpoint first: until a fresh run has one, an earlier run's
+      // files (metrics.csv included) stay as they were.
+      checkpoint(Position{at.epoch + 1, 0, at.step, at.seconds, 0.0, 0});
       if (lead_) {
         metrics.add(at.epoch + 1, at.step, result.train_loss, val.loss, val.accuracy, lr,
                     at.seconds);
       }
       const double epoch_seconds = at.seconds - seconds_before;
       progress.end_epoch(summary(at, result, epoch_seconds, steps));
-      Position next{at.epoch + 1, 0, at.step, at.seconds, 0.0, 0};
-      checkpoint(next);
       at.loss_sum = 0;
       at.loss_samples = 0;
     }
@@ -180,11 +165,17 @@ class Trainer {
   }
 
  private:
-  /// A fresh run clears the checkpoints of an earlier one; --resume loads
-  /// the newest.
+  /// --resume loads the newest checkpoint. A fresh run removes an earlier
+  /// run's checkpoints once it has written one of its own, so a run that
+  /// fails before that leaves the earlier one as it was.
   Position start(Metrics& metrics) {
     if (lead_) {
-      fs::create_directories(config_.out / "checkpoints");
+      std::error_code ec;
+      fs::create_directories(config_.out / "checkpoints", ec);
+      if (ec) {
+        throw IoError(fmt::format("cannot create the output folder {}: {}",
+                                  (config_.out / "checkpoints").string(), ec.message()));
+      }
       remove_partial_writes();
     }
     if (comm_) comm_->barrier();
@@ -202,10 +193,7 @@ class Trainer {
       log_(fmt::format("warning: no checkpoint in {} to resume from; starting from scratch",
                        (config_.out / "checkpoints").string()));
     }
-    if (lead_) {
-      for (const auto& f : files) fs::remove(f);
-    }
-    if (comm_) comm_->barrier();  // nobody reads a checkpoint rank 0 is removing
+    if (lead_) earlier_checkpoints_ = files;
     return Position{};
   }
 
@@ -227,16 +215,11 @@ class Trainer {
     const int64_t begin = global * rank / world, end = global * (rank + 1) / world;
     double loss_value = 0.0;
     if (end > begin) {
-      const Named values =
-          forward(module_, spec_.graph, data_, take(data_, index.narrow(0, begin, end - begin)));
-      torch::Tensor loss = compute_loss(config_.loss, values);
       // Each process's mean, weighted by its share: the sum over processes
       // is the mean over the global batch, gradients included.
       const double share = double(end - begin) / double(global);
-      loss_value = loss.item<double>() * share;
-      if (std::isfinite(loss_value)) {
-        (share == 1.0 ? loss : loss * share).backward();
-      }
+      loss_value = forward_backward(module_, spec_.graph, data_, config_.loss,
+                                    take(data_, index.narrow(0, begin, end - begin)), share);
     }
     if (comm_) {
       torch::Tensor flat = flatten_grads(groups_.params, {loss_value});
@@ -251,12 +234,13 @@ class Trainer {
 
   [[noreturn]] void fail_non_finite(const Position& at, double loss) {
     auto files = list_checkpoints(config_.out);
+    if (!earlier_checkpoints_.empty()) files.clear();  // not this run's
     throw Error(
         fmt::format("the loss is {} at epoch {}, step {}: training stopped\n"
                     "  {}\n"
                     "  fix: lower lr ({}), check the data, or scale the inputs",
                     std::isnan(loss) ? "NaN" : "infinite", at.epoch + 1, at.step + 1,
-                    files.empty() ? "no checkpoint was written yet"
+                    files.empty() ? "no checkpoint of this run was written yet"
                                   : "the last good checkpoint is kept: " + files.back().string() +
                                         " (stitch train --resume continues from it)",
                     config_.lr));
@@ -289,7 +273,13 @@ class Trainer {
 
   void checkpoint(const Position& at) {
     if (!lead_) return;
-    save_checkpoint(checkpoint_path(config_.out, at.step), module_, *optimizer_, at);
+    const fs::path file = checkpoint_path(config_.out, at.step);
+    save_checkpoint(file, module_, *optimizer_, at);
+    for (const auto& earlier : earlier_checkpoints_) {
+      std::error_code ignored;
+      if (earlier != file) fs::remove(earlier, ignored);
+    }
+    earlier_checkpoints_.clear();
     prune_checkpoints(config_.out, config_.keep_checkpoints);
   }
 
@@ -313,6 +303,7 @@ class Trainer {
   const bool lead_;
   std::function<void(const std::string&)> log_, quiet_;
   TrainConfig config_;
+  std::vector<fs::path> earlier_checkpoints_;  // a fresh run's predecessor's, until it has one
   Dataset data_;
   torch::jit::Module module_;
   ParamGroups groups_;

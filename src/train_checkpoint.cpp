@@ -82,7 +82,7 @@ void save_checkpoint(const fs::path& file, const torch::jit::Module& module,
   archive.write("loss_sum", at.loss_sum);
   archive.write("loss_samples", at.loss_samples);
   fs::create_directories(file.parent_path());
-  write_atomically(file, [&](const fs::path& tmp) { archive.save_to(tmp.string()); });
+  write_atomically(file, [&](const ByteSink& sink) { archive.save_to(sink); });
 }
 
 Position load_checkpoint(const fs::path& file, torch::jit::Module& module,

@@ -54,6 +54,19 @@ torch::Tensor epoch_order(const TrainConfig& config, int64_t epoch, int64_t n);
 /// Rows `index` of every tensor.
 Named take(const Dataset& data, const torch::Tensor& index);
 
+// --- one step (train_step.cpp) -------------------------------------------
+
+/// Runs forward on a batch; returns every graph output by name, and the
+/// batch's targets.
+Named forward(torch::jit::Module& module, const Graph& graph, const Dataset& data,
+              const Named& batch);
+
+/// Forward and loss on a batch, then backward of loss * `share` (this
+/// process's part of the global batch) if the loss is finite; returns
+/// loss * share.
+double forward_backward(torch::jit::Module& module, const Graph& graph, const Dataset& data,
+                        const std::vector<LossTerm>& loss, const Named& batch, double share);
+
 // --- optimizer and frozen parts (train_optim.cpp) -------------------------
 
 /// The trainable parameters, grouped: one group for the default lr, one per

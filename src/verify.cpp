@@ -2,12 +2,12 @@
 
 #include "atomic_file.h"
 #include "component.h"
+#include "metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/build.h"
 #include "stitch/spec.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/script.h>
 
 #include <cmath>
@@ -116,15 +116,13 @@ TensorsByName outputs_by_name(const c10::IValue& out, const Graph& g) {
 std::vector<std::string> changed_files(const std::string& manifest_json, const Graph& g) {
   std::vector<std::string> notes;
   if (manifest_json.empty()) return notes;
-  auto manifest = nlohmann::json::parse(manifest_json, nullptr, false);
-  if (manifest.is_discarded() || !manifest.contains("components")) return notes;
-  for (const auto& c : manifest["components"]) {
-    const std::string name = c.value("name", "");
+  for (const auto& c : recorded_components(manifest_json)) {
+    const std::string& name = c.name;
     if (!g.models().count(name)) continue;
     const fs::path file = g.model(name).file;
     std::error_code ec;
     if (!fs::is_regular_file(file, ec)) continue;
-    if (sha256_hex(read_file(file)) != c.value("sha256", "")) {
+    if (sha256_hex(read_file(file)) != c.sha256) {
       notes.push_back(fmt::format("{} ({}) has changed since the artifact was saved "
                                   "(its sha256 differs from the manifest's)",
                                   name, file.filename().string()));

@@ -19,7 +19,15 @@ struct BuildOptions {
     training_ = on;
     return *this;
   }
+  /// Run independent model calls concurrently (TorchScript fork/wait on
+  /// LibTorch's inter-op thread pool): e.g. the two encoders of a late
+  /// fusion. See docs/compose.md for when it pays.
+  BuildOptions& concurrent(bool on) {
+    concurrent_ = on;
+    return *this;
+  }
   bool training_ = false;
+  bool concurrent_ = false;
 };
 
 /// Checks shapes (throws ShapeError etc. before anything is built), then

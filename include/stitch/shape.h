@@ -13,6 +13,11 @@
 
 namespace stitch {
 
+/// The largest size stitch accepts for a declared dimension or a layer's
+/// size argument (out, vocab, sizes...): 2^31. Larger ones are refused
+/// before anything is allocated.
+constexpr int64_t kMaxSize = int64_t(1) << 31;
+
 class Dim {
  public:
   Dim(int64_t size = 0) : coef_(size) {}  // NOLINT: implicit, for {N, 3, 224}

@@ -2,6 +2,7 @@
 // stitch: combine PyTorch models in C++. Includes the whole public API.
 
 #include "stitch/artifact.h"
+#include "stitch/bench.h"
 #include "stitch/build.h"
 #include "stitch/check.h"
 #include "stitch/error.h"

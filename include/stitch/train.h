@@ -3,10 +3,13 @@
 // behind `stitch train` (losses, data, optimizers with per-model learning
 // rates, frozen parts, checkpoints, resume, data-parallel over c10d).
 
+#include <torch/script.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -121,6 +124,31 @@ struct TrainResult {
 /// (SpecError for a bad config, IoError for data, Error for NaN/Inf); the
 /// last good checkpoint is kept.
 TrainResult train(const Spec& spec, const TrainOptions& options = {});
+
+/// One optimizer step of `stitch train` on a batch held in memory, for
+/// timing and for programs that bring their own data loop: the model built
+/// for training with its frozen parts and training modes, the loss and the
+/// optimizer of the spec's `train:` section (its data file is not read, and
+/// nothing is written). `spec` must outlive it.
+///   stitch::TrainStep step(spec);
+///   double loss = step({{"image", images}, {"labels", labels}});
+class TrainStep {
+ public:
+  explicit TrainStep(const Spec& spec);
+  TrainStep(TrainStep&&) noexcept;
+  TrainStep& operator=(TrainStep&&) noexcept;
+  ~TrainStep();
+  /// Forward, loss, backward and optimizer step on `batch` (every graph
+  /// input and loss target, by spec name); returns the loss. Throws
+  /// stitch::Error for a missing name or a non-finite loss.
+  double operator()(const std::map<std::string, torch::Tensor>& batch);
+  /// The model being trained.
+  torch::jit::Module& module();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 /// Whether this build can train data-parallel (c10d with Gloo); if not,
 /// `why` says what is missing.

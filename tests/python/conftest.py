@@ -28,9 +28,11 @@ BUILD = Path(os.environ.get("STITCH_BUILD") or SOURCE / "build")
 EXAMPLES = SOURCE / "examples"
 
 # Things that must never appear on stderr: stitch ends with an `error:` line,
-# never by a signal or an uncaught exception.
+# never by a signal, an uncaught exception or (in the sanitized build of
+# scripts/sanitize.sh, where a report exits 86) a sanitizer report.
 CRASH_MARKERS = ("Traceback", "terminate called", "Aborted", "Segmentation fault",
-                 "core dumped", "Exception raised from", "c10::Error")
+                 "core dumped", "Exception raised from", "c10::Error",
+                 "AddressSanitizer", "runtime error:", "LeakSanitizer")
 
 
 def _stitch_path():

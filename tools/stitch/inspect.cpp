@@ -64,9 +64,7 @@ void add_inspect(CLI::App& app) {
   auto inputs = std::make_shared<std::vector<std::string>>();
   auto depth = std::make_shared<int>(-1);
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("model", *file, "a TorchScript file (.pt) or a spec (.yaml)")
-      ->required()
-      ->check(CLI::ExistingFile);
+  cmd->add_option("model", *file, "a TorchScript file (.pt) or a spec (.yaml)")->required();
   cmd->add_option("--input", *inputs,
                   "NAME=SHAPE (1x3x224x224), or SHAPE with one input: show output shapes");
   cmd->add_option("--depth", *depth, "show submodules down to K levels (default: all)")

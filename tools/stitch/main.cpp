@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <csignal>
 #include <iostream>
 
 namespace stitch::cli {
@@ -28,7 +29,7 @@ std::vector<int64_t> parse_shape(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (part.empty() || used != part.size() || v <= 0 || v > (1LL << 31)) {
+    if (part.empty() || used != part.size() || v <= 0 || v > kMaxSize) {
       throw UsageError(fmt::format(
           "invalid shape '{}': write sizes joined by x, like 1x3x224x224", text));
     }
@@ -43,6 +44,9 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 
 int main(int argc, char** argv) {
   using stitch::cli::ExitCode;
+  // A file size limit (ulimit -f) would otherwise kill stitch mid-write;
+  // ignored, the write fails with EFBIG and stitch reports it.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"stitch: combine PyTorch models into one TorchScript file"};
   app.require_subcommand(1);
   app.failure_message([](const CLI::App* app, const CLI::Error& e) {
@@ -62,6 +66,7 @@ int main(int argc, char** argv) {
   stitch::cli::add_graph(app);
   stitch::cli::add_inspect(app);
   stitch::cli::add_train(app);
+  stitch::cli::add_bench(app);
   app.parse_complete_callback([&] { stitch::set_threads(threads); });
   try {
     app.parse(argc, argv);

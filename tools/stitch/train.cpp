@@ -180,9 +180,7 @@ void add_train(CLI::App& app) {
   auto spec_file = std::make_shared<std::string>();
   auto resume = std::make_shared<bool>(false);
   auto nproc = std::make_shared<int>(1);
-  cmd->add_option("spec", *spec_file, "the spec (.yaml) with a train: section")
-      ->required()
-      ->check(CLI::ExistingFile);
+  cmd->add_option("spec", *spec_file, "the spec (.yaml) with a train: section")->required();
   cmd->add_flag("--resume", *resume, "continue from the last checkpoint in the run's out folder");
   cmd->add_option("--nproc", *nproc, "train data-parallel on N local processes (c10d, Gloo)")
       ->check(CLI::Range(1, 256));

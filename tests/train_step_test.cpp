@@ -1,0 +1,53 @@
+// stitch::TrainStep: one step of `stitch train` on a batch in memory.
+
+#include <stitch/stitch.h>
+
+#include "test_util.h"
+
+namespace stitch {
+namespace {
+
+using testing::fixture;
+
+class TrainStepTest : public testing::SeededTest {};
+
+/// A linear classifier on seed 001's module1, trained with SGD.
+Spec classifier_spec() {
+  return parse_spec(
+      "inputs:\n"
+      "  x: [N, 10]\n"
+      "models:\n"
+      "  m1: {file: \"" +
+          fixture("seed001_ex3_module1.pt") +
+          "\"}\n"
+          "graph:\n"
+          "  - y = linear(m1(x), 3)\n"
+          "outputs: [y]\n"
+          "train:\n"
+          "  data: unused.pt\n"
+          "  loss: cross_entropy(y, labels)\n"
+          "  optimizer: sgd\n"
+          "  lr: 0.1\n",
+      "classifier.yaml");
+}
+
+TEST_F(TrainStepTest, StepsLowerTheLossOnAFixedBatch) {
+  const Spec spec = classifier_spec();
+  TrainStep step(spec);
+  const std::map<std::string, torch::Tensor> batch = {{"x", torch::randn({16, 10})},
+                                                      {"labels", torch::randint(0, 3, {16})}};
+  const double first = step(batch);
+  double last = first;
+  for (int i = 0; i < 20; ++i) last = step(batch);
+  EXPECT_LT(last, first * 0.8);
+  EXPECT_TRUE(step.module().is_training());
+}
+
+TEST_F(TrainStepTest, AMissingTargetIsNamed) {
+  const Spec spec = classifier_spec();
+  TrainStep step(spec);
+  EXPECT_THROW_TYPE_WITH(step({{"x", torch::randn({4, 10})}}), Error, "no 'labels'");
+}
+
+}  // namespace
+}  // namespace stitch

@@ -1,0 +1,104 @@
+// stitch bench MODEL.pt|SPEC.yaml [--input NAME=SHAPE ...] [--runs N] [--warmup W]
+//              [--rounds R] [--compare-python] [--json]
+
+#include <fmt/format.h>
+#include <stitch/bench.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli.h"
+
+namespace stitch::cli {
+
+namespace {
+
+bool is_spec(const std::filesystem::path& file) {
+  const auto ext = file.extension().string();
+  return ext == ".yaml" || ext == ".yml";
+}
+
+/// Progress on stderr: one line redrawn in place on a terminal, a plain line
+/// per round otherwise. Clears its line when destroyed, so that an error
+/// message starts on a line of its own.
+class ProgressLine {
+ public:
+  ProgressLine() : tty_(::isatty(STDERR_FILENO) != 0) {}
+  ~ProgressLine() {
+    if (drawn_) std::fputs("\r\033[K", stderr);
+  }
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+
+  void show(const BenchProgress& p) {
+    std::vector<std::string> sides;
+    for (const auto& s : p.sides) {
+      sides.push_back(fmt::format("{} {}/{} runs, median {}", s.side, s.runs_done, s.runs,
+                                  s.runs_done ? fmt::format("{:.3g} ms", s.median_ms) : "-"));
+    }
+    const std::string text =
+        fmt::format("round {}/{}: {}", p.round, p.rounds, fmt::join(sides, "; "));
+    if (tty_) {
+      std::fprintf(stderr, "\r%s\033[K", text.c_str());
+      drawn_ = true;
+    } else if (p.round_done) {
+      std::fprintf(stderr, "%s\n", text.c_str());
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  bool tty_;
+  bool drawn_ = false;
+};
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "bench", "time a model: median and spread of N runs, samples/s, peak memory");
+  auto file = std::make_shared<std::string>();
+  auto inputs = std::make_shared<std::vector<std::string>>();
+  auto options = std::make_shared<BenchOptions>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("model", *file, "a TorchScript file (.pt) or a spec (.yaml)")->required();
+  cmd->add_option("--input", *inputs,
+                  "NAME=SHAPE (1x3x224x224), or SHAPE with one input; a stitch artifact or "
+                  "spec defaults to its declared shapes with N=1");
+  cmd->add_option("--runs", options->runs_, "timed runs (on each side)")->capture_default_str();
+  cmd->add_option("--warmup", options->warmup_, "untimed runs first (on each side)")
+      ->capture_default_str();
+  cmd->add_option("--rounds", options->rounds_,
+                  "the timed runs come in R rounds; sides take turns round by round")
+      ->capture_default_str();
+  cmd->add_flag("--compare-python", options->compare_python_,
+                "also time the same model in /usr/bin/python3 (torch.jit.load, and a stitch "
+                "artifact's forward as plain Python), rounds interleaved");
+  cmd->add_flag("--json", *json, "print the same numbers as JSON");
+  cmd->callback([=] {
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& arg : *inputs) {
+      NamedArg a = split_named(arg);
+      shapes[a.name] = parse_shape(a.value);
+    }
+    torch::jit::Module model;
+    BenchOptions run_options = *options;
+    if (is_spec(*file)) {
+      model = build(load_spec(*file).graph);
+    } else {
+      model = load_module(*file);
+      run_options.model_file(std::filesystem::absolute(*file));
+    }
+    const auto tensors = random_inputs(model, shapes);
+    BenchReport report = [&] {
+      ProgressLine progress;  // cleared before the table is printed
+      run_options.on_progress([&progress](const BenchProgress& p) { progress.show(p); });
+      return bench(model, tensors, run_options);
+    }();
+    report.model = *file;
+    std::cout << (*json ? report.json() : report.table());
+  });
+}
+
+}  // namespace stitch::cli
