@@ -29,21 +29,8 @@ export ASAN_OPTIONS="exitcode=86"
 export UBSAN_OPTIONS="exitcode=86:print_stacktrace=1"
 export LSAN_OPTIONS="exitcode=86:suppressions=$source_dir/fuzz/lsan.supp"
 
-install_clang() {
-  local packages=(clang libclang-rt-dev llvm) missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "sanitize: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
-
 step_build() {
-  install_clang
+  bash scripts/install_packages.sh clang libclang-rt-dev llvm
   export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
   CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DSTITCH_SANITIZE=ON -DSTITCH_FUZZ=ON -DSTITCH_WERROR=ON -DSTITCH_BUILD_BENCH=OFF >/dev/null

@@ -16,16 +16,7 @@ packages=(
   # takes over libblas.so.3 through the alternatives system when installed.
   libopenblas0-openmp
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/install_packages.sh "${packages[@]}"
 # Make sure libblas.so.3 is OpenBLAS (openmp), not the reference BLAS.
 openblas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3
 if [ -e "$openblas" ]; then
