@@ -65,23 +65,6 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
-/// One line for an error raised while running TorchScript. LibTorch's first
-/// line only says that an operation failed; the error itself comes last,
-/// after a TorchScript traceback.
-std::string interpreter_error(const std::string& message) {
-  std::istringstream text(message);
-  std::string line;
-  std::string first;
-  std::string last;
-  while (std::getline(text, line)) {
-    const size_t start = line.find_first_not_of(" \t");
-    if (start == std::string::npos) continue;
-    if (first.empty()) first = line.substr(start);
-    last = line.substr(start);
-  }
-  return first.rfind("The following operation failed", 0) == 0 ? last : first;
-}
-
 // --- inputs -----------------------------------------------------------------
 
 /// An argument of forward, with what stitch's manifest says about it.
@@ -303,7 +286,7 @@ BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& i
   const std::string context = fmt::format("running the model on {}", fmt::join(described, ", "));
   auto run_stitch = [&](int64_t runs) {
     std::vector<double> times;
-    try {
+    with_context(context, [&] {
       for (int64_t i = 0; i < runs; ++i) {
         const auto start = std::chrono::steady_clock::now();
         module.forward(args);
@@ -311,11 +294,7 @@ BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& i
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
                 .count());
       }
-    } catch (const c10::Error& e) {
-      throw Error(context + ": " + interpreter_error(e.what_without_backtrace()));
-    } catch (const std::exception& e) {  // the interpreter rethrows as runtime_error
-      throw Error(context + ": " + interpreter_error(e.what()));
-    }
+    });
     return times;
   };
   bool peak_reset = false;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <sstream>
+
 namespace stitch {
 
 std::string SourceLoc::prefix() const {
@@ -14,13 +16,20 @@ std::string SourceLoc::prefix() const {
 namespace detail {
 std::string first_line(const std::string& message) {
   // TorchScript errors put the useful line first; keep it and drop the
-  // source excerpt and C++ frames that follow.
-  auto start = message.find_first_not_of(" \n");
-  if (start == std::string::npos) {
-    return "unknown error";
+  // source excerpt and C++ frames that follow. An error raised inside a
+  // running model is the exception: its first line only says that an
+  // operation failed, and the error itself comes last, after a TorchScript
+  // traceback.
+  std::istringstream text(message);
+  std::string line, first, last;
+  while (std::getline(text, line)) {
+    const size_t start = line.find_first_not_of(" \t\r");
+    if (start == std::string::npos) continue;
+    if (first.empty()) first = line.substr(start);
+    last = line.substr(start);
   }
-  auto end = message.find('\n', start);
-  return message.substr(start, end == std::string::npos ? end : end - start);
+  if (first.empty()) return "unknown error";
+  return first.rfind("The following operation failed", 0) == 0 ? last : first;
 }
 
 std::string short_message(const c10::Error& e) {

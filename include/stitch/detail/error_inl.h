@@ -3,9 +3,11 @@
 
 namespace stitch {
 namespace detail {
-/// First line of a c10::Error message, without LibTorch's C++ backtrace.
+/// The useful line of a c10::Error message (see first_line), without
+/// LibTorch's C++ backtrace.
 std::string short_message(const c10::Error& e);
-/// The first non-empty line of a message.
+/// The first non-empty line of a message; for an error raised inside a
+/// running TorchScript model, the error itself (the last line).
 std::string first_line(const std::string& message);
 }  // namespace detail
 
