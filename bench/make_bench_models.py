@@ -7,6 +7,10 @@ Writes into OUTDIR:
   text_encoder.pt          tokens int64[N, 32] -> float[N, 128]: Embedding(1000, 128),
                            a 2-layer nn.TransformerEncoder (4 heads, feed-forward 256),
                            mean over tokens (the dual encoder's text tower)
+  small_image_encoder.pt   float[N, 3, 32, 32] -> float[N, 32]: two strided
+                           Conv2d + BatchNorm2d + ReLU, global average pool
+  small_text_encoder.pt    tokens int64[N, 16] -> float[N, 64]: the text encoder
+                           at width 64, feed-forward 128 (the small dual encoder)
   resnet18_prefix_layer3.pt  resnet18.pt's children conv1 .. layer3 called in order
                            in a scripted nn.Module (the "cut by hand" baseline)
   resnet50.pt              torchvision resnet50, random weights (for `stitch inspect`)
@@ -23,13 +27,14 @@ import torchvision
 
 PREFIX_CHILDREN = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"]
 TOKENS, VOCAB, WIDTH = 32, 1000, 128
+SMALL_TOKENS, SMALL_WIDTH = 16, 64  # the small dual encoder's text tower
 
 
 class TextEncoder(nn.Module):
-    def __init__(self):
+    def __init__(self, width=WIDTH, feedforward=256):
         super().__init__()
-        self.embed = nn.Embedding(VOCAB, WIDTH)
-        layer = nn.TransformerEncoderLayer(WIDTH, 4, 256, dropout=0.0, batch_first=True)
+        self.embed = nn.Embedding(VOCAB, width)
+        layer = nn.TransformerEncoderLayer(width, 4, feedforward, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -50,6 +55,20 @@ class Prefix(nn.Module):
 def text_encoder():
     torch.manual_seed(10)
     return TextEncoder()
+
+
+def small_image_encoder():
+    """float[N, 3, 32, 32] -> float[N, 32]: two strided conv + BatchNorm + ReLU."""
+    torch.manual_seed(12)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def small_text_encoder():
+    torch.manual_seed(13)
+    return TextEncoder(width=SMALL_WIDTH, feedforward=128)
 
 
 def resnet18(fixtures):
@@ -75,6 +94,8 @@ def main(argv):
     fixtures, out = argv[1], argv[2]
     os.makedirs(out, exist_ok=True)
     save(text_encoder(), os.path.join(out, "text_encoder.pt"))
+    save(small_image_encoder(), os.path.join(out, "small_image_encoder.pt"))
+    save(small_text_encoder(), os.path.join(out, "small_text_encoder.pt"))
     save(resnet18_prefix(fixtures), os.path.join(out, "resnet18_prefix_layer3.pt"))
     if not os.path.exists(os.path.join(out, "resnet50.pt")):
         torch.manual_seed(11)

@@ -20,6 +20,9 @@ late_fusion b1/b8, cut_resnet18 b1/b8):
 and training steps at batch 8 (py_eager only), the same steps as stitch_bench's:
   train_dual_encoder           resnet18 to avgpool + make_bench_models.TextEncoder,
                                Linear projections to 64, l2norm, clip loss, AdamW
+  train_small_dual_encoder     the same with small towers (make_bench_models'
+                               small_image_encoder on 32x32 images and
+                               small_text_encoder on 16 tokens), projections to 32
   train_frozen_resnet18_head   frozen resnet18 (eval, no grad) + head, cross
                                entropy, Adam over the head
 
@@ -103,12 +106,12 @@ def l2norm(x):
 
 
 class DualEncoder(nn.Module):
-    def __init__(self, fixtures):
+    def __init__(self, image_encoder, text_encoder, image_width, text_width, shared):
         super().__init__()
-        self.image_encoder = resnet_trunk(fixtures)
-        self.text_encoder = make_bench_models.text_encoder()
-        self.image_proj = nn.Linear(512, 64)
-        self.text_proj = nn.Linear(make_bench_models.WIDTH, 64)
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.image_proj = nn.Linear(image_width, shared)
+        self.text_proj = nn.Linear(text_width, shared)
 
     def forward(self, image, tokens):
         return (l2norm(self.image_proj(self.image_encoder(image))),
@@ -123,10 +126,23 @@ def clip_loss(a, b, temperature):
 
 def dual_encoder_step(fixtures, batch):
     """One AdamW step of the dual encoder on a fixed batch (stitch_bench's spec)."""
-    model = DualEncoder(fixtures).train()
+    model = DualEncoder(resnet_trunk(fixtures), make_bench_models.text_encoder(),
+                        512, make_bench_models.WIDTH, 64)
+    return clip_step(model, torch.randn(batch, 3, 224, 224), make_bench_models.TOKENS)
+
+
+def small_dual_encoder_step(fixtures, batch):
+    """The same step with both towers small (stitch_bench's small spec)."""
+    model = DualEncoder(make_bench_models.small_image_encoder(),
+                        make_bench_models.small_text_encoder(),
+                        32, make_bench_models.SMALL_WIDTH, 32)
+    return clip_step(model, torch.randn(batch, 3, 32, 32), make_bench_models.SMALL_TOKENS)
+
+
+def clip_step(model, image, tokens_per_row):
+    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    image = torch.randn(batch, 3, 224, 224)
-    tokens = torch.randint(0, make_bench_models.VOCAB, (batch, make_bench_models.TOKENS))
+    tokens = torch.randint(0, make_bench_models.VOCAB, (image.size(0), tokens_per_row))
 
     def step():
         optimizer.zero_grad()
@@ -225,6 +241,7 @@ def main(argv):
             for name, m in models[scenario].items():
                 cases.append((f"{key}/{name}", lambda m=m, xs=xs: m(*xs), True))
     for key, make in [("train_dual_encoder/b8", dual_encoder_step),
+                      ("train_small_dual_encoder/b8", small_dual_encoder_step),
                       ("train_frozen_resnet18_head/b8", frozen_head_step)]:
         if not args.filter or args.filter in key:
             cases.append((f"{key}/py_eager", make(args.fixtures, 8), False))

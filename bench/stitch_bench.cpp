@@ -16,6 +16,8 @@
 //   train_dual_encoder  one training step (stitch::TrainStep, the step
 //                  `stitch train` runs) of resnet18 + a 2-layer transformer
 //                  encoder with projection heads and the clip loss, batch 8
+//   train_small_dual_encoder  the same step with two small towers (a
+//                  2-conv CNN on 32x32 images, a width-64 transformer), batch 8
 //   train_frozen_resnet18_head  one training step of frozen resnet18 + head,
 //                  cross_entropy, batch 8
 //
@@ -427,6 +429,29 @@ train:
 )"));
 }
 
+/// Both towers small (python_baseline.py's small_dual_encoder_step): a
+/// 2-conv CNN on 32x32 images and a width-64 transformer on 16 tokens,
+/// projections into a shared 32-dim space. A step takes milliseconds, so
+/// the per-operator cost of each side shows.
+stitch::Spec small_dual_encoder_spec() {
+  return train_spec(fmt_spec(R"(inputs:
+  image: [N, 3, 32, 32]
+  tokens: {shape: [N, 16], dtype: int64}
+models:
+  image_encoder: {file: "@OUT@/small_image_encoder.pt"}
+  text_encoder: {file: "@OUT@/small_text_encoder.pt"}
+graph:
+  - img_emb = l2norm(linear(image_encoder(image), 32))
+  - txt_emb = l2norm(linear(text_encoder(tokens), 32))
+outputs: [img_emb, txt_emb]
+train:
+  data: unused.pt
+  loss: clip(img_emb, txt_emb, temperature=0.07)
+  optimizer: adamw
+  lr: 0.0001
+)"));
+}
+
 /// resnet18 cut at avgpool (frozen, or trainable) + head.pt, cross_entropy
 /// (python_baseline.py's frozen_step / trainable_step).
 stitch::Spec resnet_head_spec(bool frozen) {
@@ -449,9 +474,10 @@ train:
   return train_spec(fmt_spec(text));
 }
 
-std::map<std::string, torch::Tensor> dual_encoder_batch(int64_t batch) {
-  return {{"image", torch::randn({batch, 3, 224, 224})},
-          {"tokens", torch::randint(0, 1000, {batch, 32}, torch::kLong)}};
+std::map<std::string, torch::Tensor> dual_encoder_batch(int64_t batch, int64_t image_size,
+                                                        int64_t tokens) {
+  return {{"image", torch::randn({batch, 3, image_size, image_size})},
+          {"tokens", torch::randint(0, 1000, {batch, tokens}, torch::kLong)}};
 }
 
 std::map<std::string, torch::Tensor> classifier_batch(int64_t batch) {
@@ -470,7 +496,14 @@ void BM_train_dual_encoder(benchmark::State& state) {
   static const stitch::Spec spec = dual_encoder_spec();
   static stitch::TrainStep step(spec);
   state.SetLabel(label(kTrainStep));
-  run_steps(state, step, dual_encoder_batch(state.range(1)));
+  run_steps(state, step, dual_encoder_batch(state.range(1), 224, 32));
+}
+
+void BM_train_small_dual_encoder(benchmark::State& state) {
+  static const stitch::Spec spec = small_dual_encoder_spec();
+  static stitch::TrainStep step(spec);
+  state.SetLabel(label(kTrainStep));
+  run_steps(state, step, dual_encoder_batch(state.range(1), 32, 16));
 }
 
 void BM_train_frozen_resnet18_head(benchmark::State& state) {
@@ -481,6 +514,11 @@ void BM_train_frozen_resnet18_head(benchmark::State& state) {
 }
 
 BENCHMARK(BM_train_dual_encoder)
+    ->ArgNames({"variant", "batch"})
+    ->Args({kTrainStep, 8})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_train_small_dual_encoder)
     ->ArgNames({"variant", "batch"})
     ->Args({kTrainStep, 8})
     ->Unit(benchmark::kMillisecond)

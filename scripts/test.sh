@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs the whole test suite (C++ GoogleTest + Python
-# tests that compare stitch's artifacts with PyTorch written by hand).
+# Sets up and runs the whole test suite, as CI does: installs what is missing
+# (Debian, as root), builds everything with clang, AddressSanitizer,
+# UndefinedBehaviorSanitizer and -Werror into build-asan/, runs every C++
+# and Python test against that build (the Python tests run the sanitized
+# stitch binary), then runs each libFuzzer target for STITCH_FUZZ_SECONDS
+# (default 20) from its committed corpus. See scripts/sanitize.sh.
+#
+# The plain build (scripts/setup.sh, build/) runs the same suite with
+# `cd build && ctest -j"$(nproc)"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STITCH_CMAKE_ARGS="${STITCH_CMAKE_ARGS:--DSTITCH_WERROR=ON}" bash scripts/setup.sh
-cd build
-ctest --output-on-failure -j"$(nproc)" --timeout 1500
+export STITCH_FUZZ_SECONDS=${STITCH_FUZZ_SECONDS:-20}
+bash scripts/sanitize.sh build test fuzz

@@ -217,7 +217,7 @@ class Analyzer {
       } catch (const c10::Error& e) {
         return detail::short_message(e);
       } catch (const std::exception& e) {
-        return std::string(e.what());
+        return detail::first_line(e.what());
       }
     }
     return std::nullopt;

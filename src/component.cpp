@@ -70,7 +70,9 @@ Component load_component(const ModelSpec& spec) {
     throw ModelError(spec.loc.prefix() +
                      load_failure(spec.file, detail::short_message(e)));
   } catch (const std::exception& e) {
-    throw ModelError(spec.loc.prefix() + load_failure(spec.file, e.what()));
+    // TorchScript's parser (a corrupt code/ entry) throws a std::exception
+    // whose message goes on with the source excerpt.
+    throw ModelError(spec.loc.prefix() + load_failure(spec.file, detail::first_line(e.what())));
   }
   if (!c.module.find_method(spec.method)) {
     throw ModelError(fmt::format("{}model '{}' ({}) has no method '{}'",

@@ -14,6 +14,18 @@ std::string SourceLoc::prefix() const {
 }
 
 namespace detail {
+namespace {
+/// The line with control characters (a NUL, an escape, a stray carriage
+/// return from a corrupt file's text) shown as '?', so that an error stays
+/// one printable line.
+std::string printable(std::string line) {
+  for (char& c : line) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return line;
+}
+}  // namespace
+
 std::string first_line(const std::string& message) {
   // TorchScript errors put the useful line first; keep it and drop the
   // source excerpt and C++ frames that follow. An error raised inside a
@@ -29,7 +41,7 @@ std::string first_line(const std::string& message) {
     last = line.substr(start);
   }
   if (first.empty()) return "unknown error";
-  return first.rfind("The following operation failed", 0) == 0 ? last : first;
+  return printable(first.rfind("The following operation failed", 0) == 0 ? last : first);
 }
 
 std::string short_message(const c10::Error& e) {

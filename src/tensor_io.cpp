@@ -670,8 +670,7 @@ auto guarded(const fs::path& file, Fn&& fn) -> decltype(fn()) {
   } catch (const std::bad_alloc&) {
     throw IoError(file.string() + ": out of memory");
   } catch (const std::exception& e) {
-    const std::string what = e.what();
-    throw IoError(file.string() + ": " + what.substr(0, what.find('\n')));
+    throw IoError(file.string() + ": " + detail::first_line(e.what()));
   }
 }
 

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
+#include <type_traits>
 
 #include "stitch/train.h"
 
@@ -178,6 +180,7 @@ class LossParser {
     char* end = nullptr;
     double v = std::strtod(begin, &end);
     if (end == begin) fail("expected a number");
+    if (!std::isfinite(v)) fail("expected a finite number");
     pos_ += static_cast<size_t>(end - begin);
     return v;
   }
@@ -211,12 +214,20 @@ class LossParser {
 template <typename T>
 T scalar(const YAML::Node& node, const std::string& key, const std::string& where,
          const char* expected) {
+  T value;
   try {
-    return node.as<T>();
+    value = node.as<T>();
   } catch (const YAML::Exception&) {
     throw SpecError(fmt::format("{}train.{}: expected {}, got '{}'", where, key, expected,
                                 node.IsScalar() ? node.Scalar() : "a list or map"));
   }
+  if constexpr (std::is_floating_point_v<T>) {
+    if (!std::isfinite(value)) {
+      throw SpecError(fmt::format("{}train.{}: expected a finite number, got '{}'", where, key,
+                                  node.Scalar()));
+    }
+  }
+  return value;
 }
 
 void check_positive(double v, const std::string& key, const std::string& where) {
@@ -358,7 +369,11 @@ TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& sp
     }
   }
   if (root["weight_decay"]) {
-    c.weight_decay = scalar<double>(root["weight_decay"], "weight_decay", where, "a number");
+    const double decay = scalar<double>(root["weight_decay"], "weight_decay", where, "a number");
+    if (decay < 0) {
+      throw SpecError(fmt::format("{}train.weight_decay: must be >= 0, got {}", where, decay));
+    }
+    c.weight_decay = decay;
   }
   if (root["epochs"]) c.epochs = scalar<int64_t>(root["epochs"], "epochs", where, "an integer");
   check_positive(double(c.epochs), "epochs", where);

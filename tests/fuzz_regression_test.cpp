@@ -161,4 +161,16 @@ TEST(FuzzRegression, ArtifactMetadataIsReadWithoutLoadingTheModule) {
                          "cannot read a.pt: not a zip archive");
 }
 
+// A bit flipped in a model's code/ entry made TorchScript's parser throw a
+// std::exception whose message went on with the source excerpt, and with the
+// corrupt byte itself (a NUL, or bytes read past the text): the error was
+// several lines and not printable. Found by the sanitized hostile-input run.
+TEST(FuzzRegression, ParserErrorsBecomeOnePrintableLine) {
+  const std::string message = "expected a valid token but found '\x01\x1b' here:\n"
+                              "Serialized   File \"code/x.py\", line 1\n\x7f\x7f\n~ <--- HERE\n";
+  EXPECT_EQ(stitch::detail::first_line(message),
+            "expected a valid token but found '" + std::string(2, '?') + "' here:");
+  EXPECT_EQ(stitch::detail::first_line("a\0b"s), "a?b");
+}
+
 }  // namespace

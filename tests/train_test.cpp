@@ -96,6 +96,17 @@ TEST_F(TrainTest, ConfigErrorsNameTheKey) {
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  feed: {z: zz}\n"),
                     "'z' is neither a spec input nor a name the loss reads");
   EXPECT_THROW_WITH(parse("  loss: mse(logits, y)\n"), "needs data");
+  // Not-a-number and infinite settings are refused where they are read
+  // (a NaN val_split used to pass the range check and reach a float-to-int
+  // conversion: undefined behaviour, found by the sanitized test run).
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  val_split: .nan\n"),
+                    "train.val_split: expected a finite number, got '.nan'");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  lr: .inf\n"),
+                    "train.lr: expected a finite number");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  weight_decay: -1\n"),
+                    "train.weight_decay: must be >= 0");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: 1e999 * mse(logits, y)\n"),
+                    "expected a finite number");
 }
 
 // --- short runs ----------------------------------------------------------

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << stitch::detail::short_message(e) << "\n";
     return static_cast<int>(ExitCode::kError);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << stitch::detail::first_line(e.what()) << "\n";
     return static_cast<int>(ExitCode::kError);
   }
   return static_cast<int>(ExitCode::kOk);
