@@ -31,9 +31,8 @@
 //   byhand     the same component files loaded with torch::jit::load and
 //              called one after another from C++ (resnet18's children
 //              conv1 .. avgpool, then the head), as the tests do
-//   optimized  the artifact after torch::jit::freeze +
-//              torch::jit::optimize_for_inference (reference for issue 7;
-//              stitch has no --optimize of its own yet)
+//   optimized  the artifact as `stitch compose --optimize` writes it
+//              (stitch::fold_weights), saved and loaded back
 //
 // Environment: STITCH_BENCH_FIXTURES (the folder make_fixtures.py wrote;
 // default: the one CMake generated), STITCH_BENCH_OUT (where artifacts are
@@ -165,9 +164,12 @@ torch::jit::Module build_cut_artifact() {
   return load_eval(file);
 }
 
-torch::jit::Module optimized(const torch::jit::Module& m) {
-  auto frozen = torch::jit::freeze(m);
-  return torch::jit::optimize_for_inference(frozen);
+/// The artifact as `stitch compose --optimize` writes it (fold_weights),
+/// saved and loaded back.
+torch::jit::Module optimized(const torch::jit::Module& m, const std::string& name) {
+  const fs::path file = out_dir() / (name + "_optimized.pt");
+  stitch::save(stitch::fold_weights(m), file);
+  return load_eval(file);
 }
 
 /// Every module used by the forward benchmarks, built once per process.
@@ -181,11 +183,11 @@ struct Models {
     static Models* models = [] {
       auto* m = new Models;
       m->resnet_artifact = build_resnet_artifact();
-      m->resnet_optimized = optimized(m->resnet_artifact);
+      m->resnet_optimized = optimized(m->resnet_artifact, "resnet18_head");
       m->resnet = load_eval(fixture("resnet18.pt"));
       m->head = load_eval(fixture("head.pt"));
       m->mlp_artifact = build_mlp_artifact();
-      m->mlp_optimized = optimized(m->mlp_artifact);
+      m->mlp_optimized = optimized(m->mlp_artifact, "chain_mlp");
       m->mlp_a = load_eval(fixture("mlp_a.pt"));
       m->mlp_b = load_eval(fixture("mlp_b.pt"));
       m->fusion = build_late_fusion(false);

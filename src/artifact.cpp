@@ -11,18 +11,6 @@ namespace stitch {
 
 const char* version() { return STITCH_VERSION; }
 
-torch::jit::Module fold_weights(const torch::jit::Module& module) {
-  return with_context("optimizing the model for inference", [&] {
-    torch::jit::Module copy = module.clone();
-    copy.eval();
-    // NOTE: torch::jit::optimize_for_inference would also move convolutions
-    // to oneDNN, but its oneDNN weight constants do not survive save + load
-    // in LibTorch 1.13 ("required keyword attribute 'value' is undefined"),
-    // so an artifact gets freeze's foldings only (conv+BatchNorm, conv+add/mul).
-    return torch::jit::freeze(copy, std::vector<std::string>{kSpecAttr, kManifestAttr});
-  });
-}
-
 void save(const torch::jit::Module& module, const std::filesystem::path& file) {
   const StoredMetadata meta = stored_metadata(module);
   torch::jit::ExtraFilesMap extra;

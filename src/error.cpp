@@ -15,12 +15,16 @@ std::string SourceLoc::prefix() const {
 
 namespace detail {
 namespace {
-/// The line with control characters (a NUL, an escape, a stray carriage
-/// return from a corrupt file's text) shown as '?', so that an error stays
-/// one printable line.
+/// The line with tabs as spaces and other control characters (a NUL, an
+/// escape, a stray carriage return from a corrupt file's text) as '?', so
+/// that an error stays one printable line.
 std::string printable(std::string line) {
   for (char& c : line) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    if (c == '\t') {
+      c = ' ';
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = '?';
+    }
   }
   return line;
 }
@@ -37,8 +41,9 @@ std::string first_line(const std::string& message) {
   while (std::getline(text, line)) {
     const size_t start = line.find_first_not_of(" \t\r");
     if (start == std::string::npos) continue;
-    if (first.empty()) first = line.substr(start);
-    last = line.substr(start);
+    const size_t end = line.find_last_not_of(" \t\r");
+    last = line.substr(start, end + 1 - start);
+    if (first.empty()) first = last;
   }
   if (first.empty()) return "unknown error";
   return printable(first.rfind("The following operation failed", 0) == 0 ? last : first);

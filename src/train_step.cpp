@@ -3,6 +3,7 @@
 // stitch::TrainStep.
 
 #include <fmt/format.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <cmath>
 
@@ -17,6 +18,13 @@ Named forward(torch::jit::Module& module, const Graph& graph, const Dataset& dat
               const Named& batch) {
   std::vector<c10::IValue> inputs;
   for (const auto& name : data.inputs) inputs.emplace_back(batch.at(name));
+  // TorchScript's optimizing executor would differentiate the model itself
+  // (autodiff subgraphs); for training on the CPU that costs more than
+  // LibTorch's autograd recording each operator as it runs. Measured, step
+  // with / without: small dual encoder 0.86x, resnet18 + transformer 0.95x,
+  // frozen resnet18 + head 1.0x (bench/notes.md). This thread only: calls
+  // the model forks run on other threads, optimized.
+  torch::jit::GraphOptimizerEnabledGuard plain_executor(false);
   c10::IValue out = with_context("running the model", [&] { return module.forward(inputs); });
   Named values;
   if (out.isTensor()) {

@@ -102,17 +102,5 @@ TEST_F(ConcurrentTest, ForkedBranchesBackpropagate) {
   }
 }
 
-/// For tests/python/test_concurrent.py: with STITCH_CONCURRENT_OUT set,
-/// writes the plain and the forked build of seed 001's parallel example
-/// there, for Python to load and compare.
-TEST_F(ConcurrentTest, WritesArtifactsForPython) {
-  const char* out = std::getenv("STITCH_CONCURRENT_OUT");
-  if (!out) GTEST_SKIP() << "STITCH_CONCURRENT_OUT is not set";
-  Graph g;
-  parallel(g);
-  save(build(g), std::filesystem::path(out) / "plain.pt");
-  save(build(g, BuildOptions().concurrent(true)), std::filesystem::path(out) / "forked.pt");
-}
-
 }  // namespace
 }  // namespace stitch

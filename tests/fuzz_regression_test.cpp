@@ -171,6 +171,7 @@ TEST(FuzzRegression, ParserErrorsBecomeOnePrintableLine) {
   EXPECT_EQ(stitch::detail::first_line(message),
             "expected a valid token but found '" + std::string(2, '?') + "' here:");
   EXPECT_EQ(stitch::detail::first_line("a\0b"s), "a?b");
+  EXPECT_EQ(stitch::detail::first_line("a\tb\r\n"), "a b");
 }
 
 }  // namespace

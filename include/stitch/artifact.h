@@ -12,9 +12,11 @@ namespace stitch {
 
 /// Folds weights into constants for inference (torch::jit::freeze): a
 /// BatchNorm or a scale folds into the conv before it, also across the
-/// boundary between two components. The result is eval-only, keeps stitch's
-/// metadata, and loads in Python and C++. Not to be confused with freezing parameters in a spec
-/// (`freeze:`), which only stops training them.
+/// boundary between two components; convolution weights are stored
+/// channels-last, so oneDNN runs the convolutions without reordering the
+/// activations between them. The result is eval-only, keeps stitch's
+/// metadata, and loads in Python and C++. Not to be confused with freezing
+/// parameters in a spec (`freeze:`), which only stops training them.
 torch::jit::Module fold_weights(const torch::jit::Module& module);
 
 /// Saves a module built by stitch with its metadata. Writes a temporary file

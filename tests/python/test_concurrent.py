@@ -1,32 +1,32 @@
-"""Concurrent branches (BuildOptions().concurrent(true), TorchScript fork/wait):
-the forked artifact loads in Python and gives the numbers of the plain build,
-frozen or not, and its gradients.
-
-The two artifacts (seed 001's parallel example, plus a linear layer) are
-written by the C++ test ConcurrentTest.WritesArtifactsForPython: the option
-is C++ API only.
+"""Concurrent branches (`stitch compose --concurrent`, C++
+BuildOptions().concurrent(true), TorchScript fork/wait): the forked artifact
+loads in Python and gives the numbers of the plain build, frozen or not, and
+its gradients. The graph is seed 001's parallel example plus a linear layer.
 """
-
-import os
-import subprocess
 
 import pytest
 import torch
 
-from conftest import BUILD
+SPEC = """
+inputs:
+  x: [N, 10]
+models:
+  module1: {{file: {fixtures}/seed001_ex3_module1.pt}}
+  module2: {{file: {fixtures}/seed001_ex3_module2.pt}}
+graph:
+  - y = linear(concat(module1(x), module2(x), dim=1), 3)
+outputs: [y]
+"""
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, fixtures_dir):
-    tests = BUILD / "tests" / "stitch_tests"
-    if not tests.is_file():
-        pytest.skip(f"no {tests} (build the C++ tests)")
+def artifacts(tmp_path_factory, fixtures_dir, run_stitch):
     out = tmp_path_factory.mktemp("concurrent")
-    proc = subprocess.run([str(tests), "--gtest_filter=ConcurrentTest.WritesArtifactsForPython"],
-                          env=dict(os.environ, STITCH_CONCURRENT_OUT=str(out)),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout
+    spec = out / "parallel.yaml"
+    spec.write_text(SPEC.format(fixtures=fixtures_dir))
+    for name, flags in [("plain.pt", []), ("forked.pt", ["--concurrent"])]:
+        code, _, err = run_stitch("compose", spec, "-o", out / name, *flags)
+        assert code == 0, err
     plain, forked = torch.jit.load(str(out / "plain.pt")), torch.jit.load(str(out / "forked.pt"))
     return plain, forked, fixtures_dir
 
@@ -38,7 +38,7 @@ def test_forked_artifact_equals_plain_build_and_pytorch(artifacts):
     m2 = torch.jit.load(str(fixtures / "seed001_ex3_module2.pt")).eval()
     x = torch.randn(5, 10)
     with torch.no_grad():
-        by_hand = plain.linear(torch.cat([m1(x), m2(x)], 1))
+        by_hand = plain.y(torch.cat([m1(x), m2(x)], 1))
         assert torch.allclose(forked(x), plain(x))
         assert torch.allclose(forked(x), by_hand, atol=1e-6)
 

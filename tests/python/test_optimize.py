@@ -49,3 +49,44 @@ def test_optimized_artifact_equals_plain_build_and_pytorch(run_stitch, fixtures_
         expected = head(torch.flatten(h, 1))
         assert torch.allclose(plain(x), expected, atol=1e-5)
         assert torch.allclose(optimized(x), expected, atol=1e-4)
+
+
+CUT_SPEC = """
+inputs:
+  image: [N, 3, 64, 64]
+models:
+  backbone: {{file: {resnet}, cut: layer3}}
+graph:
+  - features = backbone(image)
+outputs: [features]
+"""
+
+
+def conv_weights(module):
+    """The constant weight of every 2-d convolution in a frozen module's graph."""
+    return [node.inputsAt(1).toIValue() for node in module.graph.findAllNodes("aten::conv2d")]
+
+
+def test_optimized_convolutions_are_channels_last_and_outputs_stay_contiguous(
+        run_stitch, fixtures_dir, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(CUT_SPEC.format(resnet=fixtures_dir / "resnet18.pt"))
+    for name, flags in [("plain.pt", []), ("opt.pt", ["--optimize"])]:
+        code, _, err = run_stitch("compose", spec, "-o", tmp_path / name, *flags)
+        assert code == 0, err
+    plain = torch.jit.load(str(tmp_path / "plain.pt"))
+    optimized = torch.jit.load(str(tmp_path / "opt.pt"))
+
+    # oneDNN keeps NHWC activations between convolutions whose weights are
+    # channels-last; the strides survive save + load.
+    weights = conv_weights(optimized)
+    assert len(weights) == 1 + 2 * 2 * 3 + 2  # conv1, 2 per block, 2 downsamples
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = plain(x)
+        got = optimized(x)
+    assert got.shape == (2, 256, 4, 4)
+    assert got.is_contiguous()  # so that view() works as on the plain artifact's output
+    assert torch.allclose(got.view(2, -1), expected.view(2, -1), atol=1e-4)

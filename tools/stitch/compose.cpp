@@ -11,14 +11,18 @@ void add_compose(CLI::App& app) {
   auto spec = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto optimize = std::make_shared<bool>(false);
+  auto concurrent = std::make_shared<bool>(false);
   cmd->add_option("spec", *spec, "the spec file (YAML)")->required();
   cmd->add_option("-o,--output", *out, "the artifact to write (.pt)")->required();
   cmd->add_flag("--optimize", *optimize,
                 "fold weights and optimize for inference (eval-only artifact)");
-  cmd->callback([spec, out, optimize] {
+  cmd->add_flag("--concurrent", *concurrent,
+                "run independent model calls at the same time (TorchScript fork/wait); "
+                "measure first, see docs/compose.md");
+  cmd->callback([spec, out, optimize, concurrent] {
     Spec s = load_spec(*spec);
     CheckReport report = check(s.graph);
-    torch::jit::Module model = build(s.graph);
+    torch::jit::Module model = build(s.graph, BuildOptions().concurrent(*concurrent));
     if (*optimize) model = fold_weights(model);
     save(model, *out);
     std::cout << report.table() << "wrote " << *out << "\n";
