@@ -87,7 +87,8 @@ MEANING = {
     "artifact in Python / Python eager":
         "the same artifact file torch.jit.load-ed in Python vs Python eager",
     "optimized artifact / Python eager":
-        "artifact after torch::jit::freeze + optimize_for_inference vs Python eager",
+        "the artifact `stitch compose --optimize` writes (stitch::fold_weights: freeze, "
+        "channels-last convolution weights), saved and loaded back, vs Python eager",
     "concurrent / plain artifact":
         "the artifact built with concurrent branches (`BuildOptions().concurrent(true)`: "
         "fork/wait) vs the same artifact without them, both from C++",
