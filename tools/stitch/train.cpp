@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -83,9 +84,27 @@ std::vector<std::string> own_arguments() {
   return args;
 }
 
+/// Shows a worker's failure as stitch's own: its `error:` line, naming the
+/// worker, then the rest of its log indented.
+void report_worker_failure(int rank, int nproc, int status, const std::string& log) {
+  const std::string who = fmt::format("worker {} of {}", rank, nproc);
+  std::istringstream lines(log);
+  std::string line;
+  bool said = false;
+  while (std::getline(lines, line)) {
+    if (!said && line.rfind("error: ", 0) == 0) {
+      std::cerr << "error: " << who << ": " << line.substr(7) << "\n";
+      said = true;
+    } else if (said) {
+      std::cerr << (line.empty() || line[0] == ' ' ? "" : "  ") << line << "\n";
+    }
+  }
+  if (!said) std::cerr << "error: " << who << " failed (exit status " << status << ")\n";
+}
+
 /// Starts `nproc` workers (this binary, same arguments) and waits for them.
-/// Rank 0's output goes to the terminal; the others' stderr is shown only if
-/// they fail while rank 0 did not.
+/// Rank 0's output goes to the terminal; another worker's log is shown when
+/// it is the first to fail (rank 0 is then stopped before saying anything).
 int launch(int nproc, const std::vector<std::string>& args) {
   std::string why;
   if (!distributed_available(&why)) throw Error("--nproc " + std::to_string(nproc) + ": " + why);
@@ -127,40 +146,53 @@ int launch(int nproc, const std::vector<std::string>& args) {
     }
     pids.push_back(pid);
   }
-  // Wait for all; when one fails, stop the others (they would wait for it).
+  // Wait for all. When one fails, give the others a moment to end by
+  // themselves (with the same bad input they all fail at once, and rank 0
+  // says why on the terminal), then stop them: they would wait for it.
+  using Clock = std::chrono::steady_clock;
   std::vector<int> status(nproc, -1);
+  std::vector<bool> stopped(nproc, false);  // ended by the SIGTERM sent here
+  int first_failed = -1;
+  Clock::time_point stop_at;
+  bool stop_sent = false;
   int running = nproc;
   while (running > 0) {
+    const bool polling = first_failed >= 0 && !stop_sent;
     int st = 0;
-    pid_t pid = ::waitpid(-1, &st, 0);
+    const pid_t pid = ::waitpid(-1, &st, polling ? WNOHANG : 0);
     if (pid < 0) break;
+    if (pid == 0) {
+      if (Clock::now() < stop_at) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
+      for (int r = 0; r < nproc; ++r) {
+        if (status[r] < 0) ::kill(pids[r], SIGTERM);
+      }
+      stop_sent = true;
+      continue;
+    }
     for (int r = 0; r < nproc; ++r) {
       if (pids[r] != pid) continue;
       status[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      stopped[r] = stop_sent && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM;
       --running;
-      if (status[r] != 0) {
-        for (int o = 0; o < nproc; ++o) {
-          if (status[o] < 0) ::kill(pids[o], SIGTERM);
-        }
+      if (status[r] != 0 && first_failed < 0) {
+        first_failed = r;
+        stop_at = Clock::now() + std::chrono::seconds(3);
       }
     }
   }
-  int code = status[0];
-  if (code == 0) {
-    for (int r = 1; r < nproc; ++r) {
-      if (status[r] != 0) {
-        std::cerr << "error: worker " << r << " of " << nproc << " failed\n";
-        std::istringstream lines(read_all(logs[r]));
-        for (std::string line; std::getline(lines, line);) std::cerr << "  " << line << "\n";
-        code = 1;
-        break;
-      }
-    }
+  // Rank 0 writes to the terminal: when it ended by itself, its error (if
+  // any) is there already. Otherwise the first worker that failed says why.
+  const bool rank0_said_it = status[0] != 0 && !stopped[0];
+  if (first_failed > 0 && !rank0_said_it) {
+    report_worker_failure(first_failed, nproc, status[first_failed], read_all(logs[first_failed]));
   }
   for (const auto& log : logs) {
     if (!log.empty()) ::unlink(log.c_str());
   }
-  return code == 0 ? 0 : 1;
+  return first_failed < 0 ? 0 : 1;
 }
 
 void print_result(const TrainResult& r) {
