@@ -410,6 +410,14 @@ stitch::Spec train_spec(const std::string& text) {
   return stitch::parse_spec(text, out_dir() / "bench_train.yaml");
 }
 
+/// The `train:` section of both dual encoders: clip loss, AdamW.
+constexpr const char* kClipTraining = R"(train:
+  data: unused.pt
+  loss: clip(img_emb, txt_emb, temperature=0.07)
+  optimizer: adamw
+  lr: 0.0001
+)";
+
 /// resnet18 + a 2-layer transformer encoder, projection heads into a shared
 /// 64-dim space, clip loss (python_baseline.py's DualEncoder).
 stitch::Spec dual_encoder_spec() {
@@ -423,12 +431,7 @@ graph:
   - img_emb = l2norm(linear(flatten(image_encoder(image)), 64))
   - txt_emb = l2norm(linear(text_encoder(tokens), 64))
 outputs: [img_emb, txt_emb]
-train:
-  data: unused.pt
-  loss: clip(img_emb, txt_emb, temperature=0.07)
-  optimizer: adamw
-  lr: 0.0001
-)"));
+)" + std::string(kClipTraining)));
 }
 
 /// Both towers small (python_baseline.py's small_dual_encoder_step): a
@@ -446,12 +449,7 @@ graph:
   - img_emb = l2norm(linear(image_encoder(image), 32))
   - txt_emb = l2norm(linear(text_encoder(tokens), 32))
 outputs: [img_emb, txt_emb]
-train:
-  data: unused.pt
-  loss: clip(img_emb, txt_emb, temperature=0.07)
-  optimizer: adamw
-  lr: 0.0001
-)"));
+)" + std::string(kClipTraining)));
 }
 
 /// resnet18 cut at avgpool (frozen, or trainable) + head.pt, cross_entropy
