@@ -21,8 +21,6 @@ using stitch::testing::TempDir;
 using stitch::write_atomically;
 using stitch::write_file_atomically;
 
-#define EXPECT_IO_ERROR(expr, substring) EXPECT_THROW_TYPE_WITH(expr, IoError, substring)
-
 namespace {
 
 std::vector<std::string> names_in(const fs::path& folder) {

@@ -20,18 +20,8 @@ namespace {
 using namespace std::string_literals;
 using stitch::detail::read_tensor_bytes;
 
-#define EXPECT_IO_ERROR(expr, substring) \
-  EXPECT_THROW_TYPE_WITH(expr, stitch::IoError, substring)
-
-std::string le64(uint64_t v) {
-  std::string out;
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-  return out;
-}
-
-std::string safetensors(const std::string& header, const std::string& data) {
-  return le64(header.size()) + header + data;
-}
+using stitch::testing::le64;
+using stitch::testing::safetensors_bytes;
 
 /// A zip laid out as torch.save and torch.jit.save write it ("archive/...").
 std::string torch_zip(const std::vector<std::pair<std::string, std::string>>& records) {
@@ -64,7 +54,7 @@ TEST(NeverAllocatesMoreThanTheFileHolds, Npy) {
 TEST(NeverAllocatesMoreThanTheFileHolds, Safetensors) {
   EXPECT_IO_ERROR(
       read_tensor_bytes(
-          safetensors(R"({"a":{"dtype":"F32","shape":[100000,100000],"data_offsets":[0,16]}})",
+          safetensors_bytes(R"({"a":{"dtype":"F32","shape":[100000,100000],"data_offsets":[0,16]}})",
                       std::string(16, '\0')),
           "x.safetensors"),
       "declares 40000000000 bytes but the file holds 16");
@@ -77,7 +67,7 @@ TEST(NeverAllocatesMoreThanTheFileHolds, SafetensorsEntriesSharingBytes) {
     header += fmt::format(R"({}"t{}":{{"dtype":"U8","shape":[64],"data_offsets":[0,64]}})",
                           i ? "," : "", i);
   }
-  EXPECT_IO_ERROR(read_tensor_bytes(safetensors(header + "}", std::string(64, '\0')),
+  EXPECT_IO_ERROR(read_tensor_bytes(safetensors_bytes(header + "}", std::string(64, '\0')),
                                     "x.safetensors"),
                   "overlap in the data section");
 }
@@ -119,7 +109,7 @@ TEST(FuzzRegression, SafetensorsDeeplyNestedDtype) {
   // Writing the dtype into the message once recursed 100000 levels deep.
   const std::string nested = std::string(100000, '[') + std::string(100000, ']');
   EXPECT_IO_ERROR(
-      read_tensor_bytes(safetensors(R"({"a":{"dtype":)" + nested +
+      read_tensor_bytes(safetensors_bytes(R"({"a":{"dtype":)" + nested +
                                         R"(,"shape":[1],"data_offsets":[0,4]}})",
                                     std::string(4, '\0')),
                         "x.safetensors"),

@@ -21,21 +21,10 @@ using stitch::IoError;
 using stitch::read_tensors;
 using stitch::TensorMap;
 using stitch::write_tensors;
-
-// Expects `expr` to throw stitch::IoError whose message contains `substring`.
-#define EXPECT_IO_ERROR(expr, substring) EXPECT_THROW_TYPE_WITH(expr, IoError, substring)
+using stitch::testing::le64;
+using stitch::testing::safetensors_bytes;
 
 namespace {
-
-std::string le64(uint64_t v) {
-  std::string out;
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-  return out;
-}
-
-std::string safetensors_bytes(const std::string& header, const std::string& data) {
-  return le64(header.size()) + header + data;
-}
 
 /// A .safetensors header entry for tensor `name`.
 std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,

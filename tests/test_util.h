@@ -2,6 +2,7 @@
 // Shared helpers for stitch's C++ tests.
 
 #include <gtest/gtest.h>
+#include <stitch/error.h>
 #include <torch/script.h>
 
 #include <unistd.h>
@@ -26,7 +27,23 @@
 #define EXPECT_THROW_WITH(expr, substring) \
   EXPECT_THROW_TYPE_WITH(expr, std::exception, substring)
 
+/// Expects `expr` to throw stitch::IoError with `substring` in its message.
+#define EXPECT_IO_ERROR(expr, substring) \
+  EXPECT_THROW_TYPE_WITH(expr, stitch::IoError, substring)
+
 namespace stitch::testing {
+
+/// `v` as 8 little-endian bytes.
+inline std::string le64(uint64_t v) {
+  std::string out;
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+  return out;
+}
+
+/// The bytes of a .safetensors file: header size, JSON header, data.
+inline std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  return le64(header.size()) + header + data;
+}
 
 /// A model exported by tests/fixtures/make_fixtures.py.
 inline std::string fixture(const std::string& name) {
