@@ -9,6 +9,7 @@
 
 #include <set>
 
+#include "fused_adam.h"
 #include "train_internal.h"
 
 namespace stitch::train_detail {
@@ -136,10 +137,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& confi
                                                    config.weight_decay.value_or(0.0)));
   }
   if (config.optimizer == "adam") {
-    return std::make_unique<Adam>(
+    return std::make_unique<FusedAdam>(
         param_groups, AdamOptions(config.lr).weight_decay(config.weight_decay.value_or(0.0)));
   }
-  return std::make_unique<AdamW>(
+  return std::make_unique<FusedAdamW>(
       param_groups, AdamWOptions(config.lr).weight_decay(config.weight_decay.value_or(0.01)));
 }
 

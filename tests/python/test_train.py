@@ -79,8 +79,19 @@ def small(tmp_path):
     return tmp_path, body, train, data
 
 
-def test_sgd_steps_equal_the_same_loop_in_pytorch(small, run_stitch):
+# stitch's adam and adamw update each parameter in one fused loop; sgd is
+# torch::optim's own. All three must step as torch.optim does.
+TORCH_OPTIMIZERS = {
+    "sgd": lambda groups, lr: torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=0.01),
+    "adam": lambda groups, lr: torch.optim.Adam(groups, lr=lr, weight_decay=0.01),
+    "adamw": lambda groups, lr: torch.optim.AdamW(groups, lr=lr, weight_decay=0.01),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(TORCH_OPTIMIZERS))
+def test_steps_equal_the_same_loop_in_pytorch(small, run_stitch, optimizer):
     folder, body, train, data = small
+    train.update(optimizer=optimizer)
     spec = write_spec(folder, body, train)
     code, out, err = run_stitch("compose", spec, "-o", folder / "init.pt")
     assert code == 0, err
@@ -94,8 +105,8 @@ def test_sgd_steps_equal_the_same_loop_in_pytorch(small, run_stitch):
     params = dict(m.named_parameters())
     rest = [p for n, p in params.items() if not n.startswith(("body.", "pre."))]
     body_params = [p for n, p in params.items() if n.startswith("body.")]
-    opt = torch.optim.SGD([{"params": rest}, {"params": body_params, "lr": 0.05}], lr=0.1,
-                          momentum=0.9, weight_decay=0.01)
+    opt = TORCH_OPTIMIZERS[optimizer]([{"params": rest}, {"params": body_params, "lr": 0.05}],
+                                      0.1)
     for _ in range(2):
         for start in range(0, 48, 16):  # val_split 0.25: the last 16 validate
             s = slice(start, start + 16)
