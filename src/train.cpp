@@ -208,7 +208,7 @@ class Trainer {
   /// One optimizer step on the samples `index` (the global batch); returns
   /// the batch's loss (averaged over processes).
   double step(const torch::Tensor& index, const Position& at) {
-    optimizer_->zero_grad();
+    drop_gradients(*optimizer_);
     const int64_t global = index.size(0);
     const int rank = options_.rank_, world = options_.world_size_;
     // Rank r takes its contiguous share of the global batch.

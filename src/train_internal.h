@@ -81,6 +81,13 @@ ParamGroups group_parameters(const torch::jit::Module& module, const TrainConfig
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& config,
                                                         const ParamGroups& groups);
 
+/// Before each step: every gradient undefined, so backward hands over its
+/// own instead of adding it into a zeroed one (PyTorch's
+/// zero_grad(set_to_none=True): two operators less per parameter). A
+/// parameter that a batch does not reach keeps no gradient, and the
+/// optimizer skips it.
+void drop_gradients(torch::optim::Optimizer& optimizer);
+
 /// module.train(), then eval() on frozen models and on BatchNorm layers whose
 /// parameters are all frozen, so their running statistics stay put. Warns
 /// (through `warn`) about models whose mode was fixed at export by tracing.

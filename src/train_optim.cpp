@@ -144,6 +144,12 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& confi
       param_groups, AdamWOptions(config.lr).weight_decay(config.weight_decay.value_or(0.01)));
 }
 
+void drop_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) p.mutable_grad().reset();
+  }
+}
+
 void set_training_modes(torch::jit::Module& module, const Graph& graph,
                         const std::function<void(const std::string&)>& warn) {
   module.train();

@@ -96,7 +96,7 @@ double TrainStep::operator()(const std::map<std::string, torch::Tensor>& batch) 
   for (const auto& name : s.names.targets) {
     named[name] = named[name].to(target_dtype(s.config.loss, name, named[name]));
   }
-  s.optimizer->zero_grad();
+  drop_gradients(*s.optimizer);
   const double loss = forward_backward(s.module, s.graph, s.names, s.config.loss, named, 1.0);
   if (!std::isfinite(loss)) {
     throw Error(
