@@ -2,6 +2,7 @@
 
 #include "adapt.h"
 #include "analysis.h"
+#include "fold_weights.h"
 #include "graph_text.h"
 #include "layers.h"
 #include "metadata.h"
@@ -87,7 +88,9 @@ class Builder {
     for (const auto& name : g_.model_order()) {
       Component& c = a_.components.at(name);
       freeze_parameters(c.module, c.spec);
-      top_.register_module(name, c.module);
+      const bool fold = options.training_ && options.fold_frozen_ && c.spec.freeze_all;
+      top_.register_module(name, fold ? detail::fold_frozen_model(c.module, c.spec.method)
+                                      : c.module);
       attributes_.insert(name);
     }
     std::vector<std::string> params;

@@ -1,5 +1,6 @@
 // stitch::fold_weights: the inference artifact of `stitch compose --optimize`.
 
+#include "fold_weights.h"
 #include "metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/error.h"
@@ -66,21 +67,41 @@ void return_contiguous_outputs(torch::jit::Graph& graph) {
   }
 }
 
+/// torch::jit::freeze of an eval-mode copy, conv weights channels-last and
+/// `method`'s tensor outputs contiguous. `keep` (with `method`) survives.
+torch::jit::Module fold(const torch::jit::Module& module, const std::string& method,
+                        std::vector<std::string> keep) {
+  torch::jit::Module copy = module.clone();
+  copy.eval();
+  if (method != "forward") keep.push_back(method);
+  // torch::jit::freeze folds BatchNorm and scales into the convolution
+  // before them, across component boundaries too (the graph is inlined).
+  torch::jit::Module frozen = torch::jit::freeze(copy, keep);
+  auto graph = frozen.get_method(method).graph();
+  store_conv_weights_channels_last(graph->block());
+  return_contiguous_outputs(*graph);
+  return frozen;
+}
+
 }  // namespace
 
 torch::jit::Module fold_weights(const torch::jit::Module& module) {
-  return with_context("optimizing the model for inference", [&] {
-    torch::jit::Module copy = module.clone();
-    copy.eval();
-    // torch::jit::freeze folds BatchNorm and scales into the convolution
-    // before them, across component boundaries too (the graph is inlined).
-    torch::jit::Module frozen =
-        torch::jit::freeze(copy, std::vector<std::string>{kSpecAttr, kManifestAttr});
-    auto graph = frozen.get_method("forward").graph();
-    store_conv_weights_channels_last(graph->block());
-    return_contiguous_outputs(*graph);
-    return frozen;
-  });
+  return with_context("optimizing the model for inference",
+                      [&] { return fold(module, "forward", {kSpecAttr, kManifestAttr}); });
 }
+
+namespace detail {
+
+torch::jit::Module fold_frozen_model(const torch::jit::Module& model, const std::string& method) {
+  try {
+    return fold(model, method, {});
+  } catch (const std::exception&) {
+    // torch::jit::freeze refuses some models (one that sets its own
+    // attributes in forward): they train as they are, only not faster.
+    return model;
+  }
+}
+
+}  // namespace detail
 
 }  // namespace stitch

@@ -104,7 +104,7 @@ class Trainer {
   TrainResult run() {
     config_ = parse_train_config(spec_.train_yaml, spec_.file, spec_.graph);
     data_ = load_dataset(config_, spec_.graph);
-    module_ = build(spec_.graph, BuildOptions().training(true));
+    module_ = build(spec_.graph, BuildOptions().training(true).fold_frozen(true));
     set_training_modes(module_, spec_.graph, lead_ ? log_ : quiet_);
     groups_ = group_parameters(module_, config_);
     optimizer_ = make_optimizer(config_, groups_);
@@ -158,13 +158,27 @@ class Trainer {
     result.steps = at.step;
     result.seconds = at.seconds;
     result.model = config_.out / "model.pt";
-    module_.eval();
-    if (lead_) save(module_, result.model);
+    if (lead_) save(shipped(), result.model);
     if (comm_) comm_->barrier();  // nobody leaves while rank 0 still writes
     return result;
   }
 
  private:
+  /// The trained model as an inference artifact: the training module runs
+  /// frozen models folded (BuildOptions::fold_frozen), so a plain build
+  /// (frozen models as their files have them) takes the trained weights.
+  torch::jit::Module shipped() {
+    module_.eval();
+    bool folded = false;
+    for (const auto& name : spec_.graph.model_order()) {
+      folded = folded || spec_.graph.model(name).freeze_all;
+    }
+    if (!folded) return module_;
+    torch::jit::Module plain = build(spec_.graph);
+    copy_state(module_, plain);
+    return plain;
+  }
+
   /// --resume loads the newest checkpoint. A fresh run removes an earlier
   /// run's checkpoints once it has written one of its own, so a run that
   /// fails before that leaves the earlier one as it was.

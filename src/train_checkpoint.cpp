@@ -57,6 +57,20 @@ void prune_checkpoints(const fs::path& out, int64_t keep) {
   }
 }
 
+void copy_state(const torch::jit::Module& from, torch::jit::Module& to) {
+  std::map<std::string, torch::Tensor> target;
+  for (auto& [name, t] : state_of(to)) target.emplace(name, t);
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, t] : state_of(from)) {
+    auto it = target.find(name);
+    if (it == target.end() || it->second.sizes() != t.sizes()) {
+      throw Error(fmt::format("internal: the trained '{}' has no place in the model to save",
+                              name));
+    }
+    it->second.copy_(t);
+  }
+}
+
 void save_checkpoint(const fs::path& file, const torch::jit::Module& module,
                      torch::optim::Optimizer& optimizer, const Position& at) {
   torch::serialize::OutputArchive archive;

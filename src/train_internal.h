@@ -107,6 +107,11 @@ struct Position {
   int64_t loss_samples = 0;
 };
 
+/// Copies every parameter and buffer of `from` into the same-named one of
+/// `to` (which may have more: the frozen models a folded training module
+/// holds as constants).
+void copy_state(const torch::jit::Module& from, torch::jit::Module& to);
+
 void save_checkpoint(const std::filesystem::path& file, const torch::jit::Module& module,
                      torch::optim::Optimizer& optimizer, const Position& at);
 /// Loads weights, buffers, optimizer and RNG state; returns the position.

@@ -12,14 +12,14 @@ using testing::fixture;
 class TrainStepTest : public testing::SeededTest {};
 
 /// A linear classifier on seed 001's module1, trained with SGD.
-Spec classifier_spec() {
+Spec classifier_spec(const std::string& m1_options = "") {
   return parse_spec(
       "inputs:\n"
       "  x: [N, 10]\n"
       "models:\n"
       "  m1: {file: \"" +
-          fixture("seed001_ex3_module1.pt") +
-          "\"}\n"
+          fixture("seed001_ex3_module1.pt") + "\"" + m1_options +
+          "}\n"
           "graph:\n"
           "  - y = linear(m1(x), 3)\n"
           "outputs: [y]\n"
@@ -41,6 +41,24 @@ TEST_F(TrainStepTest, StepsLowerTheLossOnAFixedBatch) {
   for (int i = 0; i < 20; ++i) last = step(batch);
   EXPECT_LT(last, first * 0.8);
   EXPECT_TRUE(step.module().is_training());
+}
+
+TEST_F(TrainStepTest, AModelFrozenAsAWholeRunsFoldedWithoutParameters) {
+  const Spec spec = classifier_spec(", freeze: true");
+  TrainStep step(spec);
+  const std::map<std::string, torch::Tensor> batch = {{"x", torch::randn({16, 10})},
+                                                      {"labels", torch::randint(0, 3, {16})}};
+  const double first = step(batch);
+  double last = first;
+  for (int i = 0; i < 20; ++i) last = step(batch);
+  EXPECT_LT(last, first * 0.8);
+  // Its weights are constants of its graph (BuildOptions::fold_frozen)...
+  EXPECT_EQ(step.module().attr("m1").toModule().parameters().size(), 0u);
+  // ... while a plain training build keeps them, not trainable.
+  torch::jit::Module plain = build(spec.graph, BuildOptions().training(true));
+  auto params = plain.attr("m1").toModule().parameters();
+  ASSERT_GT(params.size(), 0u);
+  for (const auto& p : params) EXPECT_FALSE(p.requires_grad());
 }
 
 TEST_F(TrainStepTest, AMissingTargetIsNamed) {

@@ -26,8 +26,19 @@ struct BuildOptions {
     concurrent_ = on;
     return *this;
   }
+  /// With training: run each model frozen as a whole (`freeze: true`) as
+  /// an inference graph, as `--optimize` does (eval mode, BatchNorm folded
+  /// into the convolutions, their weights channels-last), since nothing in
+  /// it trains. Its parameters become constants, so such a module runs a
+  /// training but is not the artifact to ship: `stitch train` writes
+  /// model.pt from a plain build with the trained weights copied in.
+  BuildOptions& fold_frozen(bool on) {
+    fold_frozen_ = on;
+    return *this;
+  }
   bool training_ = false;
   bool concurrent_ = false;
+  bool fold_frozen_ = false;
 };
 
 /// Checks shapes (throws ShapeError etc. before anything is built), then

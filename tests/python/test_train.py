@@ -138,6 +138,56 @@ def test_steps_equal_the_same_loop_in_pytorch(small, run_stitch, optimizer):
     assert "epoch 2/2" in err and "\r" not in err  # plain lines when not on a terminal
 
 
+def test_a_frozen_cnn_runs_folded_and_the_head_trains_as_in_pytorch(tmp_path, run_stitch):
+    """A model frozen as a whole runs as an inference graph during training
+    (BatchNorm folded into its convolutions, BuildOptions::fold_frozen):
+    the head still ends where PyTorch's loop takes it, and model.pt holds
+    the backbone as its file has it, bit for bit."""
+    torch.manual_seed(0)
+    backbone = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with torch.no_grad():  # running statistics that are not the identity
+        for _ in range(3):
+            backbone.train()(torch.randn(16, 3, 12, 12) * 2 + 1)
+    script_save(backbone, tmp_path / "backbone.pt")
+    script_save(nn.Linear(8, 3), tmp_path / "head.pt")
+    g = torch.Generator().manual_seed(2)
+    data = {"x": torch.randn(32, 3, 12, 12, generator=g),
+            "labels": torch.randint(0, 3, (32,), generator=g)}
+    torch.save(data, tmp_path / "data.pt")
+    body = {"inputs": {"x": ["N", 3, 12, 12]},
+            "models": {"backbone": {"file": "backbone.pt", "freeze": True},
+                       "head": {"file": "head.pt"}},
+            "graph": ["logits = head(backbone(x))"], "outputs": ["logits"]}
+    train = {"data": "data.pt", "loss": "cross_entropy(logits, labels)", "optimizer": "adam",
+             "lr": 0.01, "epochs": 2, "batch": 8, "shuffle": False, "out": "run"}
+    code, out, err = run_stitch("train", write_spec(tmp_path, body, train))
+    assert code == 0, err
+
+    frozen = torch.jit.load(str(tmp_path / "backbone.pt")).eval()
+    head = torch.jit.load(str(tmp_path / "head.pt")).train()
+    opt = torch.optim.Adam(head.parameters(), lr=0.01)
+    for _ in range(2):
+        for start in range(0, 32, 8):
+            s = slice(start, start + 8)
+            with torch.no_grad():
+                features = frozen(data["x"][s])
+            loss = F.cross_entropy(head(features), data["labels"][s])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    trained = state(tmp_path / "run" / "model.pt")
+    for name, value in head.state_dict().items():
+        assert torch.allclose(trained["head." + name], value, atol=1e-5), name
+    original = state(tmp_path / "backbone.pt")
+    assert {n for n in trained if n.startswith("backbone.")} == {"backbone." + n for n in original}
+    for name, value in original.items():
+        assert torch.equal(trained["backbone." + name], value), f"frozen {name} changed"
+
+
 def test_raising_epochs_and_resuming_equals_the_longer_run(small, run_stitch):
     folder, body, train, _ = small
     body["graph"][1] = "logits = linear(dropout(relu(f), 0.3), 3)"  # uses the RNG
