@@ -9,7 +9,8 @@ namespace stitch::train_detail {
 
 namespace {
 
-using StateMap = ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>;
+using StateMap =
+    ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>;
 using Groups = std::vector<torch::optim::OptimizerParamGroup>;
 
 /// The scalars of one parameter's step, as torch::optim computes them (in
@@ -116,8 +117,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   if (closure || !fusable<torch::optim::AdamOptions>(param_groups_)) {
     return torch::optim::Adam::step(closure);
   }
-  fused_step<torch::optim::AdamOptions, torch::optim::AdamParamState>(param_groups_, state_,
-                                                                      false);
+  fused_step<torch::optim::AdamOptions, torch::optim::AdamParamState>(param_groups_, state_, false);
   return {};
 }
 

@@ -64,8 +64,8 @@ void copy_state(const torch::jit::Module& from, torch::jit::Module& to) {
   for (const auto& [name, t] : state_of(from)) {
     auto it = target.find(name);
     if (it == target.end() || it->second.sizes() != t.sizes()) {
-      throw Error(fmt::format("internal: the trained '{}' has no place in the model to save",
-                              name));
+      throw Error(
+          fmt::format("internal: the trained '{}' has no place in the model to save", name));
     }
     it->second.copy_(t);
   }

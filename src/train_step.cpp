@@ -65,8 +65,7 @@ TrainStep::TrainStep(const Spec& spec) {
     Dataset names;
     for (int id : spec.graph.inputs()) names.inputs.push_back(spec.graph.nodes()[id].name);
     names.targets = config.targets(spec.graph);
-    torch::jit::Module module =
-        build(spec.graph, BuildOptions().training(true).fold_frozen(true));
+    torch::jit::Module module = build(spec.graph, BuildOptions().training(true).fold_frozen(true));
     set_training_modes(module, spec.graph, [](const std::string&) {});
     ParamGroups groups = group_parameters(module, config);
     auto optimizer = make_optimizer(config, groups);
