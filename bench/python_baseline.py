@@ -201,10 +201,14 @@ def main(argv):
                    default=int(os.environ.get("STITCH_THREADS", "0")) or usable_cores())
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--min-time", type=float, default=0.5)
-    p.add_argument("--filter", default="", help="only scenarios containing this")
+    p.add_argument("--filter", default="", help="only variants whose key contains this")
+    p.add_argument("--skip", default="", help="no variant whose key contains this")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     args = p.parse_args(argv[1:])
+
+    def wanted(key):
+        return (not args.filter or args.filter in key) and not (args.skip and args.skip in key)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -227,23 +231,25 @@ def main(argv):
                                       ("cut_resnet18", [1, 8], [image])]:
         for batch in batches:
             key = f"{scenario}/b{batch}"
-            if args.filter and args.filter not in key:
+            chosen = {name: m for name, m in models[scenario].items()
+                      if wanted(f"{key}/{name}")}
+            if not chosen:
                 continue
             xs = [torch.randn(batch, *shape) for shape in shapes]
             with torch.no_grad():
                 expected = models[scenario]["py_eager"](*xs)
-                for name, m in models[scenario].items():
+                for name, m in chosen.items():
                     got = m(*xs)
                     if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
                         print(f"error: {key} {name} differs from eager by "
                               f"{(got - expected).abs().max().item()}", file=sys.stderr)
                         return 1
-            for name, m in models[scenario].items():
+            for name, m in chosen.items():
                 cases.append((f"{key}/{name}", lambda m=m, xs=xs: m(*xs), True))
     for key, make in [("train_dual_encoder/b8", dual_encoder_step),
                       ("train_small_dual_encoder/b8", small_dual_encoder_step),
                       ("train_frozen_resnet18_head/b8", frozen_head_step)]:
-        if not args.filter or args.filter in key:
+        if wanted(f"{key}/py_eager"):
             cases.append((f"{key}/py_eager", make(args.fixtures, 8), False))
 
     rng = random.Random(args.seed)

@@ -53,15 +53,18 @@ def read_times(file):
 
 def load_rounds(folder):
     """One dict per round: variant -> median seconds. A round is
-    round_<k>_cpp.json plus any other round_<k>_*.json with {"times": ...}
-    (python_baseline.py's, run.sh's `stitch inspect` timings)."""
+    round_<k>_cpp.json (and round_<k>_cpp_*.json, Google Benchmark's too)
+    plus any other round_<k>_*.json with {"times": ...} (python_baseline.py's,
+    run.sh's `stitch inspect` timings)."""
     rounds = []
     for cpp in sorted(glob.glob(os.path.join(folder, "round_*_cpp.json")),
                       key=lambda p: int(re.search(r"round_(\d+)_", p).group(1))):
         times = read_cpp(cpp)
         for other in sorted(glob.glob(cpp.replace("_cpp.json", "_*.json"))):
-            if other != cpp:
-                times.update(read_times(other))
+            if other == cpp:
+                continue
+            cpp_too = os.path.basename(other).startswith(os.path.basename(cpp)[:-5] + "_")
+            times.update(read_cpp(other) if cpp_too else read_times(other))
         rounds.append({k: statistics.median(v) for k, v in times.items()})
         for k, v in times.items():
             BEST[k] = min(BEST.get(k, float("inf")), min(v))

@@ -55,17 +55,29 @@ echo "== $ROUNDS rounds, $REPS repetitions of ${MIN_TIME}s, $THREADS threads, lo
 "$BIN" --benchmark_filter='BM_chain_mlp/variant:0/batch:1' --benchmark_min_time=0.01 \
   > "$RESULTS/prepare.log" 2>&1 || { cat "$RESULTS/prepare.log"; exit 1; }
 
-run_cpp() {
+# The variants that fork (concurrent branches) run in a process of their
+# own on each side: once a fork has run, LibTorch's inter-op threads hold
+# OpenMP teams of their own, and every later variant in that process shares
+# the two cores with them (the small dual-encoder step measured 5-8 ms alone
+# and 13-15 ms after the two_resnets fork).
+run_cpp() {  # round, output suffix, filter
   "$BIN" --benchmark_repetitions="$REPS" --benchmark_enable_random_interleaving=true \
     --benchmark_min_time="$MIN_TIME" --benchmark_report_aggregates_only=false \
-    --benchmark_out="$RESULTS/round_$1_cpp.json" --benchmark_out_format=json \
-    > "$RESULTS/round_$1_cpp.log" 2>&1 || { cat "$RESULTS/round_$1_cpp.log"; exit 1; }
+    --benchmark_filter="$3" \
+    --benchmark_out="$RESULTS/round_$1_$2.json" --benchmark_out_format=json \
+    > "$RESULTS/round_$1_$2.log" 2>&1 || { cat "$RESULTS/round_$1_$2.log"; exit 1; }
 }
-run_py() {
+run_py() {  # round, output suffix, python_baseline.py's selection
   "$PY" "$SRC/bench/python_baseline.py" --fixtures "$FIXTURES" \
     --artifacts "$STITCH_BENCH_OUT" --threads "$THREADS" --reps "$REPS" \
-    --min-time "$MIN_TIME" --seed "$1" --out "$RESULTS/round_$1_py.json" \
-    > "$RESULTS/round_$1_py.log" 2>&1 || { cat "$RESULTS/round_$1_py.log"; exit 1; }
+    --min-time "$MIN_TIME" --seed "$1" --out "$RESULTS/round_$1_$2.json" "${@:3}" \
+    > "$RESULTS/round_$1_$2.log" 2>&1 || { cat "$RESULTS/round_$1_$2.log"; exit 1; }
+}
+run_sides() {  # round; odd rounds start with C++, even ones with Python
+  local cpp=(run_cpp "$1" cpp '-variant:3/') py=(run_py "$1" py --skip concurrent)
+  if (($1 % 2)); then "${cpp[@]}"; "${py[@]}"; else "${py[@]}"; "${cpp[@]}"; fi
+  run_cpp "$1" cpp_concurrent 'variant:3/'
+  run_py "$1" py_concurrent --filter concurrent
 }
 
 # The wall time of a whole `stitch inspect` process (start-up, load, probe).
@@ -81,9 +93,9 @@ run_inspect() {
 for ((k = 1; k <= ROUNDS; k++)); do
   start=$SECONDS
   if ((k % 2)); then
-    run_cpp "$k"; run_py "$k"; run_inspect "$k"
+    run_sides "$k"; run_inspect "$k"
   else
-    run_inspect "$k"; run_py "$k"; run_cpp "$k"
+    run_inspect "$k"; run_sides "$k"
   fi
   echo "round $k/$ROUNDS done in $((SECONDS - start)) s (load $(loadavg))"
 done
