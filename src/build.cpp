@@ -7,6 +7,7 @@
 #include "layers.h"
 #include "metadata.h"
 #include "schedule.h"
+#include "small_matmul.h"
 
 #include <fmt/format.h>
 #include <fnmatch.h>
@@ -115,6 +116,7 @@ class Builder {
     with_context("building the combined forward",
                  [&] { top_.define(code, std::make_shared<ForkResolver>()); });
     attach_metadata(top_, g_, a_);
+    if (options.training_ && options.small_matmul_) detail::use_small_matmul(top_);
     if (options.training_) {
       top_.train();
     } else {

@@ -104,7 +104,7 @@ class Trainer {
   TrainResult run() {
     config_ = parse_train_config(spec_.train_yaml, spec_.file, spec_.graph);
     data_ = load_dataset(config_, spec_.graph);
-    module_ = build(spec_.graph, BuildOptions().training(true).fold_frozen(true));
+    module_ = build(spec_.graph, training_build_options());
     set_training_modes(module_, spec_.graph, lead_ ? log_ : quiet_);
     groups_ = group_parameters(module_, config_);
     optimizer_ = make_optimizer(config_, groups_);
@@ -165,15 +165,9 @@ class Trainer {
 
  private:
   /// The trained model as an inference artifact: the training module runs
-  /// frozen models folded (BuildOptions::fold_frozen), so a plain build
-  /// (frozen models as their files have them) takes the trained weights.
+  /// stitch's own kernels and frozen models folded
+  /// (training_build_options), so a plain build takes the trained weights.
   torch::jit::Module shipped() {
-    module_.eval();
-    bool folded = false;
-    for (const auto& name : spec_.graph.model_order()) {
-      folded = folded || spec_.graph.model(name).freeze_all;
-    }
-    if (!folded) return module_;
     torch::jit::Module plain = build(spec_.graph);
     copy_state(module_, plain);
     return plain;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 
+#include "stitch/build.h"
 #include "stitch/tensor_io.h"
 #include "stitch/train.h"
 
@@ -55,6 +56,12 @@ torch::Tensor epoch_order(const TrainConfig& config, int64_t epoch, int64_t n);
 Named take(const Dataset& data, const torch::Tensor& index);
 
 // --- one step (train_step.cpp) -------------------------------------------
+
+/// How `stitch train` and TrainStep build the module they train: training
+/// mode, frozen models folded, small matrix products on stitch's kernel
+/// (BuildOptions). Not an artifact to ship: model.pt is a plain build with
+/// the trained weights copied in.
+BuildOptions training_build_options();
 
 /// Runs forward on a batch; returns every graph output by name, and the
 /// batch's targets.

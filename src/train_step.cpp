@@ -14,6 +14,10 @@ namespace stitch {
 
 namespace train_detail {
 
+BuildOptions training_build_options() {
+  return BuildOptions().training(true).fold_frozen(true).small_matmul(true);
+}
+
 Named forward(torch::jit::Module& module, const Graph& graph, const Dataset& data,
               const Named& batch) {
   std::vector<c10::IValue> inputs;
@@ -65,7 +69,7 @@ TrainStep::TrainStep(const Spec& spec) {
     Dataset names;
     for (int id : spec.graph.inputs()) names.inputs.push_back(spec.graph.nodes()[id].name);
     names.targets = config.targets(spec.graph);
-    torch::jit::Module module = build(spec.graph, BuildOptions().training(true).fold_frozen(true));
+    torch::jit::Module module = build(spec.graph, training_build_options());
     set_training_modes(module, spec.graph, [](const std::string&) {});
     ParamGroups groups = group_parameters(module, config);
     auto optimizer = make_optimizer(config, groups);

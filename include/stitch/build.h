@@ -36,9 +36,21 @@ struct BuildOptions {
     fold_frozen_ = on;
     return *this;
   }
+  /// With training: batched products of small matrices (aten::bmm and
+  /// aten::matmul with every side at most 64, float32, e.g. attention in a
+  /// small transformer) run on stitch's own kernel, several times faster
+  /// than LibTorch 1.13's loop over BLAS calls. The module's forward is
+  /// inlined and calls stitch::bmm, an operator only stitch's library
+  /// has, so like fold_frozen this is for running a training, not for the
+  /// artifact to ship.
+  BuildOptions& small_matmul(bool on) {
+    small_matmul_ = on;
+    return *this;
+  }
   bool training_ = false;
   bool concurrent_ = false;
   bool fold_frozen_ = false;
+  bool small_matmul_ = false;
 };
 
 /// Checks shapes (throws ShapeError etc. before anything is built), then

@@ -142,7 +142,10 @@ class TrainStep {
   /// input and loss target, by spec name); returns the loss. Throws
   /// stitch::Error for a missing name or a non-finite loss.
   double operator()(const std::map<std::string, torch::Tensor>& batch);
-  /// The model being trained.
+  /// The model being trained, built as `stitch train` builds it (frozen
+  /// models folded, small matrix products on stitch's kernel: see
+  /// BuildOptions). To save the result, copy its weights into a plain
+  /// build, as `stitch train` does for model.pt.
   torch::jit::Module& module();
 
  private:

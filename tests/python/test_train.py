@@ -188,6 +188,67 @@ def test_a_frozen_cnn_runs_folded_and_the_head_trains_as_in_pytorch(tmp_path, ru
         assert torch.equal(trained["backbone." + name], value), f"frozen {name} changed"
 
 
+class AttentionTower(nn.Module):
+    """Tokens -> features through nn.TransformerEncoder (aten::bmm inside)
+    and an attention written with torch.matmul on 4-d tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.mix = nn.Linear(32, 32)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.encoder(self.embed(tokens))
+        h = x.view(x.size(0), x.size(1), 4, 8).transpose(1, 2)
+        weights = torch.softmax(torch.matmul(h, h.transpose(-2, -1)), -1)
+        y = torch.matmul(weights, h).transpose(1, 2).reshape(x.shape)
+        return self.mix(y).mean(1)
+
+
+def test_attention_trains_on_stitchs_small_matmul_as_in_pytorch(tmp_path, run_stitch):
+    """Training runs attention's small batched products on stitch's own
+    kernel (BuildOptions::small_matmul): the weights still end where
+    PyTorch's loop takes them, and model.pt is a plain artifact."""
+    torch.manual_seed(0)
+    script_save(AttentionTower(), tmp_path / "tower.pt")
+    g = torch.Generator().manual_seed(3)
+    data = {"tokens": torch.randint(0, 50, (32, 12), generator=g),
+            "labels": torch.randint(0, 3, (32,), generator=g)}
+    torch.save(data, tmp_path / "data.pt")
+    body = {"inputs": {"tokens": {"shape": ["N", 12], "dtype": "int64"}},
+            "models": {"tower": {"file": "tower.pt"}},
+            "graph": ["logits = linear(tower(tokens), 3)"], "outputs": ["logits"]}
+    train = {"data": "data.pt", "feed": {"tokens": "tokens"},
+             "loss": "cross_entropy(logits, labels)", "optimizer": "sgd",
+             "lr": 0.1, "epochs": 2, "batch": 8, "shuffle": False, "out": "run"}
+    spec = write_spec(tmp_path, body, train)
+    code, out, err = run_stitch("compose", spec, "-o", tmp_path / "init.pt")
+    assert code == 0, err
+    code, out, err = run_stitch("train", spec)
+    assert code == 0, err
+
+    m = torch.jit.load(str(tmp_path / "init.pt")).train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for start in range(0, 32, 8):
+            s = slice(start, start + 8)
+            loss = F.cross_entropy(m(data["tokens"][s]), data["labels"][s])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    initial = state(tmp_path / "init.pt")
+    trained = state(tmp_path / "run" / "model.pt")
+    assert set(trained) == set(initial)
+    for name, value in m.state_dict().items():
+        assert torch.allclose(trained[name], value, atol=1e-5), name
+        assert not torch.equal(trained[name], initial[name]), f"{name} did not train"
+    shipped = torch.jit.load(str(tmp_path / "run" / "model.pt"))
+    assert "stitch::" not in str(shipped.inlined_graph)
+
+
 def test_raising_epochs_and_resuming_equals_the_longer_run(small, run_stitch):
     folder, body, train, _ = small
     body["graph"][1] = "logits = linear(dropout(relu(f), 0.3), 3)"  # uses the RNG
