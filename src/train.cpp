@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "atomic_file.h"
+#include "metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/build.h"
 #include "train_internal.h"
@@ -169,6 +170,18 @@ class Trainer {
   /// (training_build_options), so a plain build takes the trained weights.
   torch::jit::Module shipped() {
     torch::jit::Module plain = build(spec_.graph);
+    // The plain build read the model files again: they must be the ones
+    // that trained.
+    const auto trained = recorded_components(module_.attr(kManifestAttr).toStringRef());
+    const auto read = recorded_components(plain.attr(kManifestAttr).toStringRef());
+    for (size_t i = 0; i < trained.size() && i < read.size(); ++i) {
+      if (trained[i].sha256 != read[i].sha256) {
+        throw Error(fmt::format(
+            "model '{}': its file changed while training, so model.pt cannot be built from "
+            "it; the trained weights are in {}: put the file back and run again with --resume",
+            trained[i].name, (config_.out / "checkpoints").string()));
+      }
+    }
     copy_state(module_, plain);
     return plain;
   }

@@ -298,6 +298,36 @@ def test_sigkill_loses_only_the_work_since_the_last_checkpoint(small, stitch_bin
         assert torch.equal(resumed[name], whole[name]), name
 
 
+def test_a_model_file_changed_while_training_stops_the_save_not_the_checkpoints(
+        small, run_stitch, stitch_bin):
+    """model.pt is built from the model files again at the end: if one
+    changed meanwhile, a clear error, no model.pt, and --resume with the
+    file put back finishes the job."""
+    folder, body, train, _ = small
+    train.update(epochs=100, out="changed")
+    spec = write_spec(folder, body, train)
+    original = (folder / "pre.pt").read_bytes()
+    proc = subprocess.Popen([str(stitch_bin), "train", str(spec)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    checkpoints = folder / "changed" / "checkpoints"
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(checkpoints.glob("step_*.pt")):
+        time.sleep(0.02)
+    assert proc.poll() is None, "finished before the file changed"
+    script_save(nn.Sequential(nn.Linear(10, 10), nn.BatchNorm1d(10)), folder / "pre.pt")
+    err = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]  # after the epochs' progress lines
+    assert last.startswith("error: model 'pre': its file changed while training"), err
+    assert not (folder / "changed" / "model.pt").exists()
+    assert list(checkpoints.glob("step_*.pt"))
+
+    (folder / "pre.pt").write_bytes(original)
+    code, out, err = run_stitch("train", spec, "--resume")
+    assert code == 0, err
+    assert (folder / "changed" / "model.pt").exists()
+
+
 def test_two_processes_end_with_the_weights_of_one(small, run_stitch):
     folder, body, train, _ = small
     train.update(shuffle=True, epochs=3, out="one")
