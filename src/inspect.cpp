@@ -10,6 +10,7 @@
 
 #include <torch/csrc/jit/api/function_impl.h>
 
+#include <algorithm>
 #include <map>
 
 namespace stitch {
@@ -101,6 +102,61 @@ nlohmann::json type_json(const std::optional<ValueType>& t) {
   return t ? nlohmann::json(t->str()) : nlohmann::json(nullptr);
 }
 
+/// The symbols of the declared input shapes, bound to the sizes given.
+std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& sizes) {
+  std::map<std::string, int64_t> values;
+  std::vector<std::string> names;
+  for (int id : graph.inputs()) names.push_back(graph.nodes()[id].name);
+  for (const auto& [name, dims] : sizes) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      throw ShapeError(fmt::format("the spec has no input '{}'; its inputs are: {}", name,
+                                   fmt::join(names, ", ")));
+    }
+  }
+  for (int id : graph.inputs()) {
+    const Node& n = graph.nodes()[id];
+    auto it = sizes.find(n.name);
+    if (it == sizes.end()) continue;
+    const std::vector<int64_t>& dims = it->second;
+    auto refuse = [&](const std::string& why) {
+      throw ShapeError(fmt::format("{}input '{}' is declared {}, --input gives {}: {}",
+                                   n.loc.prefix(), n.name, shape_str(n.shape),
+                                   fmt::join(dims, "x"), why));
+    };
+    if (dims.size() != n.shape.size()) {
+      refuse(fmt::format("{} dims, not {}", dims.size(), n.shape.size()));
+    }
+    for (size_t i = 0; i < dims.size(); ++i) {  // plain symbols (N) first
+      const Dim& d = n.shape[i];
+      if (d.symbols().size() != 1 || d.coefficient() != 1) continue;
+      auto [bound, added] = values.emplace(d.symbols()[0], dims[i]);
+      if (!added && bound->second != dims[i]) {
+        refuse(fmt::format("{} is already {}", bound->first, bound->second));
+      }
+    }
+    for (size_t i = 0; i < dims.size(); ++i) {  // then sizes and products (2*N)
+      const Dim& d = n.shape[i];
+      const bool known = std::all_of(d.symbols().begin(), d.symbols().end(),
+                                     [&](const std::string& s) { return values.count(s); });
+      if (known && d.evaluate(values) != dims[i]) {
+        refuse(fmt::format("dim {} is {}, not {}", i, d.evaluate(values), dims[i]));
+      }
+    }
+  }
+  return values;
+}
+
+/// `t` with every dim whose symbols are all bound replaced by its size.
+ValueType with_sizes(ValueType t, const std::map<std::string, int64_t>& values) {
+  for (Dim& d : t.shape) {
+    const bool known = std::all_of(d.symbols().begin(), d.symbols().end(),
+                                   [&](const std::string& s) { return values.count(s); });
+    if (known && !d.is_static()) d = Dim(d.evaluate(values));
+  }
+  for (ValueType& e : t.elements) e = with_sizes(std::move(e), values);
+  return t;
+}
+
 }  // namespace
 
 InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::IValue>& inputs,
@@ -128,17 +184,20 @@ InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::I
   return report;
 }
 
-InspectReport inspect_graph(const Graph& graph, int depth) {
+InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& sizes) {
   InspectReport report;
   Analysis a = analyze(graph);
+  const std::map<std::string, int64_t> bound = bind_sizes(graph, sizes);
   report.nodes = node_reports(graph, a);
+  for (NodeReport& r : report.nodes) r.type = with_sizes(std::move(r.type), bound);
   for (int id : graph.inputs()) {
-    report.inputs.emplace_back(graph.nodes()[id].name, a.types[id]);
+    report.inputs.emplace_back(graph.nodes()[id].name, with_sizes(a.types[id], bound));
   }
   for (const auto& name : graph.model_order()) {
     Component& c = a.components.at(name);
     const ModelSpec& spec = c.spec;
-    // What the graph feeds the model first, at N=1 (other dynamic dims 16).
+    // What the graph feeds the model first, at the sizes given, else at
+    // N=1 (other dynamic dims 16).
     std::vector<c10::IValue> inputs;
     for (const auto& n : graph.nodes()) {
       if (n.kind != Node::Kind::Call || n.op != name) continue;
@@ -148,7 +207,10 @@ InspectReport inspect_graph(const Graph& graph, int depth) {
         std::vector<int64_t> dims;
         for (const auto& d : t.shape) {
           std::map<std::string, int64_t> values;
-          for (const auto& s : d.symbols()) values[s] = s == "N" ? 1 : 16;
+          for (const auto& s : d.symbols()) {
+            auto it = bound.find(s);
+            values[s] = it != bound.end() ? it->second : s == "N" ? 1 : 16;
+          }
           dims.push_back(d.evaluate(values));
         }
         inputs.push_back(torch::randn(dims).to(t.dtype));
@@ -187,7 +249,7 @@ InspectReport inspect_graph(const Graph& graph, int depth) {
   }
   // The built-in learned layers' parameters are counted by check's notes;
   // the models above are what inspect adds.
-  report.note = "model output shapes are for N=1";
+  if (!bound.count("N")) report.note = "model output shapes are for N=1";
   return report;
 }
 

@@ -88,6 +88,23 @@ TEST_F(InspectTest, GraphShowsModelsWithFreezeAndNodes) {
   EXPECT_EQ(report.nodes.back().type.str(), "float[N, 5]");
 }
 
+TEST_F(InspectTest, GraphTakesInputSizesForItsSymbols) {
+  Graph g;
+  auto x = g.input("x", {N, 64});
+  auto y = linear(load(fixture("mlp_a.pt")).name("encoder")(x), 3);
+  g.set_name(y, "y");
+  g.output("y", y);
+  auto report = inspect_graph(g, -1, {{"x", {4, 64}}});
+  EXPECT_EQ(row(report, "encoder").output->str(), "float[4, 64]");
+  EXPECT_EQ(report.nodes.back().type.str(), "float[4, 3]");
+  EXPECT_EQ(report.inputs.at(0).second.str(), "float[4, 64]");
+  EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4, 65}}}), ShapeError,
+                         "input 'x' is declared [N, 64], --input gives 4x65: dim 1 is 64, not 65");
+  EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4}}}), ShapeError, "1 dims, not 2");
+  EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"image", {4, 64}}}), ShapeError,
+                         "the spec has no input 'image'; its inputs are: x");
+}
+
 TEST_F(InspectTest, ResnetAt224IsFast) {
   // The bench measures resnet50; resnet18 keeps the unit test quick.
   auto m = torch::jit::load(fixture("resnet18.pt"));

@@ -8,6 +8,7 @@
 
 #include <ATen/core/ivalue.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -52,9 +53,15 @@ InspectReport inspect_module(torch::jit::Module module,
                              const std::vector<c10::IValue>& inputs = {},
                              int depth = -1);
 
+/// Concrete sizes of a spec's inputs, by input name (`--input x=8x10`).
+using InputSizes = std::map<std::string, std::vector<int64_t>>;
+
 /// Inspects a spec's graph: its models (after cut/after/taps, with their
 /// freeze applied; run at N=1 on what the graph feeds them) and its nodes
-/// with their checked shapes. Throws what check() throws.
-InspectReport inspect_graph(const Graph& graph, int depth = -1);
+/// with their checked shapes. With `sizes`, the declared inputs' symbols
+/// take the sizes given (`x: [N, 10]` with x=8x10: N=8) and the shapes
+/// shown are those. Throws what check() throws, and ShapeError when a size
+/// contradicts the declaration.
+InspectReport inspect_graph(const Graph& graph, int depth = -1, const InputSizes& sizes = {});
 
 }  // namespace stitch

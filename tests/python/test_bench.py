@@ -146,3 +146,10 @@ def test_python_without_torch_is_one_error_line(stitch_bin, fixtures_dir, tmp_pa
     assert_clean_error(code, stdout, stderr)
     assert "cannot import torch" in stderr.splitlines()[0]
     assert "fix:" in stderr
+
+
+def test_threads_is_taken_after_the_command_too(run_stitch, fixtures_dir):
+    code, out, err = run_stitch("bench", fixtures_dir / "mlp_a.pt", "--input", "1x64",
+                                "--runs", "3", "--threads", "1")
+    assert code == 0, err
+    assert "threads 1" in out, out

@@ -69,6 +69,30 @@ def test_spec_shows_models_with_freeze_and_nodes(run_stitch, fixtures_dir, tmp_p
     assert report["nodes"][-1]["type"] == "float[N, 5]"
 
 
+def test_spec_with_input_sizes_shows_those_shapes(run_stitch, fixtures_dir, tmp_path):
+    """--input on a spec gives its declared inputs sizes: N=2 from
+    image=2x3x64x64, and every shape shown is at that size."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(textwrap.dedent(f"""
+        inputs: {{image: [N, 3, 64, 64]}}
+        models: {{vision: {{file: {fixtures_dir}/resnet18.pt, cut: avgpool}}}}
+        graph:
+          - logits = linear(flatten(vision(image)), 5)
+        outputs: [logits]
+    """))
+    for given in ["image=2x3x64x64", "2x3x64x64"]:
+        report = inspect_json(run_stitch, spec, "--input", given)
+        assert rows(report)["vision"]["output"] == "float[2, 512, 1, 1]"
+        assert report["nodes"][-1]["type"] == "float[2, 5]"
+        assert report["inputs"] == [{"name": "image", "type": "float[2, 3, 64, 64]"}]
+    code, out, err = run_stitch("inspect", spec, "--input", "image=2x3x32x64")
+    assert_clean_error(code, out, err)
+    assert "declared [N, 3, 64, 64]" in err, err
+    code, out, err = run_stitch("inspect", spec, "--input", "text=2x5")
+    assert_clean_error(code, out, err)
+    assert "its inputs are: image" in err, err
+
+
 def test_errors(run_stitch, fixtures_dir, tmp_path):
     code, out, err = run_stitch("inspect", fixtures_dir / "corrupt.pt")
     assert_clean_error(code, out, err)

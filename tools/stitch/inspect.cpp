@@ -55,6 +55,23 @@ std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
   return inputs;
 }
 
+/// A spec's input sizes from --input NAME=SHAPE (or one bare SHAPE).
+InputSizes input_sizes(const Graph& graph, const std::vector<std::string>& args) {
+  InputSizes sizes;
+  for (const auto& arg : args) {
+    NamedArg a = split_named(arg);
+    if (a.name.empty()) {
+      if (args.size() != 1 || graph.inputs().size() != 1) {
+        throw UsageError(fmt::format("the spec has {} inputs; name each: --input NAME=SHAPE",
+                                     graph.inputs().size()));
+      }
+      a.name = graph.nodes()[graph.inputs()[0]].name;
+    }
+    sizes[a.name] = parse_shape(a.value);
+  }
+  return sizes;
+}
+
 }  // namespace
 
 void add_inspect(CLI::App& app) {
@@ -66,18 +83,16 @@ void add_inspect(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   cmd->add_option("model", *file, "a TorchScript file (.pt) or a spec (.yaml)")->required();
   cmd->add_option("--input", *inputs,
-                  "NAME=SHAPE (1x3x224x224), or SHAPE with one input: show output shapes");
+                  "NAME=SHAPE (1x3x224x224), or SHAPE with one input: show output shapes (for a spec: "
+                  "the sizes of its declared inputs, N=8 from x=8x10 against [N, 10])");
   cmd->add_option("--depth", *depth, "show submodules down to K levels (default: all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", *json, "print the same as JSON");
   cmd->callback([=] {
     InspectReport report;
     if (is_spec(*file)) {
-      if (!inputs->empty()) {
-        throw UsageError("a spec declares its inputs (`inputs:`); --input is for model files");
-      }
       Spec spec = load_spec(*file);
-      report = inspect_graph(spec.graph, *depth);
+      report = inspect_graph(spec.graph, *depth, input_sizes(spec.graph, *inputs));
     } else {
       torch::jit::Module model = load_module(*file);
       report = inspect_module(model, example_inputs(model, *inputs), *depth);

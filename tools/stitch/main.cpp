@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"stitch: combine PyTorch models into one TorchScript file"};
   app.require_subcommand(1);
+  app.fallthrough();  // --threads after the command too: stitch bench M.pt --threads 2
   app.failure_message([](const CLI::App* app, const CLI::Error& e) {
     return fmt::format("error: {}\nRun '{} --help' for more information.\n", e.what(),
                        app->get_name());
