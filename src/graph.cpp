@@ -1,10 +1,13 @@
 #include "stitch/graph.h"
 
+#include "metadata.h"
 #include "op_signatures.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <sstream>
 
 namespace stitch {
@@ -115,8 +118,8 @@ bool is_identifier(const std::string& s) {
   return true;
 }
 
-void check_identifier(const std::string& what, const std::string& name,
-                      const SourceLoc& loc) {
+/// Python's keywords and the names forward's generated code relies on.
+bool is_reserved_word(const std::string& name) {
   static const char* kReserved[] = {
       "self", "and", "as", "assert", "break", "class", "continue", "def", "del",
       "elif", "else", "except", "finally", "for", "from", "global", "if",
@@ -124,17 +127,28 @@ void check_identifier(const std::string& what, const std::string& name,
       "return", "try", "while", "with", "yield", "None", "True", "False",
       "torch", "Tensor", "List", "Dict", "Tuple", "Optional", "int", "float",
       "bool", "str", "print"};
+  return std::find(std::begin(kReserved), std::end(kReserved), name) != std::end(kReserved);
+}
+
+/// A model is an attribute of the combined module: not one of its own
+/// (training, forward, the metadata), nor a private name, which Python's
+/// nn.Module keeps for itself (_modules, _parameters...).
+bool is_module_attribute(const std::string& name) {
+  return name == "training" || name == "forward" || name == kSpecAttr ||
+         name == kManifestAttr || (!name.empty() && name[0] == '_');
+}
+
+void check_identifier(const std::string& what, const std::string& name,
+                      const SourceLoc& loc) {
   if (!is_identifier(name)) {
     throw SpecError(fmt::format(
         "{}{} name '{}' is not an identifier (letters, digits and _, not starting "
         "with a digit)",
         loc.prefix(), what, name));
   }
-  for (const char* r : kReserved) {
-    if (name == r) {
-      throw SpecError(fmt::format("{}{} name '{}' is reserved; choose another name",
-                                  loc.prefix(), what, name));
-    }
+  if (is_reserved_word(name)) {
+    throw SpecError(fmt::format("{}{} name '{}' is reserved; choose another name",
+                                loc.prefix(), what, name));
   }
   if (name.rfind("__", 0) == 0) {
     throw SpecError(fmt::format("{}{} name '{}' may not start with '__'",
@@ -227,6 +241,12 @@ void Graph::output(const std::string& name, Value value, SourceLoc loc) {
 
 void Graph::add_model(ModelSpec spec) {
   check_identifier("model", spec.name, spec.loc);
+  if (is_module_attribute(spec.name)) {
+    throw SpecError(fmt::format(
+        "{}model name '{}' is reserved for the combined module's own attributes (training, "
+        "forward, {}, {}, and names starting with _); choose another name",
+        spec.loc.prefix(), spec.name, kSpecAttr, kManifestAttr));
+  }
   if (find_op(spec.name) != nullptr) {
     throw SpecError(fmt::format(
         "{}model name '{}' is also a built-in op; choose another name",
@@ -331,8 +351,11 @@ Model::Model(std::filesystem::path file) {
   for (auto& c : spec_.name) {
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   }
-  if (spec_.name.empty() || std::isdigit(static_cast<unsigned char>(spec_.name[0]))) {
-    spec_.name = "m_" + spec_.name;
+  // A name the file gives must be one a spec could: resnet.v2 -> resnet_v2,
+  // 1st -> m_1st, for -> m_for, _a -> m_a.
+  if (spec_.name.empty() || std::isdigit(static_cast<unsigned char>(spec_.name[0])) ||
+      is_reserved_word(spec_.name) || is_module_attribute(spec_.name)) {
+    spec_.name = (spec_.name.rfind('_', 0) == 0 ? "m" : "m_") + spec_.name;
   }
   spec_.file = std::move(file);
 }

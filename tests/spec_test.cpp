@@ -816,6 +816,21 @@ TEST(SpecErrors, WrongNodeTypesAreErrors) {
   EXPECT_THROW_WITH(parse("inputs: {x: [N]}\nmodels: {relu: {file: a.pt}}\n"
                           "graph: [\"y = relu(x)\"]\noutputs: [y]\n"),
                     "spec.yaml:2:10: model name 'relu' is also a built-in op");
+  // The combined module's own attributes, and Python's private names.
+  for (const char* name : {"training", "forward", "stitch_spec", "stitch_manifest", "_modules"}) {
+    const std::string n = name;
+    const std::string spec = "inputs: {x: [N]}\nmodels: {" + n + ": {file: a.pt}}\n" +
+                             "graph: [\"y = " + n + "(x)\"]\noutputs: [y]\n";
+    EXPECT_THROW_WITH(parse(spec.c_str()), "spec.yaml:2:10: model name '" + n + "' is reserved");
+  }
+}
+
+TEST(SpecErrors, AModelNamedAfterItsFileGetsANameASpecCouldGiveIt) {
+  EXPECT_EQ(load("nets/resnet.v2.pt").spec().name, "resnet_v2");
+  EXPECT_EQ(load("1st.pt").spec().name, "m_1st");
+  EXPECT_EQ(load("for.pt").spec().name, "m_for");
+  EXPECT_EQ(load("training.pt").spec().name, "m_training");
+  EXPECT_EQ(load("_private.pt").spec().name, "m_private");
 }
 
 TEST(SpecErrors, ErrorsAreSpecErrors) {
