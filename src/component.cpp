@@ -31,7 +31,7 @@ namespace {
 
 std::string load_failure(const fs::path& file, const std::string& why) {
   std::smatch m;
-  static const std::regex kUnknownOp(R"(Unknown builtin op: ([\w:.]+))");
+  static const std::regex kUnknownOp(R"(Unknown builtin op: ([\w:]+(?:\.\w+)?))");
   if (std::regex_search(why, m, kUnknownOp)) {
     return fmt::format(
         "cannot load {}: it uses the operator {}, which LibTorch {} does not have\n"

@@ -505,7 +505,11 @@ std::vector<std::string> crossing_values(JitGraph& graph, const std::set<JitNode
       if (ok || is_plain(n)) {
         from_inputs.insert(out);
       } else {
-        crossing.push_back("%" + out->debugName());
+        // The variable's name in the model's code (identity, not %identity.3).
+        const std::string name = out->hasDebugName() ? out->debugNameBase() : "%" + out->debugName();
+        if (std::find(crossing.begin(), crossing.end(), name) == crossing.end()) {
+          crossing.push_back(name);
+        }
       }
     }
   }

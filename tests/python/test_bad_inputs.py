@@ -265,3 +265,29 @@ def test_bad_usage_exits_2(run_stitch, fixtures_dir, tmp_path, args):
     assert_clean_error(code, stdout, stderr, expected_code=2)
     assert stderr.strip(), "a usage error should say what is wrong on stderr"
     assert files_in(tmp_path) == before
+
+
+def test_a_model_with_an_operator_libtorch_lacks_names_it(run_stitch, tmp_path):
+    """A model from a newer PyTorch can use an operator this LibTorch does
+    not have: the error names the file, the operator and the version, and
+    says how to re-export. Made here by renaming an operator in the saved
+    code, as a newer exporter would write it."""
+    import zipfile
+    torch.jit.script(torch.nn.ReLU()).save(str(tmp_path / "relu.pt"))
+    newer = tmp_path / "newer.pt"
+    with zipfile.ZipFile(tmp_path / "relu.pt") as src, zipfile.ZipFile(newer, "w") as dst:
+        renamed = False
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.endswith(".py") and b"torch.relu(" in data:
+                data = data.replace(b"torch.relu(", b"torch.fancy_new_relu(")
+                renamed = True
+            dst.writestr(item, data)
+        assert renamed
+    for args in (["inspect", newer], ["chain", newer, "--input", "1x4", "-o", tmp_path / "o.pt"]):
+        code, out, err = run_stitch(*args)
+        assert_clean_error(code, out, err)
+        assert (f"cannot load {newer}: it uses the operator aten::fancy_new_relu, which "
+                f"LibTorch {torch.__version__.split('a')[0]}") in err, err
+        assert "fix: re-export the model with PyTorch" in err, err
+        assert not (tmp_path / "o.pt").exists()
