@@ -424,6 +424,20 @@ ValueType value_type(const c10::IValue& value) {
   return recover_type(value, value, {}, {});
 }
 
+/// "res.pt, after a; also takes x (the model's own input)": the part after
+/// a layer takes the model's inputs it still uses as further arguments.
+std::string call_note(const Graph& graph, const Analysis& a, const std::string& model) {
+  std::string note = graph.model(model).describe();
+  auto it = a.components.find(model);
+  if (it == a.components.end() || it->second.spec.after.empty()) return note;
+  const auto args = it->second.arguments();
+  if (args.size() < 2) return note;
+  std::vector<std::string> names;
+  for (size_t i = 1; i < args.size(); ++i) names.push_back(args[i].name());
+  return fmt::format("{}; also takes {} (the model's own input{})", note,
+                     fmt::join(names, ", "), names.size() > 1 ? "s, in order" : "");
+}
+
 std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& a) {
   std::vector<NodeReport> rows;
   for (size_t id = 0; id < graph.nodes().size(); ++id) {
@@ -433,7 +447,7 @@ std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& a) {
     r.name = n.name;
     r.expression = node_expression(graph, r.id);
     r.type = a.types[id];
-    r.note = n.kind == Node::Kind::Call ? graph.model(n.op).describe() : a.notes[id];
+    r.note = n.kind == Node::Kind::Call ? call_note(graph, a, n.op) : a.notes[id];
     r.loc = n.loc;
     rows.push_back(std::move(r));
   }

@@ -210,6 +210,40 @@ def test_skip_connection_across_the_split_is_refused(run_stitch, fixtures_dir, t
     assert "skip connection across the cut" in err and "computed before it (x" in err, err
 
 
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.b(self.a(x)) + x
+
+
+def test_check_says_the_rest_after_a_layer_takes_the_models_input(run_stitch, tmp_path):
+    """The part after `a` still adds the input x: check's note says it takes
+    x as a further argument, and the split model equals the whole."""
+    torch.jit.script(Residual().eval()).save(str(tmp_path / "res.pt"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(textwrap.dedent("""
+        inputs: {x: [N, 8]}
+        models:
+          lo: {file: res.pt, cut: a}
+          hi: {file: res.pt, after: a}
+        graph:
+          - h = lo(x)
+          - y = hi(h, x)
+        outputs: [y]
+    """))
+    code, out, err = run_stitch("check", spec)
+    assert code == 0, err
+    assert "res.pt, after a; also takes x (the model's own input)" in out, out
+    model = compose(run_stitch, tmp_path, spec.read_text(), name="ok.yaml")
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        close(model(x), load(tmp_path / "res.pt")(x))
+
+
 # --- big architectures ----------------------------------------------------------
 
 def test_fcn_after_takes_the_input_for_its_final_resize(run_stitch, big_models, tmp_path):
