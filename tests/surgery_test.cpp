@@ -236,6 +236,17 @@ TEST_F(SurgeryTest, UnknownNestedPathListsTheChildrenAndHowToListAll) {
   EXPECT_THROW_WITH(check(g), "stitch inspect mobilenet_v3_small.pt");
 }
 
+TEST_F(SurgeryTest, AfterPastTheCutSaysSoRatherThanThatTheLayerIsMissing) {
+  Graph g;
+  auto x = g.input("x", {N, 3, 32, 32});
+  g.output("y", load(fixture("resnet18.pt")).name("mid").cut("layer1").after("layer4")(x));
+  EXPECT_THROW_WITH(check(g), "after: 'layer4' is not in the part that cut: 'layer1' keeps");
+  Graph h;
+  auto y = h.input("x", {N, 3, 32, 32});
+  h.output("y", load(fixture("resnet18.pt")).name("mid").cut("layer1").after("layer9")(y));
+  EXPECT_THROW_WITH(check(h), "has no layer 'layer9'");
+}
+
 TEST_F(SurgeryTest, SkipConnectionErrorNamesTheCrossingValues) {
   Graph g;
   auto x = g.input("x", {N, 64, 16, 16});
