@@ -567,26 +567,20 @@ void start_after(Component& c, const std::string& path) {
 
 void apply_surgery(Component& c) {
   const auto& s = c.spec;
-  if (!s.cut.empty() && !s.after.empty()) {
-    // Both: the layers after `after` up to `cut`. Both paths must exist, and
-    // `after` must survive the cut (come before it).
-    check_path(c, s.after);
-    cut_at(c, s.cut);
-    bool kept = true;
-    try {
-      check_path(c, s.after);
-    } catch (const ModelError&) {
-      kept = false;
-    }
-    if (!kept) {
+  // With both, the model runs from after to cut: `after` must be a layer of
+  // the whole model that the cut keeps.
+  const bool both = !s.cut.empty() && !s.after.empty();
+  if (both) check_path(c, s.after);
+  if (!s.cut.empty()) cut_at(c, s.cut);
+  if (both) {
+    const auto kept = module_paths(c.module);
+    if (std::find(kept.begin(), kept.end(), s.after) == kept.end()) {
       throw ModelError(fmt::format(
           "{}model '{}' ({}): after: '{}' is not in the part that cut: '{}' keeps\n"
           "  fix: with both, after names a layer before cut's (the model runs from after "
           "to cut)",
           s.loc.prefix(), s.name, s.file.filename().string(), s.after, s.cut));
     }
-  } else if (!s.cut.empty()) {
-    cut_at(c, s.cut);
   }
   if (!s.after.empty()) start_after(c, s.after);
   if (!s.taps.empty()) tap(c, s.taps);
