@@ -102,6 +102,12 @@ nlohmann::json type_json(const std::optional<ValueType>& t) {
   return t ? nlohmann::json(t->str()) : nlohmann::json(nullptr);
 }
 
+/// Whether every symbol of `d` has a value.
+bool all_bound(const Dim& d, const std::map<std::string, int64_t>& values) {
+  return std::all_of(d.symbols().begin(), d.symbols().end(),
+                     [&](const std::string& s) { return values.count(s) > 0; });
+}
+
 /// The symbols of the declared input shapes, bound to the sizes given.
 std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& sizes) {
   std::map<std::string, int64_t> values;
@@ -136,9 +142,7 @@ std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& 
     }
     for (size_t i = 0; i < dims.size(); ++i) {  // then sizes and products (2*N)
       const Dim& d = n.shape[i];
-      const bool known = std::all_of(d.symbols().begin(), d.symbols().end(),
-                                     [&](const std::string& s) { return values.count(s); });
-      if (known && d.evaluate(values) != dims[i]) {
+      if (all_bound(d, values) && d.evaluate(values) != dims[i]) {
         refuse(fmt::format("dim {} is {}, not {}", i, d.evaluate(values), dims[i]));
       }
     }
@@ -149,9 +153,7 @@ std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& 
 /// `t` with every dim whose symbols are all bound replaced by its size.
 ValueType with_sizes(ValueType t, const std::map<std::string, int64_t>& values) {
   for (Dim& d : t.shape) {
-    const bool known = std::all_of(d.symbols().begin(), d.symbols().end(),
-                                   [&](const std::string& s) { return values.count(s); });
-    if (known && !d.is_static()) d = Dim(d.evaluate(values));
+    if (!d.is_static() && all_bound(d, values)) d = Dim(d.evaluate(values));
   }
   for (ValueType& e : t.elements) e = with_sizes(std::move(e), values);
   return t;
