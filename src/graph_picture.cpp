@@ -247,13 +247,13 @@ std::vector<std::string> missing_files(const Graph& g) {
 }
 
 std::string artifact_dot(const fs::path& file, const std::string& spec_yaml) {
-  // The spec's model paths are relative to its folder; for an artifact, to
-  // the artifact's folder.
+  // The stored spec's model paths are absolute; older artifacts' relative
+  // ones are read relative to the artifact's folder.
   Spec s = parse_spec(spec_yaml, file.parent_path() / "spec.yaml");
   const auto missing = missing_files(s.graph);
   if (!missing.empty()) {
     return graph_dot(s.graph, nullptr,
-                     fmt::format("{} (shapes not shown: model files not found beside it: {})",
+                     fmt::format("{} (shapes not shown: model files not found: {})",
                                  file.filename().string(), fmt::join(missing, ", ")));
   }
   try {

@@ -52,6 +52,25 @@ std::string emit(const YAML::Node& node) {
   return std::string(out.c_str()) + "\n";
 }
 
+/// Where a model file is, as the artifact's stitch/spec.yaml records it: an
+/// absolute, normalized path, so the record does not depend on the folder
+/// the spec or the artifact is read from.
+std::string resolved_path(const fs::path& file) {
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(file, ec);
+  return (ec ? file : absolute).lexically_normal().generic_string();
+}
+
+/// The spec "as resolved" (PRODUCT.md): as written, with each model's file
+/// resolved against the spec's folder.
+void resolve_model_files(YAML::Node& root, const Graph& graph) {
+  if (!root["models"]) return;
+  for (auto entry : root["models"]) {
+    const std::string name = entry.first.as<std::string>();
+    entry.second["file"] = resolved_path(graph.model(name).file);
+  }
+}
+
 // Reads one spec document into a Graph. Every error names the spec's
 // file:line:column of the YAML node (or graph expression) at fault.
 class SpecReader {
@@ -523,7 +542,7 @@ class SpecWriter {
     for (const auto& name : graph_.model_order()) {
       const ModelSpec& m = graph_.model(name);
       out << YAML::Key << name << YAML::Value << YAML::Flow << YAML::BeginMap;
-      out << YAML::Key << "file" << YAML::Value << m.file.generic_string();
+      out << YAML::Key << "file" << YAML::Value << resolved_path(m.file);
       if (!m.cut.empty()) out << YAML::Key << "cut" << YAML::Value << m.cut;
       if (!m.after.empty()) out << YAML::Key << "after" << YAML::Value << m.after;
       if (!m.taps.empty()) {
@@ -731,8 +750,9 @@ Spec parse_spec(const std::string& text, const std::filesystem::path& file) {
     return SpecError(at.prefix() + what + e.msg);
   };
   try {
-    const YAML::Node root = YAML::Load(text);
+    YAML::Node root = YAML::Load(text);
     SpecReader(spec, label, file.parent_path()).read(root);
+    resolve_model_files(root, spec.graph);
     spec.graph.spec_yaml = emit(root);
   } catch (const YAML::ParserException& e) {
     throw yaml_error(e, "invalid YAML: ");

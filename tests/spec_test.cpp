@@ -184,9 +184,12 @@ outputs: [y]
   EXPECT_EQ(spec.graph.model("b").file, std::filesystem::path("/specs/dir/sub/b.pt"));
   EXPECT_EQ(spec.graph.model("c").file, std::filesystem::path("/abs/c.pt"));
   EXPECT_EQ(spec.file, std::filesystem::path("/specs/dir/spec.yaml"));
-  // The artifact's copy of the spec keeps the paths as written.
-  EXPECT_NE(spec.graph.spec_yaml.find("file: a.pt"), std::string::npos);
-  EXPECT_EQ(spec.graph.spec_yaml.find("/specs/dir"), std::string::npos);
+  // The artifact's copy of the spec is the spec as resolved: absolute paths.
+  EXPECT_NE(spec.graph.spec_yaml.find("file: /specs/dir/a.pt"), std::string::npos);
+  EXPECT_NE(spec.graph.spec_yaml.find("file: /specs/dir/sub/b.pt"), std::string::npos);
+  EXPECT_NE(spec.graph.spec_yaml.find("file: /abs/c.pt"), std::string::npos);
+  Spec back = parse_spec(spec.graph.spec_yaml, "/elsewhere/spec.yaml");
+  EXPECT_EQ(back.graph.model("b").file, std::filesystem::path("/specs/dir/sub/b.pt"));
 }
 
 TEST(SpecModels, FreezeTapsAndMethodAreRead) {

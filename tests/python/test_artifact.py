@@ -107,6 +107,9 @@ def test_metadata_files(compose_spec):
     assert list(spec["inputs"]) == ["x"]
     assert set(spec["models"]) == {"m1", "m2"}
     assert spec["outputs"] == ["hidden", "logits"]
+    # "The spec as resolved": each model's file is where it was loaded from.
+    for name, file in [("m1", "seed000_ex1_model1.pt"), ("m2", "seed000_ex1_model2.pt")]:
+        assert spec["models"][name]["file"] == str((work / file).resolve())
 
     manifest = json.loads(manifest_text)
     assert isinstance(manifest["stitch_version"], str) and manifest["stitch_version"]

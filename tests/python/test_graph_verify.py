@@ -55,7 +55,8 @@ def test_graph_svg_of_an_artifact(run_stitch, late_fusion, tmp_path):
     assert "<svg" in svg and "float[N, 512]" in svg
 
 
-def test_graph_of_an_artifact_without_its_model_files(run_stitch, late_fusion, tmp_path):
+def test_graph_of_a_moved_artifact_finds_its_model_files(run_stitch, late_fusion, tmp_path):
+    # The stored spec records where the model files were (absolute paths).
     assert run_stitch("compose", late_fusion, "-o", tmp_path / "out.pt")[0] == 0
     moved = tmp_path / "elsewhere"
     moved.mkdir()
@@ -63,6 +64,15 @@ def test_graph_of_an_artifact_without_its_model_files(run_stitch, late_fusion, t
     code, stdout, stderr = run_stitch("graph", moved / "out.pt", "-o", moved / "g.dot")
     assert code == 0, stderr
     text = (moved / "g.dot").read_text()
+    assert "shapes not shown" not in text and "float[N, 512]" in text
+
+
+def test_graph_of_an_artifact_without_its_model_files(run_stitch, late_fusion, tmp_path):
+    assert run_stitch("compose", late_fusion, "-o", tmp_path / "out.pt")[0] == 0
+    (tmp_path / "resnet18.pt").unlink()
+    code, stdout, stderr = run_stitch("graph", tmp_path / "out.pt", "-o", tmp_path / "g.dot")
+    assert code == 0, stderr
+    text = (tmp_path / "g.dot").read_text()
     assert "shapes not shown" in text and "resnet18.pt" in text
     assert "vision" in text
 
