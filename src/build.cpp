@@ -101,7 +101,7 @@ class Builder {
     const bool single = g_.outputs().size() == 1;
     std::string code = fmt::format("def forward(self, {}) -> {}:\n", join(params),
                                    single ? "Tensor" : "Dict[str, Tensor]");
-    for (const Step& step : schedule(g_, options.concurrent_)) {
+    for (const Step& step : schedule(g_, options.concurrent_, model_weights())) {
       code += "  " + emit(step) + "\n";
     }
     if (single) {
@@ -126,6 +126,17 @@ class Builder {
   }
 
  private:
+  /// Parameter counts: how the scheduler tells a large model from a small one.
+  ModelWeights model_weights() const {
+    ModelWeights weights;
+    for (const auto& [name, c] : a_.components) {
+      int64_t count = 0;
+      for (const auto& p : c.module.parameters()) count += p.numel();
+      weights[name] = count;
+    }
+    return weights;
+  }
+
   std::string var(size_t id) const {
     const Node& n = g_.nodes()[id];
     return n.name.empty() ? fmt::format("_{}", id) : n.name;

@@ -31,8 +31,11 @@ std::vector<std::vector<bool>> dependencies(const Graph& graph) {
 
 class Scheduler {
  public:
-  explicit Scheduler(const Graph& graph)
-      : g_(graph), needs_(dependencies(graph)), state_(graph.nodes().size(), State::Pending) {
+  Scheduler(const Graph& graph, const ModelWeights& weight)
+      : g_(graph),
+        weight_(weight),
+        needs_(dependencies(graph)),
+        state_(graph.nodes().size(), State::Pending) {
     for (size_t id = 0; id < g_.nodes().size(); ++id) {
       const Node::Kind kind = g_.nodes()[id].kind;
       if (kind == Node::Kind::Input) state_[id] = State::Done;
@@ -65,16 +68,25 @@ class Scheduler {
                        [&](int arg) { return state_[arg] == State::Done; });
   }
 
+  /// Forks each ready call that has a pending independent call at least as
+  /// heavy (on a tie, a later one): the heaviest of a group stays inline.
   void fork_ready_calls() {
     for (int call : calls_) {
       if (state_[call] != State::Pending || !ready(call)) continue;
-      const bool company = std::any_of(calls_.begin(), calls_.end(), [&](int other) {
-        return other != call && state_[other] == State::Pending && independent(call, other);
+      const bool lighter = std::any_of(calls_.begin(), calls_.end(), [&](int other) {
+        return other != call && state_[other] == State::Pending &&
+               independent(call, other) &&
+               std::make_pair(weight_of(other), other) > std::make_pair(weight_of(call), call);
       });
-      if (!company) continue;
+      if (!lighter) continue;
       steps_.push_back({Step::Kind::Fork, call});
       state_[call] = State::Forked;
     }
+  }
+
+  int64_t weight_of(int call) const {
+    const auto found = weight_.find(g_.nodes()[call].op);
+    return found == weight_.end() ? 0 : found->second;
   }
 
   /// The first pending node that needs no wait; else the first pending one.
@@ -95,6 +107,7 @@ class Scheduler {
   }
 
   const Graph& g_;
+  const ModelWeights& weight_;
   std::vector<std::vector<bool>> needs_;
   std::vector<State> state_;
   std::vector<int> calls_;
@@ -103,8 +116,8 @@ class Scheduler {
 
 }  // namespace
 
-std::vector<Step> schedule(const Graph& graph, bool concurrent) {
-  if (concurrent) return Scheduler(graph).run();
+std::vector<Step> schedule(const Graph& graph, bool concurrent, const ModelWeights& weight) {
+  if (concurrent) return Scheduler(graph, weight).run();
   std::vector<Step> steps;
   for (size_t id = 0; id < graph.nodes().size(); ++id) {
     if (graph.nodes()[id].kind != Node::Kind::Input) {

@@ -2,6 +2,9 @@
 // The order in which build writes the graph's nodes into forward, and which
 // model calls run concurrently with the rest (TorchScript fork/wait).
 
+#include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "stitch/graph.h"
@@ -20,8 +23,12 @@ struct Step {
 /// Without `concurrent`, the graph's own order, all Run. With it, a model
 /// call that is independent of another model call not started yet (neither
 /// needs the other's output) is forked as soon as its arguments are ready
-/// and waited for just before its value is first used; the last call of
-/// such a group runs inline, on the calling thread.
-std::vector<Step> schedule(const Graph& graph, bool concurrent);
+/// and waited for just before its value is first used; the heaviest call of
+/// such a group (by `weight`, e.g. parameter count; the last one on a tie)
+/// runs inline, on the calling thread and its intra-op threads, so a small
+/// branch beside a large model costs the large one nothing.
+using ModelWeights = std::map<std::string, int64_t>;
+std::vector<Step> schedule(const Graph& graph, bool concurrent,
+                           const ModelWeights& weight = {});
 
 }  // namespace stitch

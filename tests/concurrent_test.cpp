@@ -51,6 +51,26 @@ TEST_F(ConcurrentTest, ForksEveryIndependentCallButTheLast) {
   EXPECT_EQ(kinds(schedule(g, false)), (std::vector<K>{K::Run, K::Run, K::Run, K::Run}));
 }
 
+TEST_F(ConcurrentTest, TheHeaviestCallRunsInlineAndTheLighterOnesAreForked) {
+  // Late fusion: a large model beside a small one. The small one is forked,
+  // the large one keeps the calling thread (and its intra-op threads).
+  Graph g;
+  auto x = g.input("x", {N, 10});
+  auto m1 = load(fixture("seed001_ex3_module1.pt")).name("module1");
+  auto m2 = load(fixture("seed001_ex3_module2.pt")).name("module2");
+  g.output("y", concat({m1(x), m2(x)}, 1));
+  const int call1 = 1, call2 = 2;  // after the input x
+  ASSERT_EQ(g.nodes()[call1].op, "module1");
+  using K = Step::Kind;
+  auto heavy_first = schedule(g, true, {{"module1", 1000}, {"module2", 10}});
+  ASSERT_EQ(kinds(heavy_first), (std::vector<K>{K::Fork, K::Run, K::Wait, K::Run}));
+  EXPECT_EQ(heavy_first[0].node, call2);
+  EXPECT_EQ(heavy_first[1].node, call1);
+  auto heavy_last = schedule(g, true, {{"module1", 10}, {"module2", 1000}});
+  EXPECT_EQ(heavy_last[0].node, call1);
+  EXPECT_EQ(heavy_last[1].node, call2);
+}
+
 TEST_F(ConcurrentTest, AChainHasNothingToFork) {
   Graph g;
   auto x = g.input("x", {N, 10});
