@@ -61,13 +61,23 @@ std::string resolved_path(const fs::path& file) {
   return (ec ? file : absolute).lexically_normal().generic_string();
 }
 
-/// The spec "as resolved" (PRODUCT.md): as written, with each model's file
-/// resolved against the spec's folder.
-void resolve_model_files(YAML::Node& root, const Graph& graph) {
-  if (!root["models"]) return;
-  for (auto entry : root["models"]) {
-    const std::string name = entry.first.as<std::string>();
-    entry.second["file"] = resolved_path(graph.model(name).file);
+/// The spec "as resolved" (PRODUCT.md): as written, with every path in it
+/// (models' `file`, train's `data` and `out`) resolved against the spec's
+/// folder. Called after the spec was read, so the nodes are known to be valid.
+void resolve_paths(YAML::Node& root, const Graph& graph, const fs::path& dir) {
+  if (root["models"]) {
+    for (auto entry : root["models"]) {
+      const std::string name = entry.first.as<std::string>();
+      entry.second["file"] = resolved_path(graph.model(name).file);
+    }
+  }
+  YAML::Node train = root["train"];
+  if (!train.IsMap()) return;
+  for (const char* key : {"data", "out"}) {
+    if (train[key] && train[key].IsScalar()) {
+      const fs::path path = train[key].Scalar();
+      train[key] = resolved_path(path.is_absolute() ? path : dir / path);
+    }
   }
 }
 
@@ -752,7 +762,7 @@ Spec parse_spec(const std::string& text, const std::filesystem::path& file) {
   try {
     YAML::Node root = YAML::Load(text);
     SpecReader(spec, label, file.parent_path()).read(root);
-    resolve_model_files(root, spec.graph);
+    resolve_paths(root, spec.graph, file.parent_path());
     spec.graph.spec_yaml = emit(root);
   } catch (const YAML::ParserException& e) {
     throw yaml_error(e, "invalid YAML: ");

@@ -192,6 +192,25 @@ outputs: [y]
   EXPECT_EQ(back.graph.model("b").file, std::filesystem::path("/specs/dir/sub/b.pt"));
 }
 
+TEST(SpecModels, TheArtifactsCopyResolvesTrainPathsToo) {
+  Spec spec = parse_spec(text(R"Y(
+inputs: {x: [N, 10]}
+models:
+  a: {file: ../a.pt}
+graph:
+  - y = a(x)
+outputs: [y]
+train: {data: data/d.pt, out: runs/x, loss: "mse(y, t)", feed: {x: x, t: t}}
+)Y"),
+                         "/specs/dir/spec.yaml");
+  const std::string& yaml = spec.graph.spec_yaml;
+  EXPECT_NE(yaml.find("file: /specs/a.pt"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("data: /specs/dir/data/d.pt"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("out: /specs/dir/runs/x"), std::string::npos) << yaml;
+  // What training reads is the train section as written, resolved by itself.
+  EXPECT_NE(spec.train_yaml.find("data: data/d.pt"), std::string::npos);
+}
+
 TEST(SpecModels, FreezeTapsAndMethodAreRead) {
   Spec spec = parse(R"Y(
 inputs: {x: [N, 3, 32, 32]}
