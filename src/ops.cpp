@@ -77,4 +77,18 @@ Value softmax(Value x, int64_t dim) { return unary("softmax", x, {{"dim", dim}})
 Value dropout(Value x, double p) { return unary("dropout", x, {{"p", p}}); }
 Value l2norm(Value x, int64_t dim) { return unary("l2norm", x, {{"dim", dim}}); }
 
+Value adapt(Value x, const Shape& to) {
+  std::vector<Literal> dims;
+  for (const Dim& d : to) {
+    dims.push_back(d.is_static() ? Literal(d.size()) : Literal(d.str()));
+  }
+  return unary("adapt", x, {{"to", Literal(std::move(dims))}});
+}
+Value adapt(Value x, const Model& like) {
+  // Registered here too, since the adapter is planned before the call that
+  // follows it (adapt(features, head) then head(...)) is in the graph.
+  x.graph().add_model(like.spec());
+  return unary("adapt", x, {{"like", like.spec().name}});
+}
+
 }  // namespace stitch

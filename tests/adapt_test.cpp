@@ -82,10 +82,10 @@ TEST_F(AdaptTest, IntegerTensorsGetNoInterpolationOrProjection) {
   EXPECT_EQ(ops(plan({N, 7, 1}, to({N, 7}), at::kLong)), "flatten(x)");
 }
 
-TEST_F(AdaptTest, AdaptToInASpecShowsTheChoiceInCheck) {
+TEST_F(AdaptTest, AdaptToAShapeShowsTheChoiceInCheck) {
   Graph g;
   auto x = g.input("x", {N, 512, 7, 7});
-  auto y = g.op("adapt", {x}, {{"to", Literal(std::vector<Literal>{"N", int64_t{512}})}});
+  auto y = adapt(x, {N, 512});
   g.output("y", y);
   CheckReport r = check(g);
   EXPECT_EQ(r.nodes.back().note, "adapt: [N, 512, 7, 7] -> [N, 512] by global average pooling");
@@ -103,8 +103,7 @@ TEST_F(AdaptTest, LikeAModelReadsItsFirstLayerAndRuns) {
   auto vision = load(fixture("resnet18.pt")).name("vision").cut("layer4");
   auto head = load(fixture("head.pt")).name("head");  // Flatten, Linear(512, 5)
   auto features = vision(image);                       // [N, 512, 2, 2]
-  g.add_model(head.spec());
-  auto adapted = g.op("adapt", {features}, {{"like", Literal("head")}});
+  auto adapted = adapt(features, head);
   g.output("logits", head(adapted));
   CheckReport r = check(g);
   bool found = false;
@@ -127,6 +126,19 @@ TEST_F(AdaptTest, LikeAModelReadsItsFirstLayerAndRuns) {
   }
   auto expected = h.forward({x.mean({2, 3})}).toTensor();
   EXPECT_TRUE(torch::allclose(model.forward({input}).toTensor(), expected, 1e-5, 1e-5));
+}
+
+TEST_F(AdaptTest, TheCppHelperWritesWhatTheSpecSays) {
+  Graph g;
+  auto x = g.input("x", {N, 20});
+  auto y = adapt(x, {N, 8});
+  g.set_name(y, "y");
+  g.output("y", y);
+  const auto& node = g.nodes().back();
+  ASSERT_NE(node.kwarg("to"), nullptr);
+  EXPECT_EQ(node.kwarg("to")->str(), R"(["N", 8])");
+  EXPECT_NE(to_spec_yaml(g).find("y = adapt(x, to=[N, 8])"), std::string::npos)
+      << to_spec_yaml(g);
 }
 
 TEST_F(AdaptTest, LearnedAdapterIsATrainableSubmodule) {

@@ -50,4 +50,11 @@ Value softmax(Value x, int64_t dim);
 Value dropout(Value x, double p);
 Value l2norm(Value x, int64_t dim = 1);
 
+// adapt: stitch picks the smallest adapter (flatten, pool, reshape, permute,
+// a linear or 1x1-conv projection, resize); `check` reports which.
+/// adapt(x, to=[N, 512]): to a shape, dims as in g.input ({stitch::N, 512}).
+Value adapt(Value x, const Shape& to);
+/// adapt(x, like=MODEL): to what a model the graph calls expects.
+Value adapt(Value x, const Model& like);
+
 }  // namespace stitch
