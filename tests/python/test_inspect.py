@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -103,17 +102,15 @@ def test_errors(run_stitch, fixtures_dir, tmp_path):
     assert "its inputs are: x" in err, err
 
 
-def test_resnet50_at_224_is_under_3_seconds(run_stitch, tmp_path):
+def test_resnet50_at_224_has_every_row(run_stitch, tmp_path):
+    # How long this takes is measured by the benchmark (BENCHMARKS.md,
+    # "stitch inspect resnet50"), not here.
     path = tmp_path / "resnet50.pt"
     subprocess.run([sys.executable, "-c",
                     "import sys, torch, torchvision; torch.manual_seed(0); "
                     "torch.jit.script(torchvision.models.resnet50(weights=None).eval())"
                     ".save(sys.argv[1])", str(path)], check=True)
-    start = time.monotonic()
     code, out, err = run_stitch("inspect", path, "--input", "1x3x224x224")
-    seconds = time.monotonic() - start
     assert code == 0, err
     assert "layer4.2.conv3" in out and "float[1, 2048, 7, 7]" in out
-    print(f"stitch inspect resnet50 1x3x224x224: {seconds:.2f} s")
-    # The bound is 3 s; this machine is shared, so allow some slack.
-    assert seconds < 6.0, seconds
+    assert "25,557,032" in out, out
