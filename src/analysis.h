@@ -3,6 +3,7 @@
 // reports and what `build` generates code from.
 
 #include "component.h"
+#include "stitch/build.h"
 #include "stitch/check.h"
 #include "stitch/graph.h"
 
@@ -21,6 +22,13 @@ struct Analysis {
 
 /// Loads components and infers every node's type. Throws stitch::Error.
 Analysis analyze(const Graph& graph);
+
+/// Built-in layers' submodule names in a built module -> the node each is for.
+using LayerNodes = std::map<std::string, int>;
+
+/// stitch::build from an analysis already made (the same module).
+torch::jit::Module build(const Graph& graph, Analysis analysis, const BuildOptions& options,
+                         LayerNodes* layer_nodes = nullptr);
 
 /// One `check` row per node of an analyzed graph.
 std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& analysis);

@@ -125,6 +125,9 @@ class Builder {
     return top_;
   }
 
+  /// The built-in layers' submodule names, with the node each was made for.
+  const LayerNodes& layer_nodes() const { return layer_nodes_; }
+
  private:
   /// Parameter counts: how the scheduler tells a large model from a small one.
   ModelWeights model_weights() const {
@@ -184,6 +187,7 @@ class Builder {
       name = fmt::format("{}_{}", base, k);
     }
     attributes_.insert(name);
+    layer_nodes_[name] = id;
     return name;
   }
 
@@ -329,13 +333,21 @@ class Builder {
   torch::jit::Module top_;
   LayerContext layers_;
   std::set<std::string> attributes_;
+  LayerNodes layer_nodes_;
 };
 
 }  // namespace
 
 torch::jit::Module build(const Graph& graph, const BuildOptions& options) {
-  Analysis analysis = analyze(graph);
-  return Builder(graph, std::move(analysis)).run(options);
+  return build(graph, analyze(graph), options);
+}
+
+torch::jit::Module build(const Graph& graph, Analysis analysis, const BuildOptions& options,
+                         LayerNodes* layer_nodes) {
+  Builder builder(graph, std::move(analysis));
+  torch::jit::Module module = builder.run(options);
+  if (layer_nodes != nullptr) *layer_nodes = builder.layer_nodes();
+  return module;
 }
 
 torch::jit::Module Graph::build() const {

@@ -151,12 +151,51 @@ std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& 
 }
 
 /// `t` with every dim whose symbols are all bound replaced by its size.
+/// The size a dim has where inspect runs the models: the one given, else
+/// N=1 and 16 for any other dynamic dim.
+int64_t run_size(const Dim& d, const std::map<std::string, int64_t>& bound) {
+  std::map<std::string, int64_t> values;
+  for (const auto& s : d.symbols()) {
+    auto it = bound.find(s);
+    values[s] = it != bound.end() ? it->second : s == "N" ? 1 : 16;
+  }
+  return d.evaluate(values);
+}
+
 ValueType with_sizes(ValueType t, const std::map<std::string, int64_t>& values) {
   for (Dim& d : t.shape) {
     if (!d.is_static() && all_bound(d, values)) d = Dim(d.evaluate(values));
   }
   for (ValueType& e : t.elements) e = with_sizes(std::move(e), values);
   return t;
+}
+
+/// The built-in layers (linear, conv, an adapter's projection, ...): rows
+/// beside the models', as the combined model's submodules, built as compose
+/// builds them. They always train.
+void add_layer_rows(const Graph& graph, Analysis analysis,
+                    const std::map<std::string, int64_t>& bound, InspectReport& report) {
+  LayerNodes layer_nodes;
+  const std::vector<ValueType> types = analysis.types;
+  const torch::jit::Module built = build(graph, std::move(analysis), BuildOptions(), &layer_nodes);
+  std::vector<std::pair<int, std::string>> in_graph_order;
+  for (const auto& [name, id] : layer_nodes) in_graph_order.emplace_back(id, name);
+  std::sort(in_graph_order.begin(), in_graph_order.end());
+  for (const auto& [id, name] : in_graph_order) {
+    const torch::jit::Module layer = built.attr(name).toModule();
+    ModuleRow row;
+    row.path = name;
+    row.type = short_type(layer);
+    // At the sizes the models' rows are shown at.
+    ValueType output = types.at(id);
+    for (Dim& d : output.shape) d = Dim(run_size(d, bound));
+    row.output = output;
+    for (const auto& p : layer.parameters(true)) row.parameters += p.numel();
+    row.trainable = row.parameters;
+    report.parameters += row.parameters;
+    report.trainable += row.trainable;
+    report.modules.push_back(std::move(row));
+  }
 }
 
 }  // namespace
@@ -207,14 +246,7 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
         const ValueType& t = a.types.at(std::get<Value>(arg).id());
         if (!t.is_tensor()) break;
         std::vector<int64_t> dims;
-        for (const auto& d : t.shape) {
-          std::map<std::string, int64_t> values;
-          for (const auto& s : d.symbols()) {
-            auto it = bound.find(s);
-            values[s] = it != bound.end() ? it->second : s == "N" ? 1 : 16;
-          }
-          dims.push_back(d.evaluate(values));
-        }
+        for (const auto& d : t.shape) dims.push_back(run_size(d, bound));
         inputs.push_back(torch::randn(dims).to(t.dtype));
       }
       break;
@@ -249,9 +281,8 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
       }
     }
   }
-  // The built-in learned layers' parameters are counted by check's notes;
-  // the models above are what inspect adds.
-  if (!bound.count("N")) report.note = "model output shapes are for N=1";
+  add_layer_rows(graph, std::move(a), bound, report);
+  if (!bound.count("N")) report.note = "output shapes in the rows are for N=1";
   return report;
 }
 

@@ -86,6 +86,29 @@ TEST_F(InspectTest, GraphShowsModelsWithFreezeAndNodes) {
   EXPECT_EQ(report.nodes.back().type.str(), "float[N, 5]");
 }
 
+TEST_F(InspectTest, BuiltInLayersAreRowsAndCountInTheTotals) {
+  Graph g;
+  auto x = g.input("x", {N, 64});
+  auto encoder = load(fixture("mlp_a.pt")).name("encoder");  // Linear(64, 64)
+  auto h = linear(encoder(x), 32);
+  g.set_name(h, "h");
+  auto y = linear(relu(h), 3, false);
+  g.set_name(y, "y");
+  g.output("y", y);
+  auto report = inspect_graph(g);
+  EXPECT_EQ(row(report, "h").type, "Linear");
+  EXPECT_EQ(row(report, "h").parameters, 64 * 32 + 32);
+  EXPECT_EQ(row(report, "h").training(), "trainable");
+  EXPECT_EQ(row(report, "h").output->str(), "float[1, 32]");  // N=1, like the models' rows
+  EXPECT_EQ(row(report, "y").parameters, 32 * 3);
+  EXPECT_EQ(report.parameters, 64 * 64 + 64 + 64 * 32 + 32 + 32 * 3);
+  EXPECT_EQ(report.trainable, report.parameters);
+  // The same count as the module compose builds.
+  int64_t built = 0;
+  for (const auto& p : g.build().parameters()) built += p.numel();
+  EXPECT_EQ(report.parameters, built);
+}
+
 TEST_F(InspectTest, GraphTakesInputSizesForItsSymbols) {
   Graph g;
   auto x = g.input("x", {N, 64});
