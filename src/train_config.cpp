@@ -24,6 +24,7 @@ const std::vector<std::string> kTrainKeys = {"data",
                                              "lr",
                                              "lr_for",
                                              "weight_decay",
+                                             "momentum",
                                              "epochs",
                                              "batch",
                                              "val_split",
@@ -59,9 +60,9 @@ std::string join(const std::vector<std::string>& items) {
 
 // A small recursive-descent parser for
 //   loss  := term (('+' | '-') term)*
-//   term  := [number '*'] call ['*' number] | number '*' term
+//   term  := [number '*'] call [('*' | '/') number]
 //   call  := name '(' arg (',' arg)* ')'
-//   arg   := name | name '=' number
+//   arg   := name | name '=' number | number   (clip(a, b, 0.07): the option)
 class LossParser {
  public:
   LossParser(std::string text, std::string where)
@@ -98,11 +99,13 @@ class LossParser {
     }
     LossTerm t = call();
     skip_space();
-    if (pos_ < text_.size() && text_[pos_] == '*') {
-      ++pos_;
+    if (pos_ < text_.size() && (text_[pos_] == '*' || text_[pos_] == '/')) {
+      const char op = text_[pos_++];
       skip_space();
-      if (!peek_number()) fail("expected a number after '*'");
-      weight *= number();
+      if (!peek_number()) fail(fmt::format("expected a number after '{}'", op));
+      const double by = number();
+      if (op == '/' && by == 0) fail("division by zero");
+      weight = op == '*' ? weight * by : weight / by;
     }
     t.weight = weight;
     return t;
@@ -118,22 +121,21 @@ class LossParser {
       fail(fmt::format("unknown loss '{}'; the losses are {}", t.fn, join(kLosses)));
     }
     t.options = sig->second.options;
+    std::set<std::string> given;  // options set, by keyword or position
     expect('(');
     while (true) {
       skip_space();
-      std::string arg = name();
-      skip_space();
-      if (pos_ < text_.size() && text_[pos_] == '=') {
-        ++pos_;
-        if (!t.options.count(arg)) {
-          fail(fmt::format("{} has no option '{}'{}", t.fn, arg,
-                           t.options.empty() ? "" : " (it takes " + join(keys(t.options)) + ")"));
-        }
-        skip_space();
-        if (!peek_number()) fail(fmt::format("{}= needs a number", arg));
-        t.options[arg] = number();
+      if (peek_number()) {
+        positional_option(t, sig->second.arity, given);
       } else {
-        t.args.push_back(arg);
+        std::string arg = name();
+        skip_space();
+        if (pos_ < text_.size() && text_[pos_] == '=') {
+          ++pos_;
+          keyword_option(t, arg, given);
+        } else {
+          t.args.push_back(arg);
+        }
       }
       skip_space();
       if (pos_ < text_.size() && text_[pos_] == ',') {
@@ -148,6 +150,30 @@ class LossParser {
                        join(t.args)));
     }
     return t;
+  }
+
+  /// clip(a, b, 0.07): a loss's one option (temperature, margin), after
+  /// its tensors, as PRODUCT.md writes clip(a, b, temperature).
+  void positional_option(LossTerm& t, size_t arity, std::set<std::string>& given) {
+    if (t.options.size() != 1 || t.args.size() != arity || given.count(t.options.begin()->first)) {
+      fail(t.options.size() == 1 ? fmt::format("{} takes {} tensors, then {}", t.fn, arity,
+                                               t.options.begin()->first)
+                                 : fmt::format("{} takes no number", t.fn));
+    }
+    given.insert(t.options.begin()->first);
+    t.options.begin()->second = number();
+  }
+
+  /// temperature=0.07
+  void keyword_option(LossTerm& t, const std::string& key, std::set<std::string>& given) {
+    if (!t.options.count(key)) {
+      fail(fmt::format("{} has no option '{}'{}", t.fn, key,
+                       t.options.empty() ? "" : " (it takes " + join(keys(t.options)) + ")"));
+    }
+    skip_space();
+    if (!peek_number()) fail(fmt::format("{}= needs a number", key));
+    if (!given.insert(key).second) fail(fmt::format("{} is given twice", key));
+    t.options[key] = number();
   }
 
   static std::vector<std::string> keys(const std::map<std::string, double>& m) {
@@ -374,6 +400,16 @@ TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& sp
       throw SpecError(fmt::format("{}train.weight_decay: must be >= 0, got {}", where, decay));
     }
     c.weight_decay = decay;
+  }
+  if (root["momentum"]) {
+    c.momentum = scalar<double>(root["momentum"], "momentum", where, "a number");
+    if (c.optimizer != "sgd") {
+      throw SpecError(fmt::format("{}train.momentum: only sgd takes momentum (optimizer is {})",
+                                  where, c.optimizer));
+    }
+    if (c.momentum < 0) {
+      throw SpecError(fmt::format("{}train.momentum: must be >= 0, got {}", where, c.momentum));
+    }
   }
   if (root["epochs"]) c.epochs = scalar<int64_t>(root["epochs"], "epochs", where, "an integer");
   check_positive(double(c.epochs), "epochs", where);

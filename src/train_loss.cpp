@@ -40,24 +40,22 @@ torch::Tensor clip_loss(const torch::Tensor& a, const torch::Tensor& b, double t
   return (at::cross_entropy_loss(logits, labels) + at::cross_entropy_loss(logits.t(), labels)) / 2;
 }
 
-/// Seed 002's pairwise margin loss. Labels [N, N] say which (a[i], b[j])
-/// match; labels [N] say whether the pair (a[i], b[i]) matches. (The seed
-/// broadcasts [N] labels over the columns of the [N, N] distances, which
-/// pairs label j with every a[i]; stitch reads [N] as the diagonal.)
+/// Seed 002's pairwise margin loss, as the seed computes it: squared
+/// distances between every a[i] and b[j] ([N, N]), the labels broadcast
+/// against them as PyTorch broadcasts (labels [N]: label j for column j;
+/// [N, N]: one per pair), `margin` in place of the seed's 1.
 torch::Tensor contrastive_loss(const torch::Tensor& a, const torch::Tensor& b,
                                const torch::Tensor& labels, double margin) {
   TORCH_CHECK(a.dim() == 2 && a.sizes() == b.sizes(),
               "contrastive needs two [N, D] embeddings of the same shape, got ", a.sizes(), " and ",
               b.sizes());
+  const int64_t n = a.size(0);
   const auto y = labels.to(a.scalar_type());
-  torch::Tensor distances;
-  if (y.dim() == 2) {
-    distances = (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(2);
-  } else {
-    TORCH_CHECK(y.dim() == 1 && y.size(0) == a.size(0),
-                "contrastive labels must be [N] (pair i matches) or [N, N], got ", y.sizes());
-    distances = (a - b).pow(2).sum(1);
-  }
+  TORCH_CHECK((y.dim() == 1 && y.size(0) == n) || (y.dim() == 2 && y.size(0) == n &&
+                                                   (y.size(1) == n || y.size(1) == 1)),
+              "contrastive labels must be [N], [N, 1] or [N, N] for N = ", n, ", got ",
+              y.sizes());
+  const auto distances = (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(2);
   auto loss = y * distances + (1 - y) * torch::clamp_min(margin - distances, 0.0);
   return loss.mean();
 }

@@ -24,7 +24,7 @@ std::unique_ptr<torch::optim::OptimizerOptions> options_for(const TrainConfig& c
   using namespace torch::optim;
   if (c.optimizer == "sgd") {
     return std::make_unique<SGDOptions>(
-        SGDOptions(lr).momentum(0.9).weight_decay(c.weight_decay.value_or(0.0)));
+        SGDOptions(lr).momentum(c.momentum).weight_decay(c.weight_decay.value_or(0.0)));
   }
   if (c.optimizer == "adam") {
     return std::make_unique<AdamOptions>(
@@ -133,8 +133,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& confi
     param_groups.emplace_back(params, options_for(config, lr));
   }
   if (config.optimizer == "sgd") {
-    return std::make_unique<SGD>(param_groups, SGDOptions(config.lr).momentum(0.9).weight_decay(
-                                                   config.weight_decay.value_or(0.0)));
+    return std::make_unique<SGD>(param_groups, SGDOptions(config.lr)
+                                                   .momentum(config.momentum)
+                                                   .weight_decay(config.weight_decay.value_or(0.0)));
   }
   if (config.optimizer == "adam") {
     return std::make_unique<FusedAdam>(

@@ -27,6 +27,7 @@ Spec classifier_spec(const std::string& m1_options = "") {
           "  data: unused.pt\n"
           "  loss: cross_entropy(y, labels)\n"
           "  optimizer: sgd\n"
+          "  momentum: 0.9\n"
           "  lr: 0.1\n",
       "classifier.yaml");
 }

@@ -42,6 +42,19 @@ TEST_F(TrainTest, LossOptionsHaveTheirDefaults) {
   EXPECT_DOUBLE_EQ(parse_loss("clip(a, b)")[0].options.at("temperature"), 0.07);
 }
 
+TEST_F(TrainTest, LossOptionsMayBeGivenByPosition) {
+  // PRODUCT.md writes clip(a, b, temperature).
+  EXPECT_DOUBLE_EQ(parse_loss("clip(a, b, 0.5)")[0].options.at("temperature"), 0.5);
+  auto terms = parse_loss("contrastive(a, b, same, 1.5) / 4");
+  EXPECT_EQ(terms[0].args, (std::vector<std::string>{"a", "b", "same"}));
+  EXPECT_DOUBLE_EQ(terms[0].options.at("margin"), 1.5);
+  EXPECT_DOUBLE_EQ(terms[0].weight, 0.25);
+  EXPECT_THROW_WITH(parse_loss("clip(a, 0.5, b)"), "clip takes 2 tensors, then temperature");
+  EXPECT_THROW_WITH(parse_loss("clip(a, b, 0.5, temperature=0.1)"), "temperature is given twice");
+  EXPECT_THROW_WITH(parse_loss("mse(a, b, 2)"), "mse takes no number");
+  EXPECT_THROW_WITH(parse_loss("mse(a, b) / 0"), "division by zero");
+}
+
 TEST_F(TrainTest, UnknownLossListsTheLosses) {
   EXPECT_THROW_WITH(parse_loss("hinge(a, b)"),
                     "unknown loss 'hinge'; the losses are "

@@ -40,7 +40,8 @@ struct TrainConfig {
   std::map<std::string, std::string> feed;
   std::string loss_text;
   std::vector<LossTerm> loss;
-  std::string optimizer = "adamw";  // sgd (momentum 0.9) | adam | adamw
+  std::string optimizer = "adamw";  // sgd | adam | adamw
+  double momentum = 0.0;            // sgd's, PyTorch's default
   double lr = 1e-3;
   std::map<std::string, double> lr_for;  // top-level submodule name -> lr
   /// Unset: the optimizer's PyTorch default (0 for sgd and adam, 0.01 for adamw).

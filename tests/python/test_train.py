@@ -82,16 +82,65 @@ def small(tmp_path):
 # stitch's adam and adamw update each parameter in one fused loop; sgd is
 # torch::optim's own. All three must step as torch.optim does.
 TORCH_OPTIMIZERS = {
-    "sgd": lambda groups, lr: torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=0.01),
+    "sgd": lambda groups, lr: torch.optim.SGD(groups, lr=lr, weight_decay=0.01),
+    "sgd_momentum": lambda groups, lr: torch.optim.SGD(groups, lr=lr, momentum=0.9,
+                                                       weight_decay=0.01),
     "adam": lambda groups, lr: torch.optim.Adam(groups, lr=lr, weight_decay=0.01),
     "adamw": lambda groups, lr: torch.optim.AdamW(groups, lr=lr, weight_decay=0.01),
 }
 
 
+def seed002_contrastive_loss(embeddings_a, embeddings_b, labels, margin):
+    """Seed 002's contrastive_loss, word for word, with `margin` for its 1."""
+    diffs = embeddings_a.unsqueeze(1) - embeddings_b.unsqueeze(0)
+    distances = torch.sum(diffs ** 2, dim=2)
+    loss = (labels * distances) + ((1 - labels) * torch.clamp(margin - distances, min=0.0))
+    return loss.mean()
+
+
+def test_contrastive_is_seed002s_loss(tmp_path, run_stitch):
+    torch.manual_seed(0)
+    script_save(nn.Linear(12, 6), tmp_path / "enc_a.pt")
+    script_save(nn.Linear(20, 6), tmp_path / "enc_b.pt")
+    g = torch.Generator().manual_seed(2)
+    data = {"a": torch.randn(24, 12, generator=g) * 0.3, "b": torch.randn(24, 20, generator=g) * 0.3,
+            "same": (torch.rand(24, generator=g) > 0.5).float()}
+    torch.save(data, tmp_path / "pairs.pt")
+    body = {"inputs": {"a": ["N", 12], "b": ["N", 20]},
+            "models": {"enc_a": {"file": "enc_a.pt"}, "enc_b": {"file": "enc_b.pt"}},
+            "graph": ["ea = enc_a(a)", "eb = enc_b(b)"], "outputs": ["ea", "eb"]}
+    # PRODUCT.md's positional form, and a term divided by a number.
+    train = {"data": "pairs.pt", "loss": "contrastive(ea, eb, same, 0.8) / 2",
+             "optimizer": "sgd", "lr": 0.05, "epochs": 1, "batch": 8, "shuffle": False,
+             "out": "run"}
+    spec = write_spec(tmp_path, body, train)
+    code, out, err = run_stitch("compose", spec, "-o", tmp_path / "init.pt")
+    assert code == 0, err
+    code, out, err = run_stitch("train", spec)
+    assert code == 0, err
+
+    m = torch.jit.load(str(tmp_path / "init.pt"))
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.05)
+    for start in range(0, 24, 8):
+        s = slice(start, start + 8)
+        y = m(data["a"][s], data["b"][s])
+        loss = seed002_contrastive_loss(y["ea"], y["eb"], data["same"][s], 0.8) / 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    trained = state(tmp_path / "run" / "model.pt")
+    for name, value in m.named_parameters():
+        assert torch.allclose(trained[name], value.detach(), atol=1e-6), name
+
+
 @pytest.mark.parametrize("optimizer", sorted(TORCH_OPTIMIZERS))
 def test_steps_equal_the_same_loop_in_pytorch(small, run_stitch, optimizer):
     folder, body, train, data = small
-    train.update(optimizer=optimizer)
+    if optimizer == "sgd_momentum":
+        train.update(optimizer="sgd", momentum=0.9)
+    else:
+        train.update(optimizer=optimizer)
     spec = write_spec(folder, body, train)
     code, out, err = run_stitch("compose", spec, "-o", folder / "init.pt")
     assert code == 0, err
@@ -230,7 +279,7 @@ def test_attention_trains_on_stitchs_small_matmul_as_in_pytorch(tmp_path, run_st
     assert code == 0, err
 
     m = torch.jit.load(str(tmp_path / "init.pt")).train()
-    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
     for _ in range(2):
         for start in range(0, 32, 8):
             s = slice(start, start + 8)
