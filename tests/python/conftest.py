@@ -154,10 +154,13 @@ def assert_clean_error(code, stdout, stderr, expected_code=1):
     for marker in CRASH_MARKERS:
         assert marker not in stderr, f"{marker!r} on stderr:\n{stderr}"
         assert marker not in stdout, f"{marker!r} on stdout:\n{stdout}"
-    if expected_code == 1:
+    if expected_code in (1, 2):
         lines = stderr.splitlines()
         assert lines and lines[0].startswith("error:"), (
             f"stderr's first line should start with 'error:':\n{stderr}")
+        # PRODUCT.md: one error line, plus indented detail and fix: lines.
+        loose = [line for line in lines[1:] if line and not line.startswith(" ")]
+        assert not loose, f"unindented lines after the error line:\n{stderr}"
 
 
 def copy_params(layer, params, prefix):

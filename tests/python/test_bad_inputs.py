@@ -9,6 +9,7 @@ Bad command-line usage exits 2.
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -251,6 +252,10 @@ USAGE_CASES = {
     "compose_without_output": ["compose", "spec.yaml"],
     "chain_without_output": ["chain", "a.pt", "b.pt", "--input", "1x10"],
     "run_without_model": ["run"],
+    "no_command": [],
+    "batch_zero": ["run", "a.pt", "--input", "x.pt", "-o", "y.pt", "--batch", "0"],
+    "batch_not_a_number": ["run", "a.pt", "--input", "x.pt", "-o", "y.pt", "--batch", "abc"],
+    "negative_threads": ["--threads", "-1", "check", "spec.yaml"],
 }
 
 
@@ -265,6 +270,27 @@ def test_bad_usage_exits_2(run_stitch, fixtures_dir, tmp_path, args):
     assert_clean_error(code, stdout, stderr, expected_code=2)
     assert stderr.strip(), "a usage error should say what is wrong on stderr"
     assert files_in(tmp_path) == before
+
+
+def test_usage_errors_say_what_is_wrong_in_words(run_stitch):
+    code, out, err = run_stitch("frobnicate")
+    assert err.startswith("error: unknown command 'frobnicate'; the commands are compose, "), err
+    code, out, err = run_stitch("run", "a.pt", "--input", "x.pt", "-o", "y.pt", "--batch", "0")
+    assert err.splitlines() == ["error: --batch: must be a whole number >= 1, got '0'",
+                                "  see 'stitch run --help'"], err
+
+
+def test_a_closed_stdout_is_an_error_not_a_signal(stitch_bin, tmp_path):
+    # PRODUCT.md: stitch never ends by a signal (here SIGPIPE).
+    (tmp_path / "spec.yaml").write_text("inputs:\n  x: [N, 10]\ngraph:\n"
+                                        "  - y = relu(x)\noutputs: [y]\n")
+    proc = subprocess.Popen([str(stitch_bin), "check", str(tmp_path / "spec.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before stitch writes a byte
+    stderr = proc.stderr.read().decode()
+    code = proc.wait()
+    assert code == 1, (code, stderr)
+    assert stderr.startswith("error: could not write to standard output"), stderr
 
 
 def test_a_model_with_an_operator_libtorch_lacks_names_it(run_stitch, tmp_path):

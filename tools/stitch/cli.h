@@ -25,6 +25,11 @@ NamedArg split_named(const std::string& text);
 /// malformed.
 std::vector<int64_t> parse_shape(const std::string& text);
 
+/// Option checks whose message reads well ("--batch: must be a whole number
+/// >= 1, got 0"); CLI11's own print the range as two doubles.
+CLI::Validator at_least(int64_t low);
+CLI::Validator in_range(int64_t low, int64_t high);
+
 /// Every command registers itself on the app.
 void add_compose(CLI::App& app);
 void add_chain(CLI::App& app);

@@ -86,7 +86,7 @@ void add_inspect(CLI::App& app) {
                   "NAME=SHAPE (1x3x224x224), or SHAPE with one input: show output shapes (for a spec: "
                   "the sizes of its declared inputs, N=8 from x=8x10 against [N, 10])");
   cmd->add_option("--depth", *depth, "show submodules down to K levels (default: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_flag("--json", *json, "print the same as JSON");
   cmd->callback([=] {
     InspectReport report;

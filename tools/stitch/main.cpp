@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -40,25 +41,82 @@ std::vector<int64_t> parse_shape(const std::string& text) {
   return dims;
 }
 
+namespace {
+std::string check_integer(const std::string& text, int64_t low, int64_t high) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string range =
+      high == kMaxSize ? fmt::format(">= {}", low) : fmt::format("from {} to {}", low, high);
+  if (text.empty() || used != text.size() || v < low || v > high) {
+    return fmt::format("must be a whole number {}, got '{}'", range, text);
+  }
+  return "";
+}
+}  // namespace
+
+CLI::Validator at_least(int64_t low) { return in_range(low, kMaxSize); }
+
+CLI::Validator in_range(int64_t low, int64_t high) {
+  return CLI::Validator([=](std::string& text) { return check_integer(text, low, high); },
+                        high == kMaxSize ? fmt::format("INT>={}", low)
+                                         : fmt::format("INT in [{} - {}]", low, high));
+}
+
 }  // namespace stitch::cli
+
+/// "see 'stitch run --help'": the command the usage error is about.
+std::string help_hint(const CLI::App* app) {
+  std::string command = "stitch";
+  for (const CLI::App* sub : app->get_subcommands()) command += " " + sub->get_name();
+  return fmt::format("  see '{} --help'", command);
+}
+
+/// The first word that is not an option must name a command: `stitch frobnicate`
+/// says so, instead of CLI11's "A subcommand is required".
+void check_command_name(const CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+  if (argc == 1) {
+    throw stitch::cli::UsageError(
+        fmt::format("no command given; the commands are {} (stitch --help)", fmt::join(names, ", ")));
+  }
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word == "--threads") {
+      ++i;  // its value
+      continue;
+    }
+    if (!word.empty() && word[0] == '-') continue;
+    if (std::find(names.begin(), names.end(), word) != names.end()) return;
+    throw stitch::cli::UsageError(
+        fmt::format("unknown command '{}'; the commands are {}", word, fmt::join(names, ", ")));
+  }
+}
 
 int main(int argc, char** argv) {
   using stitch::cli::ExitCode;
   // A file size limit (ulimit -f) would otherwise kill stitch mid-write;
   // ignored, the write fails with EFBIG and stitch reports it.
   std::signal(SIGXFSZ, SIG_IGN);
+  // Likewise a closed pipe (stitch inspect M.pt | head -1): the write fails
+  // and stitch says so below, rather than ending by a signal.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"stitch: combine PyTorch models into one TorchScript file"};
   app.require_subcommand(1);
   app.fallthrough();  // --threads after the command too: stitch bench M.pt --threads 2
   app.failure_message([](const CLI::App* app, const CLI::Error& e) {
-    return fmt::format("error: {}\nRun '{} --help' for more information.\n", e.what(),
-                       app->get_name());
+    return fmt::format("error: {}\n{}\n", e.what(), help_hint(app));
   });
   app.set_version_flag("--version", std::string("stitch ") + stitch::version());
   int threads = 0;
   app.add_option("--threads", threads,
                  "intra-op threads (default: STITCH_THREADS or every usable core)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(stitch::cli::at_least(0));
   stitch::cli::add_compose(app);
   stitch::cli::add_chain(app);
   stitch::cli::add_check(app);
@@ -70,6 +128,7 @@ int main(int argc, char** argv) {
   stitch::cli::add_bench(app);
   app.parse_complete_callback([&] { stitch::set_threads(threads); });
   try {
+    check_command_name(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);  // prints help, or the usage error
@@ -85,6 +144,11 @@ int main(int argc, char** argv) {
     return static_cast<int>(ExitCode::kError);
   } catch (const std::exception& e) {
     std::cerr << "error: " << stitch::detail::first_line(e.what()) << "\n";
+    return static_cast<int>(ExitCode::kError);
+  }
+  std::cout.flush();
+  if (!std::cout) {
+    std::cerr << "error: could not write to standard output (closed early?)\n";
     return static_cast<int>(ExitCode::kError);
   }
   return static_cast<int>(ExitCode::kOk);

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <iostream>
 
@@ -58,12 +59,26 @@ std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
   return inputs;
 }
 
-/// Output values as named tensors: a tensor keyed by "output", a dict by its
-/// keys, a tuple by position.
-TensorMap as_tensor_map(const c10::IValue& out) {
+/// The output names a stitch artifact declares (its manifest); none for
+/// another TorchScript file.
+std::vector<std::string> declared_outputs(const std::string& file) {
+  const std::string manifest = read_metadata(file).manifest_json;
+  std::vector<std::string> names;
+  if (manifest.empty()) return names;
+  const auto json = nlohmann::json::parse(manifest, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object() || !json.contains("outputs") || !json["outputs"].is_array()) return names;
+  for (const auto& o : json["outputs"]) {
+    if (o.is_object() && o.contains("name") && o["name"].is_string()) names.push_back(o["name"]);
+  }
+  return names;
+}
+
+/// Output values as named tensors: a tensor keyed by `single_name`, a dict
+/// by its keys, a tuple by position.
+TensorMap as_tensor_map(const c10::IValue& out, const std::string& single_name) {
   TensorMap result;
   if (out.isTensor()) {
-    result["output"] = out.toTensor();
+    result[single_name] = out.toTensor();
   } else if (out.isGenericDict()) {
     for (const auto& item : out.toGenericDict()) {
       result[item.key().toStringRef()] = item.value().toTensor();
@@ -78,17 +93,17 @@ TensorMap as_tensor_map(const c10::IValue& out) {
 }
 
 TensorMap run_batches(torch::jit::Module& model, const std::vector<torch::Tensor>& inputs,
-                      int64_t batch) {
+                      int64_t batch, const std::string& single_name) {
   torch::NoGradGuard no_grad;
   const int64_t total = inputs.empty() ? 0 : inputs[0].size(0);
   if (batch <= 0 || batch >= total) {
-    return as_tensor_map(model.forward({inputs.begin(), inputs.end()}));
+    return as_tensor_map(model.forward({inputs.begin(), inputs.end()}), single_name);
   }
   std::map<std::string, std::vector<torch::Tensor>> parts;
   for (int64_t start = 0; start < total; start += batch) {
     std::vector<c10::IValue> slice;
     for (const auto& t : inputs) slice.emplace_back(t.narrow(0, start, std::min(batch, total - start)));
-    for (auto& [k, v] : as_tensor_map(model.forward(slice))) parts[k].push_back(v);
+    for (auto& [k, v] : as_tensor_map(model.forward(slice), single_name)) parts[k].push_back(v);
   }
   TensorMap result;
   for (auto& [k, v] : parts) result[k] = torch::cat(v, 0);
@@ -108,13 +123,17 @@ void add_run(CLI::App& app) {
       ->required();
   cmd->add_option("-o,--output", *out, "where to write the outputs (.pt, .safetensors, .npy)")
       ->required();
-  cmd->add_option("--batch", *batch, "run in batches of B samples")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", *batch, "run in batches of B samples")->check(at_least(1));
   cmd->callback([=] {
     torch::jit::Module model = load_module(*model_file);
     model.eval();
     auto tensors = gather_inputs(model, *inputs);
-    TensorMap result = with_context("running " + *model_file,
-                                    [&] { return run_batches(model, tensors, *batch); });
+    // One tensor out: keyed by the artifact's output name (chain's y), else "output".
+    const auto declared = declared_outputs(*model_file);
+    const std::string single_name = declared.size() == 1 ? declared[0] : "output";
+    TensorMap result = with_context("running " + *model_file, [&] {
+      return run_batches(model, tensors, *batch, single_name);
+    });
     write_tensors(*out, result);
     for (const auto& [k, v] : result) {
       std::cout << k << ": " << dtype_str(v.scalar_type()) << v.sizes() << "\n";

@@ -215,7 +215,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("spec", *spec_file, "the spec (.yaml) with a train: section")->required();
   cmd->add_flag("--resume", *resume, "continue from the last checkpoint in the run's out folder");
   cmd->add_option("--nproc", *nproc, "train data-parallel on N local processes (c10d, Gloo)")
-      ->check(CLI::Range(1, 256));
+      ->check(in_range(1, 256));
   cmd->callback([=] {
     const auto rank = env("RANK");
     if (*nproc > 1 && !rank) {

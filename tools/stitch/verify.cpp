@@ -20,7 +20,7 @@ void add_verify(CLI::App& app) {
   cmd->add_option("--rtol", options->rtol_, "relative tolerance (default 1e-4)");
   cmd->add_option("--size", options->dynamic_size_,
                   "size of dynamic dims (N...) in the random inputs (default 2)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->callback([artifact, spec, options] {
     VerifyReport report = verify(*artifact, *spec, *options);
     std::cout << report.table() << "ok: " << *artifact << " matches its parts\n";
