@@ -104,6 +104,9 @@ class SpecReader {
     read_outputs(required(root, "outputs"));
     if (root["seed"]) read_seed(root["seed"]);
     if (root["train"] && !root["train"].IsNull()) {
+      // train: is read on its own (train_config.cpp), from this text: a key
+      // given twice is refused here, where its line is known.
+      no_repeated_keys(root["train"], "train");
       spec_.train_yaml = emit(root["train"]);
     }
   }
@@ -151,6 +154,17 @@ class SpecReader {
         fail(key, fmt::format("unknown key '{}' in {}{}", name, where, hint));
       }
       check_unique(key, seen, where);
+    }
+  }
+
+  /// Keys given twice anywhere in a map and the maps inside it.
+  void no_repeated_keys(const YAML::Node& map, const std::string& where) const {
+    if (!map.IsMap()) return;
+    std::map<std::string, int> seen;
+    for (const auto& entry : map) {
+      if (!entry.first.IsScalar()) continue;  // the train reader says what it expects
+      check_unique(entry.first, seen, where);
+      no_repeated_keys(entry.second, where + "." + entry.first.Scalar());
     }
   }
 

@@ -102,6 +102,14 @@ TEST_F(TrainTest, ConfigErrorsNameTheKey) {
                     "spec.yaml: train: unknown key 'optimiser'");
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  optimizer: lbfgs\n"),
                     "unknown optimizer 'lbfgs'");
+  // YAML would keep one of the two silently.
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  batch: 8\n  batch: 100\n"),
+                    "'batch' appears twice in train (first at line");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  feed: {x: a, x: b}\n"),
+                    "'x' appears twice in train.feed");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  optimizer: adam\n"
+                          "  momentum: 0.9\n"),
+                    "train.momentum: only sgd takes momentum (optimizer is adam)");
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  lr: fast\n"),
                     "train.lr: expected a number, got 'fast'");
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, x)\n"),
