@@ -157,6 +157,34 @@ def test_run_with_two_outputs_writes_a_dict(run_stitch, compose_spec, tmp_path):
         assert torch.allclose(y[k], want[k], atol=ATOL)
 
 
+def test_run_in_batches_shows_progress_and_keys_one_output_by_its_name(run_stitch, fixtures_dir,
+                                                                      tmp_path):
+    chain = tmp_path / "chain.pt"
+    code, _, err = run_stitch("chain", fixtures_dir / "seed000_ex1_model1.pt",
+                              fixtures_dir / "seed000_ex1_model2.pt", "--input", "1x10",
+                              "-o", chain)
+    assert code == 0, err
+    x = torch.randn(30, 10)
+    torch.save(x, tmp_path / "x.pt")
+    code, stdout, stderr = run_stitch("run", chain, "--input", tmp_path / "x.pt",
+                                      "-o", tmp_path / "y.safetensors", "--batch", "3")
+    assert code == 0, stderr
+    # Not a terminal: plain lines, about ten of them, the last one complete.
+    lines = stderr.splitlines()
+    assert lines[-1] == "batch 10/10 (30 of 30 samples)", stderr
+    assert 1 < len(lines) <= 10, stderr
+    raw = (tmp_path / "y.safetensors").read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    header.pop("__metadata__", None)
+    assert list(header) == ["y"], header  # chain's output is named y
+    begin, end = header["y"]["data_offsets"]
+    y = torch.frombuffer(bytearray(raw[8 + size + begin:8 + size + end]),
+                         dtype=torch.float32).reshape(header["y"]["shape"])
+    with torch.no_grad():
+        assert torch.allclose(y, torch.jit.load(str(chain))(x), atol=ATOL)
+
+
 def test_two_resnets_with_the_same_class_names(compose_spec, fixtures_dir):
     work, out = compose_spec("two_resnets", TWO_RESNETS)
     art, _, manifest_text = _metadata(out)

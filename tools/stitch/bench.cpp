@@ -3,12 +3,10 @@
 
 #include <fmt/format.h>
 #include <stitch/bench.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <iostream>
 
 #include "cli.h"
+#include "progress_line.h"
 
 namespace stitch::cli {
 
@@ -19,39 +17,15 @@ bool is_spec(const std::filesystem::path& file) {
   return ext == ".yaml" || ext == ".yml";
 }
 
-/// Progress on stderr: one line redrawn in place on a terminal, a plain line
-/// per round otherwise. Clears its line when destroyed, so that an error
-/// message starts on a line of its own.
-class ProgressLine {
- public:
-  ProgressLine() : tty_(::isatty(STDERR_FILENO) != 0) {}
-  ~ProgressLine() {
-    if (drawn_) std::fputs("\r\033[K", stderr);
+/// "round 2/4: stitch 10/12 runs, median 3.2 ms; python ...".
+std::string round_text(const BenchProgress& p) {
+  std::vector<std::string> sides;
+  for (const auto& s : p.sides) {
+    sides.push_back(fmt::format("{} {}/{} runs, median {}", s.side, s.runs_done, s.runs,
+                                s.runs_done ? fmt::format("{:.3g} ms", s.median_ms) : "-"));
   }
-  ProgressLine(const ProgressLine&) = delete;
-  ProgressLine& operator=(const ProgressLine&) = delete;
-
-  void show(const BenchProgress& p) {
-    std::vector<std::string> sides;
-    for (const auto& s : p.sides) {
-      sides.push_back(fmt::format("{} {}/{} runs, median {}", s.side, s.runs_done, s.runs,
-                                  s.runs_done ? fmt::format("{:.3g} ms", s.median_ms) : "-"));
-    }
-    const std::string text =
-        fmt::format("round {}/{}: {}", p.round, p.rounds, fmt::join(sides, "; "));
-    if (tty_) {
-      std::fprintf(stderr, "\r%s\033[K", text.c_str());
-      drawn_ = true;
-    } else if (p.round_done) {
-      std::fprintf(stderr, "%s\n", text.c_str());
-    }
-    std::fflush(stderr);
-  }
-
- private:
-  bool tty_;
-  bool drawn_ = false;
-};
+  return fmt::format("round {}/{}: {}", p.round, p.rounds, fmt::join(sides, "; "));
+}
 
 }  // namespace
 
@@ -93,7 +67,8 @@ void add_bench(CLI::App& app) {
     const auto tensors = random_inputs(model, shapes);
     BenchReport report = [&] {
       ProgressLine progress;  // cleared before the table is printed
-      run_options.on_progress([&progress](const BenchProgress& p) { progress.show(p); });
+      run_options.on_progress(
+          [&progress](const BenchProgress& p) { progress.show(round_text(p), p.round_done); });
       return bench(model, tensors, run_options);
     }();
     report.model = *file;

@@ -1,10 +1,12 @@
 // stitch run MODEL.pt --input NAME=FILE ... -o OUT_FILE [--batch B]
 
 #include "cli.h"
+#include "progress_line.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 
 namespace stitch::cli {
@@ -100,10 +102,18 @@ TensorMap run_batches(torch::jit::Module& model, const std::vector<torch::Tensor
     return as_tensor_map(model.forward({inputs.begin(), inputs.end()}), single_name);
   }
   std::map<std::string, std::vector<torch::Tensor>> parts;
-  for (int64_t start = 0; start < total; start += batch) {
+  const int64_t batches = (total + batch - 1) / batch;
+  const int64_t every = std::max<int64_t>(1, batches / 10);  // plain lines: about ten
+  ProgressLine progress;
+  for (int64_t b = 0; b < batches; ++b) {
+    const int64_t start = b * batch;
     std::vector<c10::IValue> slice;
     for (const auto& t : inputs) slice.emplace_back(t.narrow(0, start, std::min(batch, total - start)));
     for (auto& [k, v] : as_tensor_map(model.forward(slice), single_name)) parts[k].push_back(v);
+    const int64_t done = b + 1;
+    progress.show(fmt::format("batch {}/{} ({} of {} samples)", done, batches,
+                              std::min(done * batch, total), total),
+                  done % every == 0 || done == batches);
   }
   TensorMap result;
   for (auto& [k, v] : parts) result[k] = torch::cat(v, 0);
