@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "bench_python.h"
+#include "declared_io.h"
 #include "metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/error.h"
@@ -66,56 +67,6 @@ int64_t peak_rss_bytes() {
 }
 
 // --- inputs -----------------------------------------------------------------
-
-/// An argument of forward, with what stitch's manifest says about it.
-struct DeclaredInput {
-  std::string name;
-  bool has_default = false;
-  bool declared = false;             // the manifest lists it
-  std::vector<nlohmann::json> dims;  // sizes, or names of dynamic dims
-  at::ScalarType dtype = at::kFloat;
-
-  std::string type_str() const {
-    std::vector<std::string> parts;
-    for (const auto& d : dims) parts.push_back(d.is_string() ? d.get<std::string>() : d.dump());
-    return fmt::format("{}[{}]", dtype_str(dtype), fmt::join(parts, ", "));
-  }
-};
-
-std::vector<DeclaredInput> declared_inputs(const torch::jit::Module& module) {
-  const auto& schema = module.get_method("forward").function().getSchema();
-  std::vector<DeclaredInput> out;
-  for (size_t i = 1; i < schema.arguments().size(); ++i) {
-    DeclaredInput input;
-    input.name = schema.arguments()[i].name();
-    input.has_default = schema.arguments()[i].default_value().has_value();
-    out.push_back(std::move(input));
-  }
-  const std::string manifest = stored_metadata(module).manifest_json;
-  if (manifest.empty()) return out;
-  const auto json = nlohmann::json::parse(manifest, nullptr, false);
-  if (!json.is_object() || !json.contains("inputs")) return out;
-  for (const auto& entry : json["inputs"]) {
-    for (auto& input : out) {
-      if (input.name != entry.value("name", "")) continue;
-      input.declared = true;
-      input.dims = entry.value("shape", std::vector<nlohmann::json>{});
-      input.dtype = parse_dtype(entry.value("dtype", "float")).value_or(at::kFloat);
-    }
-  }
-  return out;
-}
-
-/// `shape` where the manifest declares one; an empty string when it fits.
-std::string misfit(const DeclaredInput& input, const std::vector<int64_t>& shape) {
-  bool fits = shape.size() == input.dims.size();
-  for (size_t i = 0; fits && i < shape.size(); ++i) {
-    fits = !input.dims[i].is_number_integer() || input.dims[i].get<int64_t>() == shape[i];
-  }
-  if (fits) return "";
-  return fmt::format("input '{}': shape {} does not fit the declared {}", input.name,
-                     fmt::join(shape, "x"), input.type_str());
-}
 
 std::vector<int64_t> declared_shape_at_one(const DeclaredInput& input) {
   std::vector<int64_t> shape;

@@ -736,4 +736,16 @@ void write_tensors(const fs::path& file, const TensorMap& tensors) {
   write_file_atomically(file, bytes);
 }
 
+void check_finite(const torch::Tensor& tensor, const std::string& what) {
+  if (!tensor.is_floating_point()) return;
+  const auto bad = tensor.isfinite().logical_not();
+  if (!bad.any().item<bool>()) return;
+  const int64_t count = bad.sum().item<int64_t>();
+  const int64_t first = bad.flatten().nonzero()[0][0].item<int64_t>();
+  const int64_t per_sample =
+      tensor.dim() > 0 && tensor.size(0) > 0 ? tensor.numel() / tensor.size(0) : 1;
+  throw IoError(fmt::format("{} holds {} NaN or Inf values (the first in sample {})", what, count,
+                            first / per_sample));
+}
+
 }  // namespace stitch

@@ -55,18 +55,6 @@ void check_input_shape(const Node& input, const torch::Tensor& t, const std::str
   }
 }
 
-void check_finite(const torch::Tensor& t, const std::string& key, const TrainConfig& config) {
-  if (!t.is_floating_point()) return;
-  auto bad = t.isfinite().logical_not();
-  if (bad.any().item<bool>()) {
-    const int64_t count = bad.sum().item<int64_t>();
-    const int64_t first = bad.flatten().nonzero()[0][0].item<int64_t>();
-    const int64_t per_sample = t.dim() > 0 && t.size(0) > 0 ? t.numel() / t.size(0) : 1;
-    throw IoError(fmt::format("{}: '{}' holds {} NaN or Inf values (the first in sample {})",
-                              config.data.string(), key, count, first / per_sample));
-  }
-}
-
 }  // namespace
 
 Dataset load_dataset(const TrainConfig& config, const Graph& graph) {
@@ -90,7 +78,7 @@ Dataset load_dataset(const TrainConfig& config, const Graph& graph) {
                       "first dimension",
                       config.data.string(), key, t.size(0), first_key, ds.size));
     }
-    check_finite(t, key, config);
+    check_finite(t, fmt::format("{}: '{}'", config.data.string(), key));
     ds.tensors[name] = t.contiguous();
   };
   for (int id : graph.inputs()) {

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace stitch {
 
@@ -33,6 +34,16 @@ struct ArtifactMetadata {
 };
 /// Reads stitch/spec.yaml and stitch/manifest.json from a saved file.
 ArtifactMetadata read_metadata(const std::filesystem::path& file);
+
+/// The names of the outputs a stitch artifact declares (its manifest), in
+/// order; empty for a TorchScript file stitch did not make.
+std::vector<std::string> declared_outputs(const torch::jit::Module& module);
+
+/// Checks tensors for forward's arguments against a stitch artifact's
+/// declared inputs: dims, fixed sizes, a dynamic size (N) equal wherever it
+/// appears, dtype. Nothing to check for another TorchScript file. Throws
+/// ShapeError naming the input, before anything runs.
+void check_inputs(const torch::jit::Module& module, const std::vector<torch::Tensor>& inputs);
 
 /// The library's version ("0.1.0").
 const char* version();

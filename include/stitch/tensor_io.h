@@ -29,4 +29,8 @@ TensorMap read_tensors(const std::filesystem::path& file);
 /// leaves a partial file. Throws stitch::IoError.
 void write_tensors(const std::filesystem::path& file, const TensorMap& tensors);
 
+/// Throws stitch::IoError "WHAT holds K NaN or Inf values (the first in
+/// sample I)" when a floating tensor has any; `what` names it ("x.pt: 'x'").
+void check_finite(const torch::Tensor& tensor, const std::string& what);
+
 }  // namespace stitch

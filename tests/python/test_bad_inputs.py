@@ -221,6 +221,48 @@ def test_run_with_wrong_input_shape(run_stitch, fixtures_dir, tmp_path):
              "-o", tmp_path / "y.pt")
 
 
+RUN_ARTIFACT_CASES = {
+    # name: (input tensors, extra args, the error line's text)
+    "wrong_shape": ({"x": torch.randn(3, 7)}, [],
+                    "error: input 'x': shape 3x7 does not fit the declared float[N, 10]"),
+    "wrong_dtype": ({"x": torch.randn(3, 10).double()}, [],
+                    "error: input 'x' holds float64 values; the model takes float[N, 10]"),
+    "nan": ({"x": torch.tensor([[0.0] * 10, [float("nan")] + [0.0] * 9])}, [],
+            "holds 1 NaN or Inf values (the first in sample 1)"),
+    "zero_d_batched": ({"x": torch.tensor(1.0)}, ["--batch", "2"],
+                       "error: input 'x': a single number (0-d) does not fit the declared float[N, 10]"),
+}
+
+
+@pytest.mark.parametrize("case", list(RUN_ARTIFACT_CASES), ids=list(RUN_ARTIFACT_CASES))
+def test_run_checks_inputs_before_running(run_stitch, fixtures_dir, tmp_path, case):
+    """An artifact's manifest declares its inputs: a tensor that does not fit
+    is refused naming the input, not with LibTorch's text from inside."""
+    tensors, extra, expected = RUN_ARTIFACT_CASES[case]
+    code, _, err = run_stitch("chain", fixtures_dir / "seed000_ex1_model1.pt", "--input", "1x10",
+                              "-o", tmp_path / "m.pt")
+    assert code == 0, err
+    torch.save(tensors["x"], tmp_path / "x.pt")
+    stderr = _refused(run_stitch, tmp_path, "run", tmp_path / "m.pt",
+                      "--input", tmp_path / "x.pt", "-o", tmp_path / "y.pt", *extra)
+    assert expected in stderr, stderr
+
+
+def test_run_in_batches_needs_inputs_of_one_length(run_stitch, fixtures_dir, tmp_path):
+    torch.jit.script(TwoInputs()).save(str(tmp_path / "two.pt"))
+    torch.save({"a": torch.randn(6, 3), "b": torch.randn(4, 3)}, tmp_path / "ab.pt")
+    stderr = _refused(run_stitch, tmp_path, "run", tmp_path / "two.pt",
+                      "--input", f"a={tmp_path / 'ab.pt'}", "--input", f"b={tmp_path / 'ab.pt'}",
+                      "-o", tmp_path / "y.pt", "--batch", "2")
+    assert ("error: --batch splits the inputs along dim 0, but input 'a' has 6 samples and "
+            "input 'b' has 4") in stderr, stderr
+
+
+class TwoInputs(torch.nn.Module):
+    def forward(self, a, b):
+        return a[:2] + b[:2]
+
+
 def test_run_with_corrupt_input_file(run_stitch, fixtures_dir, tmp_path):
     shutil.copyfile(fixtures_dir / "seed000_ex1_model1.pt", tmp_path / "m.pt")
     (tmp_path / "x.pt").write_bytes((fixtures_dir / "corrupt.pt").read_bytes())

@@ -4,7 +4,6 @@
 #include "progress_line.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <iostream>
@@ -49,6 +48,7 @@ std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
                               fmt::join(names, ", ")));
     }
     given[a.name] = pick(read_tensors(a.value), a.name, a.value);
+    check_finite(given[a.name], fmt::format("input '{}' ({})", a.name, a.value));
   }
   std::vector<torch::Tensor> inputs;
   for (const auto& name : names) {
@@ -61,18 +61,22 @@ std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
   return inputs;
 }
 
-/// The output names a stitch artifact declares (its manifest); none for
-/// another TorchScript file.
-std::vector<std::string> declared_outputs(const std::string& file) {
-  const std::string manifest = read_metadata(file).manifest_json;
-  std::vector<std::string> names;
-  if (manifest.empty()) return names;
-  const auto json = nlohmann::json::parse(manifest, nullptr, /*allow_exceptions=*/false);
-  if (!json.is_object() || !json.contains("outputs") || !json["outputs"].is_array()) return names;
-  for (const auto& o : json["outputs"]) {
-    if (o.is_object() && o.contains("name") && o["name"].is_string()) names.push_back(o["name"]);
+/// --batch splits every input along dim 0: they must all have it, equally long.
+void check_batchable(const std::vector<torch::Tensor>& inputs, const torch::jit::Module& model) {
+  const auto& args = model.get_method("forward").function().getSchema().arguments();
+  auto name = [&](size_t i) { return i + 1 < args.size() ? args[i + 1].name() : std::to_string(i); };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].dim() == 0) {
+      throw Error(fmt::format("--batch splits the inputs along dim 0, but input '{}' is a "
+                              "single number (0-d)\n  fix: run without --batch",
+                              name(i)));
+    }
+    if (inputs[i].size(0) != inputs[0].size(0)) {
+      throw Error(fmt::format("--batch splits the inputs along dim 0, but input '{}' has {} "
+                              "samples and input '{}' has {}",
+                              name(0), inputs[0].size(0), name(i), inputs[i].size(0)));
+    }
   }
-  return names;
 }
 
 /// Output values as named tensors: a tensor keyed by `single_name`, a dict
@@ -138,8 +142,10 @@ void add_run(CLI::App& app) {
     torch::jit::Module model = load_module(*model_file);
     model.eval();
     auto tensors = gather_inputs(model, *inputs);
+    check_inputs(model, tensors);  // a stitch artifact's declared shapes and dtypes
+    if (*batch > 0) check_batchable(tensors, model);
     // One tensor out: keyed by the artifact's output name (chain's y), else "output".
-    const auto declared = declared_outputs(*model_file);
+    const auto declared = declared_outputs(model);
     const std::string single_name = declared.size() == 1 ? declared[0] : "output";
     TensorMap result = with_context("running " + *model_file, [&] {
       return run_batches(model, tensors, *batch, single_name);
