@@ -30,6 +30,10 @@ std::string printable(std::string line) {
 }
 }  // namespace
 
+std::string count_of(int64_t count, const std::string& noun) {
+  return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
+}
+
 std::string first_line(const std::string& message) {
   // TorchScript errors put the useful line first; keep it and drop the
   // source excerpt and C++ frames that follow. An error raised inside a

@@ -41,7 +41,8 @@ std::vector<c10::IValue> with_defaults(const torch::jit::Module& m,
     } else if (args[i].default_value()) {
       stack.push_back(*args[i].default_value());
     } else {
-      throw ModelError(fmt::format("the model's forward takes {} inputs, {} given", args.size() - 1,
+      throw ModelError(fmt::format("the model's forward takes {}, {} given",
+                                   detail::count_of(static_cast<int64_t>(args.size()) - 1, "input"),
                                    inputs.size()));
     }
   }

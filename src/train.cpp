@@ -202,7 +202,7 @@ class Trainer {
     if (comm_) comm_->barrier();
     auto files = list_checkpoints(config_.out);
     if (options_.resume_ && !files.empty()) {
-      Position at = load_checkpoint(files.back(), module_, *optimizer_);
+      Position at = load_checkpoint(files.back(), module_, *optimizer_, config_.optimizer);
       if (lead_) {
         metrics.keep_until(at.step);
         log_(fmt::format("resuming from {}: epoch {}, after step {}", files.back().string(),
@@ -295,7 +295,7 @@ class Trainer {
   void checkpoint(const Position& at) {
     if (!lead_) return;
     const fs::path file = checkpoint_path(config_.out, at.step);
-    save_checkpoint(file, module_, *optimizer_, at);
+    save_checkpoint(file, module_, *optimizer_, config_.optimizer, at);
     for (const auto& earlier : earlier_checkpoints_) {
       std::error_code ignored;
       if (earlier != file) fs::remove(earlier, ignored);

@@ -72,7 +72,8 @@ void copy_state(const torch::jit::Module& from, torch::jit::Module& to) {
 }
 
 void save_checkpoint(const fs::path& file, const torch::jit::Module& module,
-                     torch::optim::Optimizer& optimizer, const Position& at) {
+                     torch::optim::Optimizer& optimizer, const std::string& optimizer_name,
+                     const Position& at) {
   torch::serialize::OutputArchive archive;
   c10::List<std::string> names;
   c10::List<at::Tensor> tensors;
@@ -85,6 +86,7 @@ void save_checkpoint(const fs::path& file, const torch::jit::Module& module,
   torch::serialize::OutputArchive opt;
   optimizer.save(opt);
   archive.write("optimizer", opt);
+  archive.write("optimizer_name", c10::IValue(optimizer_name));
   {
     std::lock_guard<std::mutex> lock(default_generator().mutex());
     archive.write("rng", default_generator().get_state());
@@ -100,7 +102,7 @@ void save_checkpoint(const fs::path& file, const torch::jit::Module& module,
 }
 
 Position load_checkpoint(const fs::path& file, torch::jit::Module& module,
-                         torch::optim::Optimizer& optimizer) {
+                         torch::optim::Optimizer& optimizer, const std::string& optimizer_name) {
   return with_context("cannot resume from " + file.string(), [&] {
     torch::serialize::InputArchive archive;
     archive.load_from(file.string());
@@ -117,10 +119,21 @@ Position load_checkpoint(const fs::path& file, torch::jit::Module& module,
     for (auto& [name, t] : state_of(module)) {
       auto it = saved.find(name);
       if (it == saved.end() || it->second.sizes() != t.sizes()) {
-        throw Error(fmt::format("it was made from a different model: '{}' is {}", name,
-                                it == saved.end() ? "missing" : "a different shape"));
+        throw Error(fmt::format(
+            "the checkpoint is of another model: '{}' {}\n"
+            "  fix: put the spec's models back as they were, or train from the start "
+            "(without --resume, or with another out:)",
+            name, it == saved.end() ? "is not in it" : "has another shape in it"));
       }
       t.copy_(it->second);
+    }
+    c10::IValue trained_with;
+    if (archive.try_read("optimizer_name", trained_with) &&
+        trained_with.toStringRef() != optimizer_name) {
+      throw Error(fmt::format(
+          "the checkpoint was trained with optimizer: {}, the spec now says {}\n"
+          "  fix: put optimizer: {} back, or train from the start (without --resume)",
+          trained_with.toStringRef(), optimizer_name, trained_with.toStringRef()));
     }
     torch::serialize::InputArchive opt;
     archive.read("optimizer", opt);

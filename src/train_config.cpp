@@ -309,10 +309,11 @@ void check_against_graph(const TrainConfig& c, const Graph& graph, const std::st
     const bool known =
         is_input(graph, name) || std::find(targets.begin(), targets.end(), name) != targets.end();
     if (!known) {
-      throw SpecError(
-          fmt::format("{}train.feed: '{}' is neither a spec input nor a name the loss reads\n"
-                      "  the loss reads: {}",
-                      where, name, join(targets)));
+      throw SpecError(fmt::format(
+          "{}train.feed: '{}' is neither a spec input nor a name the loss reads\n  {}", where,
+          name,
+          targets.empty() ? "the loss reads graph outputs only"
+                          : "the loss reads from data: " + join(targets)));
     }
   }
 }
@@ -366,7 +367,7 @@ TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& sp
 
   TrainConfig c;
   if (!root["data"]) throw SpecError(fmt::format("{}train: needs data: FILE", where));
-  if (!root["loss"]) {
+  if (!root["loss"] || root["loss"].IsNull()) {
     throw SpecError(fmt::format("{}train: needs loss:, like cross_entropy(logits, labels)", where));
   }
   c.data = path_of(scalar<std::string>(root["data"], "data", where, "a file name"));

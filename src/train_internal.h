@@ -119,11 +119,14 @@ struct Position {
 /// holds as constants).
 void copy_state(const torch::jit::Module& from, torch::jit::Module& to);
 
+/// `optimizer_name` (sgd, adam, adamw) is recorded, so that resuming with
+/// another optimizer is refused in words.
 void save_checkpoint(const std::filesystem::path& file, const torch::jit::Module& module,
-                     torch::optim::Optimizer& optimizer, const Position& at);
+                     torch::optim::Optimizer& optimizer, const std::string& optimizer_name,
+                     const Position& at);
 /// Loads weights, buffers, optimizer and RNG state; returns the position.
 Position load_checkpoint(const std::filesystem::path& file, torch::jit::Module& module,
-                         torch::optim::Optimizer& optimizer);
+                         torch::optim::Optimizer& optimizer, const std::string& optimizer_name);
 /// checkpoints/step_00000042.pt
 std::filesystem::path checkpoint_path(const std::filesystem::path& out, int64_t step);
 /// Existing checkpoints, oldest first.

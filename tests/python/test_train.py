@@ -298,6 +298,22 @@ def test_attention_trains_on_stitchs_small_matmul_as_in_pytorch(tmp_path, run_st
     assert "stitch::" not in str(shipped.inlined_graph)
 
 
+def test_resuming_with_another_optimizer_or_model_is_refused_in_words(small, run_stitch):
+    folder, body, train, _ = small
+    train.update(optimizer="sgd", epochs=1)
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    train.update(optimizer="adam", epochs=2)
+    code, out, err = run_stitch("train", write_spec(folder, body, train), "--resume")
+    assert_clean_error(code, out, err)
+    assert "the checkpoint was trained with optimizer: sgd, the spec now says adam" in err, err
+    assert "fix: put optimizer: sgd back" in err, err
+    train.update(optimizer="sgd")
+    body["graph"][1] = "logits = linear(dropout(relu(f), 0.0), 4)"
+    code, out, err = run_stitch("train", write_spec(folder, body, train), "--resume")
+    assert_clean_error(code, out, err)
+    assert "the checkpoint is of another model: 'logits.weight' has another shape in it" in err, err
+
+
 def test_raising_epochs_and_resuming_equals_the_longer_run(small, run_stitch):
     folder, body, train, _ = small
     body["graph"][1] = "logits = linear(dropout(relu(f), 0.3), 3)"  # uses the RNG

@@ -32,8 +32,9 @@ std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
     NamedArg a = split_named(arg);
     if (a.name.empty()) {
       if (args.size() != 1 || names.empty()) {
-        throw UsageError(fmt::format("the model takes {} inputs ({}); name each: --input NAME=SHAPE",
-                                     names.size(), fmt::join(names, ", ")));
+        throw UsageError(fmt::format("the model takes {} ({}); name each: --input NAME=SHAPE",
+                                     detail::count_of(static_cast<int64_t>(names.size()), "input"),
+                                     fmt::join(names, ", ")));
       }
       a.name = names[0];
     }

@@ -196,8 +196,9 @@ int launch(int nproc, const std::vector<std::string>& args) {
 }
 
 void print_result(const TrainResult& r) {
-  std::string line = fmt::format("trained {} epochs ({} steps) in {:.1f} s: train loss {:.4f}",
-                                 r.epochs, r.steps, r.seconds, r.train_loss);
+  std::string line = fmt::format("trained {} ({}) in {:.1f} s: train loss {:.4f}",
+                                 detail::count_of(r.epochs, "epoch"),
+                                 detail::count_of(r.steps, "step"), r.seconds, r.train_loss);
   if (!std::isnan(r.val_loss)) line += fmt::format(", val loss {:.4f}", r.val_loss);
   if (!std::isnan(r.val_accuracy)) {
     line += fmt::format(", val accuracy {:.2f}%", 100 * r.val_accuracy);

@@ -9,6 +9,8 @@ std::string short_message(const c10::Error& e);
 /// The first non-empty line of a message; for an error raised inside a
 /// running TorchScript model, the error itself (the last line).
 std::string first_line(const std::string& message);
+/// "1 input", "2 inputs": a count with its noun, for messages.
+std::string count_of(int64_t count, const std::string& noun);
 }  // namespace detail
 
 template <typename Fn>
