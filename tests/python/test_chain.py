@@ -5,6 +5,8 @@ import shutil
 import pytest
 import torch
 
+from conftest import assert_clean_error
+
 ATOL = 1e-5
 
 
@@ -75,3 +77,18 @@ def test_chain_then_run(run_stitch, chained, fixtures_dir, tmp_path):
     assert code == 0, stderr
     with torch.no_grad():
         assert torch.allclose(torch.load(str(tmp_path / "y.pt")), art(x), atol=ATOL)
+
+
+def test_a_mismatch_suggests_adapt_only_where_it_helps(run_stitch, fixtures_dir, tmp_path):
+    a, b = fixtures_dir / "seed000_ex1_model1.pt", fixtures_dir / "mlp_b.pt"  # 5 -> 64
+    code, out, err = run_stitch("chain", a, b, "--input", "1x10", "-o", tmp_path / "o.pt")
+    assert_clean_error(code, out, err)
+    assert "fix: add --adapt" in err, err
+    code, out, err = run_stitch("chain", a, b, "--input", "1x10", "-o", tmp_path / "o.pt",
+                                "--adapt")
+    assert code == 0, err
+    assert "adapter before mlp_b: adapt: [N, 5] -> [N, 64] by a learned projection" in out, out
+    # The input does not fit the first model: --adapt cannot help there.
+    code, out, err = run_stitch("chain", a, b, "--input", "1x11", "-o", tmp_path / "o.pt")
+    assert_clean_error(code, out, err)
+    assert "cannot feed x into seed000_ex1_model1" in err and "--adapt" not in err, err

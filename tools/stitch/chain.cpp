@@ -31,15 +31,23 @@ Graph chain_graph(const std::vector<std::string>& files, const std::vector<int64
     }
     names.insert(name);
     m.name(name);
-    if (adapt && i > 0) {
-      g.add_model(m.spec());
-      y = g.op("adapt", {y}, {{"like", Literal(name)}});
-    }
+    if (adapt && i > 0) y = stitch::adapt(y, m);
     y = m(y);
   }
   g.set_name(y, "y");
   g.output("y", y);
   return g;
+}
+
+/// Whether --adapt would make the chain fit (it cannot when the input does
+/// not fit the first model, or a model's output is not one tensor).
+bool adapting_fits(const std::vector<std::string>& files, const std::vector<int64_t>& dims) {
+  try {
+    check(chain_graph(files, dims, /*adapt=*/true));
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 /// "adapter before B: adapt: [N, 512, 1, 1] -> [N, 512] by flatten", one line
@@ -73,12 +81,13 @@ void add_chain(CLI::App& app) {
     if (!named.name.empty() && named.name != "x") {
       throw UsageError("chain's input is named x; write --input 1x10 or --input x=1x10");
     }
-    Graph g = chain_graph(*files, parse_shape(named.value), *adapt);
+    const std::vector<int64_t> dims = parse_shape(named.value);
+    Graph g = chain_graph(*files, dims, *adapt);
     CheckReport report;
     try {
       report = check(g);
     } catch (const ShapeError& e) {
-      if (*adapt) throw;
+      if (*adapt || !adapting_fits(*files, dims)) throw;
       // The message's fix is spec text; on the command line --adapt does it.
       throw ShapeError(std::string(e.what()) +
                        "\n  fix: add --adapt to insert the smallest adapter between "
