@@ -282,6 +282,9 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
       }
     }
   }
+  if (graph.outputs().size() == 1) {
+    report.output = with_sizes(a.types.at(graph.outputs()[0].second.id()), bound);
+  }
   add_layer_rows(graph, std::move(a), bound, report);
   if (!bound.count("N")) report.note = "output shapes in the rows are for N=1";
   return report;

@@ -103,6 +103,7 @@ TEST_F(InspectTest, BuiltInLayersAreRowsAndCountInTheTotals) {
   EXPECT_EQ(row(report, "y").parameters, 32 * 3);
   EXPECT_EQ(report.parameters, 64 * 64 + 64 + 64 * 32 + 32 + 32 * 3);
   EXPECT_EQ(report.trainable, report.parameters);
+  EXPECT_EQ(report.output->str(), "float[N, 3]");  // the spec's one output
   // The same count as the module compose builds.
   int64_t built = 0;
   for (const auto& p : g.build().parameters()) built += p.numel();
