@@ -426,7 +426,12 @@ TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& sp
   if (root["shuffle"]) c.shuffle = scalar<bool>(root["shuffle"], "shuffle", where, "true or false");
   if (root["seed"]) c.seed = scalar<uint64_t>(root["seed"], "seed", where, "an integer");
   if (root["out"]) {
-    c.out = path_of(scalar<std::string>(root["out"], "out", where, "a folder"));
+    const auto out = scalar<std::string>(root["out"], "out", where, "a folder");
+    if (out.empty()) {
+      throw SpecError(fmt::format(
+          "{}train.out is empty\n  fix: name a folder (out: runs/NAME), or leave out: out", where));
+    }
+    c.out = path_of(out);
   } else {
     c.out = dir / "runs" / spec_file.stem();
   }

@@ -102,6 +102,8 @@ TEST_F(TrainTest, ConfigErrorsNameTheKey) {
                     "spec.yaml: train: unknown key 'optimiser'");
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  optimizer: lbfgs\n"),
                     "unknown optimizer 'lbfgs'");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  out: ''\n"),
+                    "train.out is empty");
   // YAML would keep one of the two silently.
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  batch: 8\n  batch: 100\n"),
                     "'batch' appears twice in train (first at line");

@@ -298,6 +298,8 @@ USAGE_CASES = {
     "batch_zero": ["run", "a.pt", "--input", "x.pt", "-o", "y.pt", "--batch", "0"],
     "batch_not_a_number": ["run", "a.pt", "--input", "x.pt", "-o", "y.pt", "--batch", "abc"],
     "negative_threads": ["--threads", "-1", "check", "spec.yaml"],
+    "input_without_a_name": ["run", "a.pt", "--input", "=x.pt", "-o", "y.pt"],
+    "input_given_twice": ["run", "a.pt", "--input", "x=x.pt", "--input", "x=x.pt", "-o", "y.pt"],
 }
 
 

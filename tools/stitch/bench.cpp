@@ -52,10 +52,7 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--json", *json, "print the same numbers as JSON");
   cmd->callback([=] {
     std::map<std::string, std::vector<int64_t>> shapes;
-    for (const auto& arg : *inputs) {
-      NamedArg a = split_named(arg);
-      shapes[a.name] = parse_shape(a.value);
-    }
+    for (const auto& [name, shape] : named_inputs(*inputs)) shapes[name] = parse_shape(shape);
     torch::jit::Module model;
     BenchOptions run_options = *options;
     if (is_spec(*file)) {

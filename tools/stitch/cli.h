@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,10 @@ struct NamedArg {
   std::string value;
 };
 NamedArg split_named(const std::string& text);
+
+/// The --input values by name; a bare VALUE (allowed only alone) is keyed "".
+/// UsageError for "=VALUE" and for a name given twice.
+std::map<std::string, std::string> named_inputs(const std::vector<std::string>& args);
 
 /// "1x3x224x224" -> {1, 3, 224, 224}; UsageError-style stitch::Error if
 /// malformed.

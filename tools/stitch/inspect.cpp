@@ -28,21 +28,19 @@ std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
     names.push_back(schema.arguments()[i].name());
   }
   std::map<std::string, std::vector<int64_t>> given;
-  for (const auto& arg : args) {
-    NamedArg a = split_named(arg);
-    if (a.name.empty()) {
-      if (args.size() != 1 || names.empty()) {
-        throw UsageError(fmt::format("the model takes {} ({}); name each: --input NAME=SHAPE",
-                                     detail::count_of(static_cast<int64_t>(names.size()), "input"),
-                                     fmt::join(names, ", ")));
+  for (const auto& [given_name, shape] : named_inputs(args)) {
+    std::string name = given_name;
+    if (name.empty()) {
+      if (names.empty()) {
+        throw UsageError("the model takes no inputs; leave out --input");
       }
-      a.name = names[0];
+      name = names[0];
     }
-    if (std::find(names.begin(), names.end(), a.name) == names.end()) {
-      throw UsageError(fmt::format("the model has no input '{}'; its inputs are: {}", a.name,
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      throw UsageError(fmt::format("the model has no input '{}'; its inputs are: {}", name,
                                    fmt::join(names, ", ")));
     }
-    given[a.name] = parse_shape(a.value);
+    given[name] = parse_shape(shape);
   }
   // Inputs up to the last one given; those left out must have defaults.
   std::vector<c10::IValue> inputs;
@@ -59,16 +57,17 @@ std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
 /// A spec's input sizes from --input NAME=SHAPE (or one bare SHAPE).
 InputSizes input_sizes(const Graph& graph, const std::vector<std::string>& args) {
   InputSizes sizes;
-  for (const auto& arg : args) {
-    NamedArg a = split_named(arg);
-    if (a.name.empty()) {
-      if (args.size() != 1 || graph.inputs().size() != 1) {
-        throw UsageError(fmt::format("the spec has {} inputs; name each: --input NAME=SHAPE",
-                                     graph.inputs().size()));
+  for (const auto& [given_name, shape] : named_inputs(args)) {
+    std::string name = given_name;
+    if (name.empty()) {
+      if (graph.inputs().size() != 1) {
+        throw UsageError(fmt::format(
+            "the spec has {}; name each: --input NAME=SHAPE",
+            detail::count_of(static_cast<int64_t>(graph.inputs().size()), "input")));
       }
-      a.name = graph.nodes()[graph.inputs()[0]].name;
+      name = graph.nodes()[graph.inputs()[0]].name;
     }
-    sizes[a.name] = parse_shape(a.value);
+    sizes[name] = parse_shape(shape);
   }
   return sizes;
 }

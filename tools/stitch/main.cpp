@@ -17,6 +17,24 @@ NamedArg split_named(const std::string& text) {
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
+std::map<std::string, std::string> named_inputs(const std::vector<std::string>& args) {
+  std::map<std::string, std::string> out;
+  for (const auto& arg : args) {
+    const NamedArg a = split_named(arg);
+    if (a.name.empty() && arg.find('=') != std::string::npos) {
+      throw UsageError(fmt::format("--input '{}': the name before '=' is empty", arg));
+    }
+    if (a.name.empty() && args.size() != 1) {
+      throw UsageError(fmt::format(
+          "--input '{}' has no name; with several --input, name each: --input NAME=VALUE", arg));
+    }
+    if (!out.emplace(a.name, a.value).second) {
+      throw UsageError(fmt::format("--input {} is given twice", a.name));
+    }
+  }
+  return out;
+}
+
 std::vector<int64_t> parse_shape(const std::string& text) {
   std::vector<int64_t> dims;
   size_t start = 0;

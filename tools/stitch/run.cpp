@@ -33,22 +33,22 @@ std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
     names.push_back(schema.arguments()[i].name());
   }
   std::map<std::string, torch::Tensor> given;
-  for (const auto& arg : args) {
-    NamedArg a = split_named(arg);
-    if (a.name.empty()) {
-      if (args.size() != 1 || names.size() != 1) {
-        throw UsageError(fmt::format(
-            "the model takes {} inputs ({}); name each: --input NAME=FILE", names.size(),
-            fmt::join(names, ", ")));
+  for (const auto& [given_name, file] : named_inputs(args)) {
+    std::string name = given_name;
+    if (name.empty()) {
+      if (names.size() != 1) {
+        throw UsageError(fmt::format("the model takes {} ({}); name each: --input NAME=FILE",
+                                     detail::count_of(static_cast<int64_t>(names.size()), "input"),
+                                     fmt::join(names, ", ")));
       }
-      a.name = names[0];
+      name = names[0];
     }
-    if (std::find(names.begin(), names.end(), a.name) == names.end()) {
-      throw Error(fmt::format("the model has no input '{}'; its inputs are: {}", a.name,
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      throw Error(fmt::format("the model has no input '{}'; its inputs are: {}", name,
                               fmt::join(names, ", ")));
     }
-    given[a.name] = pick(read_tensors(a.value), a.name, a.value);
-    check_finite(given[a.name], fmt::format("input '{}' ({})", a.name, a.value));
+    given[name] = pick(read_tensors(file), name, file);
+    check_finite(given[name], fmt::format("input '{}' ({})", name, file));
   }
   std::vector<torch::Tensor> inputs;
   for (const auto& name : names) {
