@@ -56,10 +56,11 @@ echo "== $ROUNDS rounds, $REPS repetitions of ${MIN_TIME}s, $THREADS threads, lo
   > "$RESULTS/prepare.log" 2>&1 || { cat "$RESULTS/prepare.log"; exit 1; }
 
 # The variants that fork (concurrent branches) run in a process of their
-# own on each side: once a fork has run, LibTorch's inter-op threads hold
-# OpenMP teams of their own, and every later variant in that process shares
-# the two cores with them (the small dual-encoder step measured 5-8 ms alone
-# and 13-15 ms after the two_resnets fork).
+# own on each side, one process per scenario: once a fork has run,
+# LibTorch's inter-op threads hold OpenMP teams of their own, and every later
+# variant in that process shares the two cores with them (the small
+# dual-encoder step measured 5-8 ms alone and 13-15 ms after the two_resnets
+# fork; concurrent late fusion at b1, 1.0x of plain alone and 1.5x after it).
 run_cpp() {  # round, output suffix, filter
   "$BIN" --benchmark_repetitions="$REPS" --benchmark_enable_random_interleaving=true \
     --benchmark_min_time="$MIN_TIME" --benchmark_report_aggregates_only=false \
@@ -76,7 +77,8 @@ run_py() {  # round, output suffix, python_baseline.py's selection
 run_sides() {  # round; odd rounds start with C++, even ones with Python
   local cpp=(run_cpp "$1" cpp '-variant:3/') py=(run_py "$1" py --skip concurrent)
   if (($1 % 2)); then "${cpp[@]}"; "${py[@]}"; else "${py[@]}"; "${cpp[@]}"; fi
-  run_cpp "$1" cpp_concurrent 'variant:3/'
+  run_cpp "$1" cpp_concurrent 'BM_late_fusion/variant:3/'
+  run_cpp "$1" cpp_concurrent_two_resnets 'BM_two_resnets/variant:3/'
   run_py "$1" py_concurrent --filter concurrent
 }
 
