@@ -4,11 +4,11 @@
 # UndefinedBehaviorSanitizer and -Werror into build-asan/, runs every C++
 # and Python test against that build (the Python tests run the sanitized
 # stitch binary), then runs each libFuzzer target for STITCH_FUZZ_SECONDS
-# (default 10) from its committed corpus. See scripts/sanitize.sh.
+# (default 6) from its committed corpus. See scripts/sanitize.sh.
 #
 # The plain build (scripts/setup.sh, build/) runs the same suite with
 # `cd build && ctest -j"$(nproc)"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export STITCH_FUZZ_SECONDS=${STITCH_FUZZ_SECONDS:-10}
+export STITCH_FUZZ_SECONDS=${STITCH_FUZZ_SECONDS:-6}
 bash scripts/sanitize.sh build test fuzz

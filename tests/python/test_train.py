@@ -40,6 +40,17 @@ def write_spec(folder, body, train):
     return path
 
 
+def compose_and_train(run_stitch, spec, initial):
+    """Composes the spec's untrained model to `initial` (the weights Python
+    starts from), then trains it with stitch; returns train's stdout and
+    stderr."""
+    code, out, err = run_stitch("compose", spec, "-o", initial)
+    assert code == 0, err
+    code, out, err = run_stitch("train", spec)
+    assert code == 0, err
+    return out, err
+
+
 def state(path):
     m = torch.jit.load(str(path))
     out = dict(m.named_parameters())
@@ -113,11 +124,7 @@ def test_contrastive_is_seed002s_loss(tmp_path, run_stitch):
     train = {"data": "pairs.pt", "loss": "contrastive(ea, eb, same, 0.8) / 2",
              "optimizer": "sgd", "lr": 0.05, "epochs": 1, "batch": 8, "shuffle": False,
              "out": "run"}
-    spec = write_spec(tmp_path, body, train)
-    code, out, err = run_stitch("compose", spec, "-o", tmp_path / "init.pt")
-    assert code == 0, err
-    code, out, err = run_stitch("train", spec)
-    assert code == 0, err
+    compose_and_train(run_stitch, write_spec(tmp_path, body, train), tmp_path / "init.pt")
 
     m = torch.jit.load(str(tmp_path / "init.pt"))
     m.train()
@@ -141,11 +148,7 @@ def test_steps_equal_the_same_loop_in_pytorch(small, run_stitch, optimizer):
         train.update(optimizer="sgd", momentum=0.9)
     else:
         train.update(optimizer=optimizer)
-    spec = write_spec(folder, body, train)
-    code, out, err = run_stitch("compose", spec, "-o", folder / "init.pt")
-    assert code == 0, err
-    code, out, err = run_stitch("train", spec)
-    assert code == 0, err
+    _, err = compose_and_train(run_stitch, write_spec(folder, body, train), folder / "init.pt")
 
     m = torch.jit.load(str(folder / "init.pt"))
     initial = state(folder / "init.pt")
@@ -272,11 +275,7 @@ def test_attention_trains_on_stitchs_small_matmul_as_in_pytorch(tmp_path, run_st
     train = {"data": "data.pt", "feed": {"tokens": "tokens"},
              "loss": "cross_entropy(logits, labels)", "optimizer": "sgd",
              "lr": 0.1, "epochs": 2, "batch": 8, "shuffle": False, "out": "run"}
-    spec = write_spec(tmp_path, body, train)
-    code, out, err = run_stitch("compose", spec, "-o", tmp_path / "init.pt")
-    assert code == 0, err
-    code, out, err = run_stitch("train", spec)
-    assert code == 0, err
+    compose_and_train(run_stitch, write_spec(tmp_path, body, train), tmp_path / "init.pt")
 
     m = torch.jit.load(str(tmp_path / "init.pt")).train()
     opt = torch.optim.SGD(m.parameters(), lr=0.1)

@@ -17,6 +17,17 @@ NamedArg split_named(const std::string& text) {
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
+/// "42" -> 42; nothing for "", "4x", "abc" or a number out of range.
+std::optional<int64_t> whole_number(const std::string& text) {
+  size_t used = 0;
+  try {
+    const long long v = std::stoll(text, &used);
+    if (used == text.size()) return static_cast<int64_t>(v);
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 std::map<std::string, std::string> named_inputs(const std::vector<std::string>& args) {
   std::map<std::string, std::string> out;
   for (const auto& arg : args) {
@@ -41,18 +52,12 @@ std::vector<int64_t> parse_shape(const std::string& text) {
   while (start <= text.size()) {
     size_t x = text.find('x', start);
     std::string part = text.substr(start, x == std::string::npos ? std::string::npos : x - start);
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(part, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (part.empty() || used != part.size() || v <= 0 || v > kMaxSize) {
+    const std::optional<int64_t> v = whole_number(part);
+    if (!v || *v <= 0 || *v > kMaxSize) {
       throw UsageError(fmt::format(
           "invalid shape '{}': write sizes joined by x, like 1x3x224x224", text));
     }
-    dims.push_back(v);
+    dims.push_back(*v);
     if (x == std::string::npos) break;
     start = x + 1;
   }
@@ -61,16 +66,10 @@ std::vector<int64_t> parse_shape(const std::string& text) {
 
 namespace {
 std::string check_integer(const std::string& text, int64_t low, int64_t high) {
-  size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
+  const std::optional<int64_t> v = whole_number(text);
   const std::string range =
       high == kMaxSize ? fmt::format(">= {}", low) : fmt::format("from {} to {}", low, high);
-  if (text.empty() || used != text.size() || v < low || v > high) {
+  if (!v || *v < low || *v > high) {
     return fmt::format("must be a whole number {}, got '{}'", range, text);
   }
   return "";
