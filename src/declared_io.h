@@ -1,5 +1,6 @@
 #pragma once
-// What a stitch artifact's manifest declares about forward's inputs: read by
+// What a stitch artifact's manifest declares about forward's inputs (and where
+// artifact.h's declared_outputs and check_inputs are defined): read by
 // bench (to make inputs of the declared shapes) and by check_inputs (to
 // refuse tensors that do not fit, before running).
 

@@ -151,7 +151,6 @@ std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& 
   return values;
 }
 
-/// `t` with every dim whose symbols are all bound replaced by its size.
 /// The size a dim has where inspect runs the models: the one given, else
 /// N=1 and 16 for any other dynamic dim.
 int64_t run_size(const Dim& d, const std::map<std::string, int64_t>& bound) {
@@ -163,6 +162,7 @@ int64_t run_size(const Dim& d, const std::map<std::string, int64_t>& bound) {
   return d.evaluate(values);
 }
 
+/// `t` with every dim whose symbols are all bound replaced by its size.
 ValueType with_sizes(ValueType t, const std::map<std::string, int64_t>& values) {
   for (Dim& d : t.shape) {
     if (!d.is_static() && all_bound(d, values)) d = Dim(d.evaluate(values));

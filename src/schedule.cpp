@@ -73,12 +73,12 @@ class Scheduler {
   void fork_ready_calls() {
     for (int call : calls_) {
       if (state_[call] != State::Pending || !ready(call)) continue;
-      const bool lighter = std::any_of(calls_.begin(), calls_.end(), [&](int other) {
+      const bool heavier_pending = std::any_of(calls_.begin(), calls_.end(), [&](int other) {
         return other != call && state_[other] == State::Pending &&
                independent(call, other) &&
                std::make_pair(weight_of(other), other) > std::make_pair(weight_of(call), call);
       });
-      if (!lighter) continue;
+      if (!heavier_pending) continue;
       steps_.push_back({Step::Kind::Fork, call});
       state_[call] = State::Forked;
     }
