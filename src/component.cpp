@@ -1,15 +1,14 @@
 #include "component.h"
 
 #include "atomic_file.h"
+#include "load_failure.h"
+#include "stitch/compat.h"
 #include "surgery.h"
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
 #include <torch/csrc/jit/passes/inliner.h>
-#include <torch/version.h>  // TORCH_VERSION
-
-#include <regex>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -27,31 +26,6 @@ std::string sha256_hex(const std::string& bytes) {
   return hex;
 }
 
-namespace {
-
-std::string load_failure(const fs::path& file, const std::string& why) {
-  std::smatch m;
-  static const std::regex kUnknownOp(R"(Unknown builtin op: ([\w:]+(?:\.\w+)?))");
-  if (std::regex_search(why, m, kUnknownOp)) {
-    return fmt::format(
-        "cannot load {}: it uses the operator {}, which LibTorch {} does not have\n"
-        "  fix: re-export the model with PyTorch {} (the version matching this "
-        "LibTorch), or avoid that operator",
-        file.string(), m[1].str(), TORCH_VERSION, TORCH_VERSION);
-  }
-  if (why.find("zip archive") != std::string::npos ||
-      why.find("PytorchStreamReader") != std::string::npos) {
-    return fmt::format(
-        "cannot load {}: not a TorchScript archive, or truncated or corrupt ({})\n"
-        "  fix: export it from Python with torch.jit.script(model).save(path) or "
-        "torch.jit.trace(model, example).save(path)",
-        file.string(), why);
-  }
-  return fmt::format("cannot load {}: {}", file.string(), why);
-}
-
-}  // namespace
-
 Component load_component(const ModelSpec& spec) {
   Component c;
   c.spec = spec;
@@ -63,16 +37,21 @@ Component load_component(const ModelSpec& spec) {
                                  e.what()));
   }
   c.sha256 = sha256_hex(bytes);
+  if (auto why = not_torchscript(spec.file, bytes)) {
+    throw ModelError(spec.loc.prefix() + *why);
+  }
+  register_compat_operators();
   try {
     std::istringstream stream(bytes);
     c.module = torch::jit::load(stream);
   } catch (const c10::Error& e) {
     throw ModelError(spec.loc.prefix() +
-                     load_failure(spec.file, detail::short_message(e)));
+                     load_failure(spec.file, bytes, detail::short_message(e), false));
   } catch (const std::exception& e) {
-    // TorchScript's parser (a corrupt code/ entry) throws a std::exception
-    // whose message goes on with the source excerpt.
-    throw ModelError(spec.loc.prefix() + load_failure(spec.file, detail::first_line(e.what())));
+    // TorchScript's compiler throws a std::exception whose message goes on
+    // with the source excerpt.
+    throw ModelError(spec.loc.prefix() +
+                     load_failure(spec.file, bytes, detail::first_line(e.what()), true));
   }
   if (!c.module.find_method(spec.method)) {
     throw ModelError(fmt::format("{}model '{}' ({}) has no method '{}'",

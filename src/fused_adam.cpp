@@ -1,7 +1,8 @@
 #include "fused_adam.h"
 
+#include "torch_compat.h"
+
 #include <ATen/Parallel.h>
-#include <c10/util/string_utils.h>
 
 #include <cmath>
 
@@ -9,8 +10,7 @@ namespace stitch::train_detail {
 
 namespace {
 
-using StateMap =
-    ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>;
+using StateMap = torch_compat::OptimizerStateMap;
 using Groups = std::vector<torch::optim::OptimizerParamGroup>;
 
 /// The scalars of one parameter's step, as torch::optim computes them (in
@@ -76,7 +76,7 @@ void fused_step(Groups& groups, StateMap& states, bool decoupled_weight_decay) {
     const auto [beta1, beta2] = options.betas();
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      auto& slot = states[c10::guts::to_string(p.unsafeGetTensorImpl())];
+      auto& slot = states[torch_compat::optimizer_state_key(p)];
       if (!slot) {
         auto fresh = std::make_unique<ParamState>();
         fresh->step(0);

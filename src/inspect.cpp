@@ -2,6 +2,8 @@
 
 #include "analysis.h"
 #include "graph_text.h"
+#include "metadata.h"
+#include "stitch/compat.h"
 #include "surgery.h"
 
 #include <fmt/format.h>
@@ -9,9 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 namespace stitch {
 
@@ -28,6 +32,18 @@ namespace {
 std::string short_type(const torch::jit::Module& m) {
   auto name = m.type()->name();
   return name ? name->name() : "Module";
+}
+
+/// "stitch 0.1.0, LibTorch 1.13.0" from a stitch artifact's manifest; "" for
+/// another TorchScript file.
+std::string built_with(const torch::jit::Module& m) {
+  const auto manifest = nlohmann::json::parse(stored_metadata(m).manifest_json, nullptr, false);
+  if (!manifest.is_object()) return "";
+  auto field = [&](const char* key) {
+    const auto it = manifest.find(key);
+    return it != manifest.end() && it->is_string() ? it->get<std::string>() : std::string("?");
+  };
+  return fmt::format("stitch {}, LibTorch {}", field("stitch_version"), field("libtorch_version"));
 }
 
 /// Forward's argument list completed with defaults (wav2vec2's lengths).
@@ -223,6 +239,8 @@ InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::I
     report.parameters += p.value.numel();
     if (p.value.requires_grad()) report.trainable += p.value.numel();
   }
+  report.compat_operators = compat_operators_used(module);
+  report.built_with = built_with(module);
   return report;
 }
 
@@ -235,9 +253,11 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
   for (int id : graph.inputs()) {
     report.inputs.emplace_back(graph.nodes()[id].name, with_sizes(a.types[id], bound));
   }
+  std::set<std::string> compat;
   for (const auto& name : graph.model_order()) {
     Component& c = a.components.at(name);
     const ModelSpec& spec = c.spec;
+    for (auto& op : compat_operators_used(c.module)) compat.insert(std::move(op));
     // What the graph feeds the model first, at the sizes given, else at
     // N=1 (other dynamic dims 16).
     std::vector<c10::IValue> inputs;
@@ -282,6 +302,7 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
       }
     }
   }
+  report.compat_operators.assign(compat.begin(), compat.end());
   if (graph.outputs().size() == 1) {
     report.output = with_sizes(a.types.at(graph.outputs()[0].second.id()), bound);
   }
@@ -315,6 +336,13 @@ std::string InspectReport::table() const {
   }
   text += fmt::format("total parameters: {} (trainable {}, frozen {})\n", with_commas(parameters),
                       with_commas(trainable), with_commas(parameters - trainable));
+  if (!built_with.empty()) text += "built with: " + built_with + "\n";
+  if (!compat_operators.empty()) {
+    text += fmt::format(
+        "compatibility operators: {} (from PyTorch 2.x; stitch adds them to LibTorch {}, "
+        "see docs/compatibility.md)\n",
+        fmt::join(compat_operators, ", "), TORCH_VERSION);
+  }
   if (!note.empty()) text += "note: " + note + "\n";
   return text;
 }
@@ -344,6 +372,8 @@ std::string InspectReport::json() const {
   j["total"] = {{"parameters", parameters},
                 {"trainable", trainable},
                 {"frozen", parameters - trainable}};
+  j["compat_operators"] = compat_operators;
+  if (!built_with.empty()) j["built_with"] = built_with;
   if (!note.empty()) j["note"] = note;
   return j.dump(2) + "\n";
 }

@@ -1,5 +1,6 @@
 #include "metadata.h"
 
+#include "stitch/compat.h"
 #include "stitch/spec.h"
 #include "zip_reader.h"
 
@@ -65,6 +66,9 @@ void attach_metadata(torch::jit::Module& module, const Graph& graph,
     outputs.push_back(tensor_json(name, analysis.types[v.id()]));
   }
   manifest["outputs"] = outputs;
+  // Operators of PyTorch 2.x that stitch adds to this LibTorch: a consumer
+  // on a plain LibTorch this old needs them registered (docs/compatibility.md).
+  manifest["compat_operators"] = compat_operators_used(module);
   const std::string spec = graph.spec_yaml.empty() ? to_spec_yaml(graph) : graph.spec_yaml;
   module.register_attribute(kSpecAttr, c10::StringType::get(), spec);
   module.register_attribute(kManifestAttr, c10::StringType::get(), manifest.dump(2));

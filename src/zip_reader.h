@@ -32,6 +32,11 @@ class ZipArchive {
   /// its code files, which stitch never reads this way).
   std::optional<std::string_view> find(const std::string& name) const;
 
+  /// Whether there is an entry of that name, stored or compressed.
+  bool has(const std::string& name) const {
+    return stored_.count(name) > 0 || compressed_.count(name) > 0;
+  }
+
  private:
   std::unordered_map<std::string, std::string_view> stored_;
   std::unordered_set<std::string> compressed_;

@@ -37,6 +37,11 @@ struct InspectReport {
   int64_t parameters = 0;
   int64_t trainable = 0;
   std::string note;                 // e.g. "output shapes for N=1"
+  /// Operators of a newer PyTorch the models call, which stitch adds to
+  /// this LibTorch (stitch/compat.h); empty when none.
+  std::vector<std::string> compat_operators;
+  /// For a stitch artifact: "stitch 0.1.0, LibTorch 1.13.0", from its manifest.
+  std::string built_with;
 
   /// Rows, then totals, as `stitch inspect` prints them.
   std::string table() const;
