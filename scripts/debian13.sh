@@ -94,6 +94,7 @@ step_test() {
   # A plain build (gcc, no sanitizers: the sanitized leg runs on this
   # machine's LibTorch), then every test: ctest runs the C++ and Python tests.
   in_root bash -c '
+    set -e
     export CCACHE_DIR=/var/cache/ccache CCACHE_MAXSIZE=5G
     export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
     cmake -S . -B build-debian13 -DCMAKE_BUILD_TYPE=Release -DSTITCH_WERROR=ON -DSTITCH_BUILD_BENCH=OFF >/dev/null

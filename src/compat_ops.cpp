@@ -125,8 +125,18 @@ std::vector<std::string> compat_operators_used(const torch::jit::Module& module)
       for (torch::jit::Block* inner : node->blocks()) walk(inner);
     }
   };
-  for (torch::jit::Function* fn : module._ivalue()->compilation_unit()->get_functions()) {
-    if (fn->isGraphFunction()) walk(torch::jit::toGraphFunction(*fn).graph()->block());
+  // Every function of every compilation unit the module's parts come from
+  // (a stitch artifact's components keep their own).
+  std::set<const torch::jit::CompilationUnit*> seen;
+  for (const torch::jit::Module& part : module.modules()) {
+    const auto unit = part._ivalue()->compilation_unit();
+    if (unit == nullptr || !seen.insert(unit.get()).second) continue;
+    // A removed function leaves a null behind.
+    for (torch::jit::Function* fn : unit->get_functions()) {
+      if (fn == nullptr || !fn->isGraphFunction()) continue;
+      fn->ensure_defined();
+      if (auto graph = torch::jit::toGraphFunction(*fn).graph()) walk(graph->block());
+    }
   }
   return {used.begin(), used.end()};
 }

@@ -5,7 +5,9 @@
 #include "stitch/error.h"
 #include "zip_reader.h"
 
-#include <torch/csrc/jit/serialization/pickle.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -635,8 +637,24 @@ std::string encode_pt(const TensorMap& tensors) {
     for (const auto& [name, tensor] : tensors) dict.insert(name, writable(name, tensor));
     value = dict;
   }
-  const std::vector<char> bytes = torch::jit::pickle_save(value);
-  return {bytes.begin(), bytes.end()};
+  // torch::jit::pickle_save, without its type tags: PyTorch 2.6's torch.load
+  // (weights_only=True by default) refuses torch.jit._pickle.restore_type_tag.
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler(
+      [&](const char* data, size_t n) { pickle.insert(pickle.end(), data, data + n); },
+      nullptr, nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(value);
+  pickler.stop();
+  std::string bytes;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t n) {
+    bytes.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(),
+                                     writer);
+  writer.writeEndOfFile();
+  return bytes;
 }
 
 // ------------------------------------------------------------------ dispatch

@@ -184,3 +184,61 @@ def artifact_tensors(module):
     out = dict(module.named_parameters())
     out.update(dict(module.named_buffers()))
     return out
+
+
+# --- models saved by a real PyTorch 2.x ----------------------------------------
+
+DEBIAN13_ROOT = Path(os.environ.get("STITCH_DEBIAN13_ROOT", "/var/cache/stitch/debian13"))
+
+
+def torch_major():
+    return int(torch.__version__.split(".")[0])
+
+
+def torch2_python():
+    """The command that runs a PyTorch 2.x Python: this interpreter when its
+    torch is 2.x (Debian 13), else Debian 13's inside the root that
+    scripts/debian13.sh makes; None when neither is there."""
+    if torch_major() >= 2:
+        return [sys.executable]
+    if (DEBIAN13_ROOT / ".stitch-debootstrap-done").is_file() and os.geteuid() == 0:
+        return ["bash", str(SOURCE / "scripts" / "debian13.sh"), "python"]
+    return None
+
+
+def run_torch2(*args, timeout=600):
+    """Runs a PyTorch 2.x Python on `args` (a script and its arguments);
+    returns its stdout. Fails the test with its stderr when it fails."""
+    command = torch2_python()
+    assert command, "no PyTorch 2.x here (bash scripts/debian13.sh root makes one)"
+    proc = subprocess.run([*command, *[str(a) for a in args]], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def torch2_models():
+    """Folder of models saved by PyTorch 2.6 with 2.6's outputs for them
+    (tests/fixtures/make_torch2_models.py), made once per build folder."""
+    if torch2_python() is None:
+        if os.environ.get("CI"):
+            pytest.fail("no PyTorch 2.x for the compatibility tests: scripts/test.sh makes "
+                        "the Debian 13 root first")
+        pytest.skip("no PyTorch 2.x: run `bash scripts/debian13.sh root` (as root) first")
+    out = BUILD / "torch2_models"
+    script = SOURCE / "tests" / "fixtures" / "make_torch2_models.py"
+    stamp = out / "torch2_models.json"
+    if not stamp.is_file() or stamp.stat().st_mtime < script.stat().st_mtime:
+        run_torch2(script, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def compat_library():
+    """libstitch_compat.so: loaded into this Python (torch.ops.load_library),
+    it lets LibTorch 1.13 read the 2.x models too."""
+    path = BUILD / "src" / "libstitch_compat.so"
+    assert path.is_file(), f"{path} was not built"
+    torch.ops.load_library(str(path))
+    return path

@@ -50,11 +50,21 @@ std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
     given[name] = pick(read_tensors(file), name, file);
     check_finite(given[name], fmt::format("input '{}' ({})", name, file));
   }
+  // An input with a default (wav2vec2's lengths=None) may be left out when
+  // no later input is given: forward then takes its default.
+  size_t count = names.size();
+  while (count > 0 && !given.count(names[count - 1]) &&
+         schema.arguments()[count].default_value().has_value()) {
+    --count;
+  }
   std::vector<torch::Tensor> inputs;
-  for (const auto& name : names) {
-    auto it = given.find(name);
+  for (size_t i = 0; i < count; ++i) {
+    auto it = given.find(names[i]);
     if (it == given.end()) {
-      throw Error(fmt::format("missing input '{}': pass --input {}=FILE", name, name));
+      const bool defaulted = schema.arguments()[i + 1].default_value().has_value();
+      throw Error(fmt::format("missing input '{}'{}: pass --input {}=FILE", names[i],
+                              defaulted ? " (it has a default, but a later input is given)" : "",
+                              names[i]));
     }
     inputs.push_back(it->second);
   }
@@ -80,7 +90,7 @@ void check_batchable(const std::vector<torch::Tensor>& inputs, const torch::jit:
 }
 
 /// Output values as named tensors: a tensor keyed by `single_name`, a dict
-/// by its keys, a tuple by position.
+/// by its keys, a tuple by position (without its Nones).
 TensorMap as_tensor_map(const c10::IValue& out, const std::string& single_name) {
   TensorMap result;
   if (out.isTensor()) {
@@ -91,7 +101,16 @@ TensorMap as_tensor_map(const c10::IValue& out, const std::string& single_name) 
     }
   } else if (out.isTuple()) {
     const auto& items = out.toTupleRef().elements();
-    for (size_t i = 0; i < items.size(); ++i) result[std::to_string(i)] = items[i].toTensor();
+    // A None (wav2vec2's lengths when none were given) is left out; the
+    // others keep their positions as keys.
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (items[i].isTensor()) {
+        result[std::to_string(i)] = items[i].toTensor();
+      } else if (!items[i].isNone()) {
+        throw Error(fmt::format("the model returns a tuple whose item {} is {}, not a tensor", i,
+                                items[i].tagKind()));
+      }
+    }
   } else {
     throw Error("the model returns " + out.tagKind() + ", not tensors");
   }
