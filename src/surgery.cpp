@@ -11,6 +11,7 @@
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -191,24 +192,96 @@ void fold_plain_attributes(const torch::jit::Module& root, std::shared_ptr<JitGr
   if (changed) torch::jit::ConstantPropagation(graph);
 }
 
+/// Every node of `block`, nested blocks included, in order.
+void for_each_node(torch::jit::Block* block, const std::function<void(JitNode*)>& fn) {
+  for (JitNode* n : block->nodes()) {
+    fn(n);
+    for (torch::jit::Block* inner : n->blocks()) for_each_node(inner, fn);
+  }
+}
+
+/// "`if bool(torch.gt(torch.sum(x), 0)):` (line 12)": the first line of the
+/// code an If node was compiled from, for messages.
+std::string branch_text(JitNode* branch) {
+  const auto& range = branch->sourceRange();
+  std::string text = range.source() ? range.text().str() : "";
+  text = text.substr(0, text.find('\n'));
+  if (text.empty()) return "an if";
+  const std::string line =
+      range.source() ? fmt::format(" (line {})", range.source()->lineno_for_offset(range.start()) + 1)
+                     : "";
+  return fmt::format("`{}`{}", text, line);
+}
+
+/// The If around `call` that keeps it from running on every path in eval
+/// mode, or nullptr when it always runs. The graph is copied with
+/// `training` as False and constant-folded: an If on the mode or on an
+/// attribute folds away (wav2vec2's `if not (training and rand() <=
+/// layer_drop)` runs its layer whenever the model is in eval mode); an If
+/// on the data (`if x.sum() > 0`) does not, and neither does a call in the
+/// branch that eval mode skips.
+JitNode* branch_around(JitGraph& graph, JitNode* call) {
+  static const c10::Symbol kMark = c10::Symbol::attr("stitch_branch_mark");
+  std::vector<JitNode*> enclosing;
+  for (JitNode* n = call->owningBlock()->owningNode(); n != nullptr;
+       n = n->owningBlock()->owningNode()) {
+    enclosing.push_back(n);
+  }
+  if (enclosing.empty()) return nullptr;
+  call->i_(kMark, 0);
+  for (size_t i = 0; i < enclosing.size(); ++i) enclosing[i]->i_(kMark, int64_t(i) + 1);
+  std::shared_ptr<JitGraph> eval = graph.copy();
+  call->removeAttribute(kMark);
+  for (JitNode* n : enclosing) n->removeAttribute(kMark);
+
+  for (JitNode* get : torch::jit::findAllNodes(*eval, c10::prim::GetAttr, true)) {
+    if (get->s(c10::attr::name) != "training") continue;
+    torch::jit::WithInsertPoint guard(get);
+    get->output()->replaceAllUsesWith(eval->insertConstant(false));
+    get->destroy();
+  }
+  torch::jit::ConstantPropagation(eval);
+  JitNode* copied = nullptr;
+  for_each_node(eval->block(), [&](JitNode* n) {
+    if (n->hasAttribute(kMark) && n->i(kMark) == 0) copied = n;
+  });
+  if (copied == nullptr) return enclosing.front();  // eval mode never runs it
+  JitNode* owner = copied->owningBlock()->owningNode();
+  if (owner == nullptr) return nullptr;
+  return owner->hasAttribute(kMark) ? enclosing[owner->i(kMark) - 1] : enclosing.front();
+}
+
+/// The value a layer's output takes at the top level of the graph, or why
+/// there is none.
+struct Lifted {
+  JitValue* value = nullptr;
+  std::string why_not;  // "is called inside a loop", ...
+};
+
 /// The value `v` takes at the top level of the graph: a value defined in an
-/// If branch is followed out through the branch's outputs.
-/// NOTE: wav2vec2 calls each transformer layer in `if not (training and
-/// rand() <= layer_drop)`; the If's output is the layer's output whenever
-/// the layer runs, which is always in eval mode.
-JitValue* lift_to_top(JitGraph& graph, JitValue* v) {
+/// If branch is followed out through the branch's outputs, when the branch
+/// runs on every path in eval mode (branch_around).
+Lifted lift_to_top(JitGraph& graph, JitValue* v) {
+  for (JitNode* n = v->node()->owningBlock()->owningNode(); n != nullptr;
+       n = n->owningBlock()->owningNode()) {
+    if (n->kind() == c10::prim::Loop) return {nullptr, "is called inside a loop"};
+  }
+  if (JitNode* branch = branch_around(graph, v->node())) {
+    return {nullptr, fmt::format("runs only on one path of {}, so on the other its output does "
+                                 "not exist",
+                                 branch_text(branch))};
+  }
   while (v->node()->owningBlock() != graph.block()) {
     torch::jit::Block* block = v->node()->owningBlock();
     JitNode* owner = block->owningNode();
-    if (owner->kind() != c10::prim::If) return nullptr;
     JitValue* lifted = nullptr;
     for (size_t i = 0; i < block->outputs().size(); ++i) {
       if (block->outputs()[i] == v) lifted = owner->output(i);
     }
-    if (lifted == nullptr) return nullptr;
+    if (lifted == nullptr) return {nullptr, "is called inside a branch whose result does not leave it"};
     v = lifted;
   }
-  return v;
+  return {v, ""};
 }
 
 /// A method's graph being rewritten, and the outputs of the children found
@@ -317,13 +390,19 @@ class Surgeon {
                        "ambiguous\n  fix: use a layer that is called once",
                        path, calls.size(), c_.spec.method));
     }
-    JitValue* top = calls[0] ? lift_to_top(*graph_, calls[0]) : nullptr;
-    if (top == nullptr) {
-      fail(fmt::format("layer '{}' is called inside a loop or a branch whose result "
-                       "does not leave it; cannot take its output",
+    if (calls[0] == nullptr) {
+      fail(fmt::format("layer '{}' returns several values where it is called; cannot take its "
+                       "output",
                        path));
     }
-    return top;
+    const Lifted top = lift_to_top(*graph_, calls[0]);
+    if (top.value == nullptr) {
+      fail(fmt::format("layer '{}' {}; cannot take its output\n"
+                       "  fix: use a layer that runs on every path (one before the branch or "
+                       "after it)",
+                       path, top.why_not));
+    }
+    return top.value;
   }
 
   Component& c_;
@@ -618,7 +697,7 @@ SubmoduleOutputs submodule_outputs(const torch::jit::Module& module, const std::
   SubmoduleOutputs result;
   std::vector<JitValue*> values;
   for (const auto& [path, calls] : outputs) {
-    JitValue* top = calls.size() == 1 && calls[0] ? lift_to_top(*graph, calls[0]) : nullptr;
+    JitValue* top = calls.size() == 1 && calls[0] ? lift_to_top(*graph, calls[0]).value : nullptr;
     if (top == nullptr) continue;
     result.paths.push_back(join_path(path));
     values.push_back(top);

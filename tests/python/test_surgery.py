@@ -352,6 +352,104 @@ def test_wav2vec2_cut_inside_the_transformer(run_stitch, big_models, tmp_path):
         close(got["hidden"], h)
 
 
+# --- layers inside branches -----------------------------------------------------
+
+class DataBranch(nn.Module):
+    """A branch on the data: which layer runs depends on the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Linear(4, 4)
+        self.pos = nn.Linear(4, 3)
+        self.neg = nn.Linear(4, 3)
+        self.post = nn.Linear(3, 2)
+
+    def forward(self, x):
+        h = self.pre(x)
+        if bool(h.sum() > 0):
+            y = self.pos(h)
+        else:
+            y = self.neg(h)
+        return self.post(y)
+
+
+class ModeBranch(nn.Module):
+    """A branch on the mode, as layer drop is: in eval mode `kept` always runs
+    and `skipped` never does."""
+
+    def __init__(self):
+        super().__init__()
+        self.kept = nn.Linear(4, 4)
+        self.skipped = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if not (self.training and bool(torch.rand(1) < 0.5)):
+            x = self.kept(x)
+        if self.training:
+            x = self.skipped(x)
+        return x
+
+
+@pytest.mark.parametrize("key", ["cut: pos", "after: pos", "taps: [neg]"])
+def test_a_layer_in_a_data_dependent_branch_is_refused_naming_the_branch(run_stitch, tmp_path,
+                                                                          key):
+    torch.jit.script(DataBranch()).save(str(tmp_path / "branchy.pt"))
+    err = refused(run_stitch, tmp_path, f"""
+        inputs: {{x: [N, 4]}}
+        models:
+          m: {{file: branchy.pt, {key}}}
+        graph:
+          - y = m(x)
+        outputs: [y]
+    """)
+    layer = key.split(": ")[1].strip("[]")
+    assert f"layer '{layer}' runs only on one path of `if bool(" in err, err
+    assert "(line " in err and "fix: use a layer that runs on every path" in err, err
+
+
+def test_layers_around_a_data_branch_still_cut_as_pytorch(run_stitch, tmp_path):
+    torch.manual_seed(0)
+    eager = DataBranch().eval()
+    torch.jit.script(eager).save(str(tmp_path / "branchy.pt"))
+    model = compose(run_stitch, tmp_path, """
+        inputs: {x: [N, 4]}
+        models:
+          m: {file: branchy.pt, cut: pre}
+        graph:
+          - y = m(x)
+        outputs: [y]
+    """)
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        close(model(x), eager.pre(x))
+
+
+def test_a_layer_that_runs_on_every_path_in_eval_mode_is_cut(run_stitch, tmp_path):
+    torch.manual_seed(0)
+    eager = ModeBranch().eval()
+    torch.jit.script(eager).save(str(tmp_path / "mode.pt"))
+    model = compose(run_stitch, tmp_path, """
+        inputs: {x: [N, 4]}
+        models:
+          m: {file: mode.pt, cut: kept}
+        graph:
+          - y = m(x)
+        outputs: [y]
+    """)
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        close(model(x), eager.kept(x))
+    err = refused(run_stitch, tmp_path, """
+        inputs: {x: [N, 4]}
+        models:
+          m: {file: mode.pt, cut: skipped}
+        graph:
+          - y = m(x)
+        outputs: [y]
+    """)
+    assert "layer 'skipped' runs only on one path of `if " in err, err
+
+
 # --- seed 002, strategy 2 -----------------------------------------------------------
 
 def test_seed002_strategy2_bug_is_refused_naming_both_shapes(run_stitch, example_models_dir,
