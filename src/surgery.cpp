@@ -251,6 +251,33 @@ JitNode* branch_around(JitGraph& graph, JitNode* call) {
   return owner->hasAttribute(kMark) ? enclosing[owner->i(kMark) - 1] : enclosing.front();
 }
 
+/// A tuple unpacked inside an If's branch into the branch's outputs
+/// (torchaudio 2.6's `x, position_bias = layer(x, ...)` under layer drop):
+/// the If gets one more output, the tuple itself on this branch and the same
+/// items, packed, on the other. nullptr when `v` is not that.
+JitValue* lift_unpacked_tuple(JitValue* v, JitNode* branch) {
+  if (v->uses().size() != 1 || v->uses()[0].user->kind() != c10::prim::TupleUnpack) return nullptr;
+  if (branch->blocks().size() != 2) return nullptr;
+  JitNode* unpack = v->uses()[0].user;
+  torch::jit::Block* block = v->node()->owningBlock();
+  torch::jit::Block* other = branch->blocks()[0] == block ? branch->blocks()[1] : branch->blocks()[0];
+  std::vector<JitValue*> others;
+  for (JitValue* item : unpack->outputs()) {
+    JitValue* found = nullptr;
+    for (size_t i = 0; i < block->outputs().size(); ++i) {
+      if (block->outputs()[i] == item) found = other->outputs()[i];
+    }
+    if (found == nullptr) return nullptr;
+    others.push_back(found);
+  }
+  JitNode* packed = branch->owningGraph()->createTuple(others);
+  packed->insertBefore(other->return_node());
+  packed->output()->setType(v->type());
+  block->registerOutput(v);
+  other->registerOutput(packed->output());
+  return branch->addOutput()->setType(v->type());
+}
+
 /// The value a layer's output takes at the top level of the graph, or why
 /// there is none.
 struct Lifted {
@@ -278,6 +305,7 @@ Lifted lift_to_top(JitGraph& graph, JitValue* v) {
     for (size_t i = 0; i < block->outputs().size(); ++i) {
       if (block->outputs()[i] == v) lifted = owner->output(i);
     }
+    if (lifted == nullptr) lifted = lift_unpacked_tuple(v, owner);
     if (lifted == nullptr) return {nullptr, "is called inside a branch whose result does not leave it"};
     v = lifted;
   }

@@ -327,6 +327,11 @@ def test_vit_taps_and_cut_equal_the_encoder_run_by_hand(run_stitch, big_models, 
     assert "heads" not in kept
 
 
+# torchaudio 2.x's transformer layers return (x, position_bias), 0.x's x.
+LAYERS_RETURN_TUPLES = "position_bias" in __import__("inspect").signature(
+    __import__("torchaudio").models.wav2vec2.components.EncoderLayer.forward).parameters
+
+
 def test_wav2vec2_cut_inside_the_transformer(run_stitch, big_models, tmp_path):
     w2v = big_models / "wav2vec2_base.pt"
     model = compose(run_stitch, tmp_path, f"""
@@ -336,9 +341,9 @@ def test_wav2vec2_cut_inside_the_transformer(run_stitch, big_models, tmp_path):
           mid: {{file: {w2v}, cut: encoder.transformer.layers.3}}
         graph:
           - conv = fe(audio)[0]
-          - hidden = mid(audio)
+          - hidden = mid(audio){{first}}
         outputs: [conv, hidden]
-    """)
+    """.replace("{first}", "[0]" if LAYERS_RETURN_TUPLES else ""))
     m = load(w2v)
     x = torch.randn(2, 8000)
     with torch.no_grad():
@@ -347,8 +352,13 @@ def test_wav2vec2_cut_inside_the_transformer(run_stitch, big_models, tmp_path):
         close(got["conv"], feats)
         h, mask = m.encoder._preprocess(feats, lengths)
         h = m.encoder.transformer._preprocess(h)
+        bias = None
         for i in range(4):
-            h = getattr(m.encoder.transformer.layers, str(i))(h, mask)
+            layer = getattr(m.encoder.transformer.layers, str(i))
+            if LAYERS_RETURN_TUPLES:
+                h, bias = layer(h, mask, position_bias=bias)
+            else:
+                h = layer(h, mask)
         close(got["hidden"], h)
 
 

@@ -108,6 +108,28 @@ def test_a_cut_and_a_tap_of_a_26_vit_equal_torchvisions_feature_extractor(
     assert torch.allclose(got["mid"], features["encoder.layers.encoder_layer_2"], atol=ATOL)
 
 
+def test_a_cut_inside_26_wav2vec2s_transformer_equals_the_layers_run_by_hand(
+        torch2_models, run_stitch, tmp_path):
+    """torchaudio 2.6's layers return (x, position_bias), unpacked inside
+    the layer-drop branch: the cut returns that pair."""
+    spec = write_spec(tmp_path, {
+        "inputs": {"audio": ["N", 1600]},
+        "models": {"mid": {"file": str(torch2_models / "wav2vec2_small.pt"),
+                           "cut": "encoder.transformer.layers.1"}},
+        "graph": ["hidden = mid(audio)[0]"],
+        "outputs": ["hidden"],
+    })
+    code, _, err = run_stitch("compose", spec, "-o", tmp_path / "mid.pt")
+    assert code == 0, err
+    code, _, err = run_stitch("run", tmp_path / "mid.pt", "--input",
+                              f"audio={torch2_models / 'wav2vec2_small.in0.pt'}", "-o",
+                              tmp_path / "y.pt")
+    assert code == 0, err
+    got = torch.load(tmp_path / "y.pt")
+    expected = torch.load(torch2_models / "wav2vec2_small.layer1.pt")
+    assert torch.allclose(got, expected, atol=ATOL), (got - expected).abs().max()
+
+
 CHECK_IN_TORCH2 = """
 import json, sys, torch
 artifact, image, features = sys.argv[1:4]
