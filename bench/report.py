@@ -390,6 +390,13 @@ def main(argv):
     if meta.markdown:
         text = markdown(rounds, ratio_rows, compose_rows, time_rows, time_target_rows, peaks,
                         meta)
+        # Sections other benchmarks write (bench/compat_attention.py) stay.
+        if os.path.exists(meta.markdown):
+            with open(meta.markdown) as f:
+                old = f.read()
+            begin, end = "<!-- begin:compat-attention -->", "<!-- end:compat-attention -->"
+            if begin in old and end in old:
+                text = text.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
         with open(meta.markdown + ".tmp", "w") as f:
             f.write(text)
         os.replace(meta.markdown + ".tmp", meta.markdown)
