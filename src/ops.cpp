@@ -1,5 +1,7 @@
 #include "stitch/ops.h"
 
+#include "op_signatures.h"
+
 namespace stitch {
 
 namespace {
@@ -90,5 +92,7 @@ Value adapt(Value x, const Model& like) {
   x.graph().add_model(like.spec());
   return unary("adapt", x, {{"like", like.spec().name}});
 }
+
+bool is_builtin_op(const std::string& name) { return find_op(name) != nullptr; }
 
 }  // namespace stitch

@@ -57,4 +57,8 @@ Value adapt(Value x, const Shape& to);
 /// adapt(x, like=MODEL): to what a model the graph calls expects.
 Value adapt(Value x, const Model& like);
 
+/// Whether `name` is a built-in op of the spec language (linear, mlp, conv,
+/// ...): a model cannot take such a name.
+[[nodiscard]] bool is_builtin_op(const std::string& name);
+
 }  // namespace stitch

@@ -92,3 +92,21 @@ def test_a_mismatch_suggests_adapt_only_where_it_helps(run_stitch, fixtures_dir,
     code, out, err = run_stitch("chain", a, b, "--input", "1x11", "-o", tmp_path / "o.pt")
     assert_clean_error(code, out, err)
     assert "cannot feed x into seed000_ex1_model1" in err and "--adapt" not in err, err
+
+
+def test_models_named_like_built_in_ops_chain(run_stitch, tmp_path):
+    """chain names models after their files; mlp.pt and linear.pt are the
+    models mlp_model and linear_model, not the built-in ops."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(10, 8), torch.nn.ReLU()).eval()
+    linear = torch.nn.Linear(8, 3).eval()
+    torch.jit.script(mlp).save(str(tmp_path / "mlp.pt"))
+    torch.jit.script(linear).save(str(tmp_path / "linear.pt"))
+    code, _, err = run_stitch("chain", tmp_path / "mlp.pt", tmp_path / "linear.pt",
+                              "--input", "1x10", "-o", tmp_path / "o.pt")
+    assert code == 0, err
+    m = torch.jit.load(str(tmp_path / "o.pt"))
+    assert {name for name, _ in m.named_children()} == {"mlp_model", "linear_model"}
+    x = torch.randn(4, 10)
+    with torch.no_grad():
+        assert torch.allclose(m(x), linear(mlp(x)), atol=ATOL)

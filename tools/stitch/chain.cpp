@@ -25,9 +25,13 @@ Graph chain_graph(const std::vector<std::string>& files, const std::vector<int64
   std::set<std::string> names;
   for (size_t i = 0; i < files.size(); ++i) {
     Model m = load(files[i]);
-    std::string name = m.spec().name;
+    // Named after its file, unless that name is taken: by another model,
+    // the input or output, or a built-in op (mlp.pt is the model mlp_model).
+    std::string base = m.spec().name;
+    if (is_builtin_op(base)) base += "_model";
+    std::string name = base;
     for (int k = 2; names.count(name) || name == "x" || name == "y"; ++k) {
-      name = fmt::format("{}_{}", m.spec().name, k);
+      name = fmt::format("{}_{}", base, k);
     }
     names.insert(name);
     m.name(name);
