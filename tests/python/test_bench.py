@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+import torch
 
 from conftest import assert_clean_error
 
