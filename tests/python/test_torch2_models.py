@@ -182,6 +182,7 @@ def test_python_113_loads_26_models_with_libstitch_compat(models, torch2_models,
 
 TRAIN_IN_TORCH2 = """
 import sys, torch, torch.nn.functional as F
+torch._C._jit_set_texpr_fuser_enabled(False)  # 2.6 hangs training with it (conftest.py)
 initial, data_file, out = sys.argv[1:4]
 m = torch.jit.load(initial).train()
 data = torch.load(data_file)
