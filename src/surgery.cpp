@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/frontend/inline_loop_condition.h>
 #include <torch/csrc/jit/ir/alias_analysis.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
@@ -251,31 +252,22 @@ JitNode* branch_around(JitGraph& graph, JitNode* call) {
   return owner->hasAttribute(kMark) ? enclosing[owner->i(kMark) - 1] : enclosing.front();
 }
 
-/// A tuple unpacked inside an If's branch into the branch's outputs
-/// (torchaudio 2.6's `x, position_bias = layer(x, ...)` under layer drop):
-/// the If gets one more output, the tuple itself on this branch and the same
-/// items, packed, on the other. nullptr when `v` is not that.
-JitValue* lift_unpacked_tuple(JitValue* v, JitNode* branch) {
+/// A layer whose tuple is unpacked inside an If's branch (torchaudio 2.6's
+/// `x, position_bias = layer(x, ...)` under layer drop): the branch, which
+/// runs on every path in eval mode (branch_around), replaces the If, so the
+/// tuple is a value of the enclosing block. Returns `v`, or nullptr when `v`
+/// is not that. The layer then runs in training mode too: layer drop no
+/// longer skips the layer cut at (LibTorch cannot run the If with a tuple
+/// output built from both branches: its profiling executor asserts).
+JitValue* inline_unpacking_branch(JitValue* v, JitNode* branch) {
   if (v->uses().size() != 1 || v->uses()[0].user->kind() != c10::prim::TupleUnpack) return nullptr;
-  if (branch->blocks().size() != 2) return nullptr;
-  JitNode* unpack = v->uses()[0].user;
   torch::jit::Block* block = v->node()->owningBlock();
-  torch::jit::Block* other = branch->blocks()[0] == block ? branch->blocks()[1] : branch->blocks()[0];
-  std::vector<JitValue*> others;
-  for (JitValue* item : unpack->outputs()) {
-    JitValue* found = nullptr;
-    for (size_t i = 0; i < block->outputs().size(); ++i) {
-      if (block->outputs()[i] == item) found = other->outputs()[i];
-    }
-    if (found == nullptr) return nullptr;
-    others.push_back(found);
+  torch::jit::InlineBlockBeforeNode(branch, block);
+  for (size_t i = 0; i < branch->outputs().size(); ++i) {
+    branch->output(i)->replaceAllUsesWith(block->outputs()[i]);
   }
-  JitNode* packed = branch->owningGraph()->createTuple(others);
-  packed->insertBefore(other->return_node());
-  packed->output()->setType(v->type());
-  block->registerOutput(v);
-  other->registerOutput(packed->output());
-  return branch->addOutput()->setType(v->type());
+  branch->destroy();
+  return v;
 }
 
 /// The value a layer's output takes at the top level of the graph, or why
@@ -305,7 +297,7 @@ Lifted lift_to_top(JitGraph& graph, JitValue* v) {
     for (size_t i = 0; i < block->outputs().size(); ++i) {
       if (block->outputs()[i] == v) lifted = owner->output(i);
     }
-    if (lifted == nullptr) lifted = lift_unpacked_tuple(v, owner);
+    if (lifted == nullptr) lifted = inline_unpacking_branch(v, owner);
     if (lifted == nullptr) return {nullptr, "is called inside a branch whose result does not leave it"};
     v = lifted;
   }
