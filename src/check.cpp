@@ -398,6 +398,20 @@ class Analyzer {
         source, n.op, c.spec.file.filename().string());
   }
 
+  /// How to index a container's first tensor: ["out"] for a dict (its real
+  /// key), [1] for a tuple whose item 0 is None.
+  static std::string element_example(const ValueType& t) {
+    for (size_t i = 0; i < t.elements.size(); ++i) {
+      if (!t.elements[i].is_tensor()) continue;
+      if (t.kind == ValueType::Kind::Dict && i < t.keys.size()) {
+        return fmt::format("[\"{}\"]", t.keys[i]);
+      }
+      return fmt::format("[{}]", i);
+    }
+    return t.kind == ValueType::Kind::Dict && !t.keys.empty() ? fmt::format("[\"{}\"]", t.keys[0])
+                                                              : "[0]";
+  }
+
   void check_outputs() {
     const Graph& g = *a_.graph;
     if (g.outputs().empty()) throw SpecError("the graph has no outputs");
@@ -406,8 +420,8 @@ class Analyzer {
       const ValueType& t = a_.types.at(v.id());
       if (!t.is_tensor()) {
         throw ShapeError(fmt::format(
-            "{}output '{}' is {}, not a tensor\n  fix: pick one element, e.g. {}[0]",
-            g.output_locs()[i].prefix(), name, t.str(), value_text(g, v)));
+            "{}output '{}' is {}, not a tensor\n  fix: pick one element, e.g. {}{}",
+            g.output_locs()[i].prefix(), name, t.str(), value_text(g, v), element_example(t)));
       }
     }
   }

@@ -362,3 +362,19 @@ def test_a_model_with_an_operator_libtorch_lacks_names_it(run_stitch, tmp_path):
                 f"LibTorch {version} does not have and stitch does not add") in err, err
         assert "fix: re-script the model in Python without that operator" in err, err
         assert not (tmp_path / "o.pt").exists()
+
+
+class _DictHead(torch.nn.Module):
+    def forward(self, x):
+        return {"out": x * 2, "aux": x}
+
+
+def test_a_dict_output_fix_names_its_real_key(run_stitch, tmp_path):
+    torch.jit.script(_DictHead()).save(str(tmp_path / "high.pt"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("inputs: {x: [N, 4]}\nmodels:\n  high: {file: high.pt}\n"
+                    "graph:\n  - y = high(x)\noutputs: [y]\n")
+    code, out, err = run_stitch("check", spec)
+    assert_clean_error(code, out, err)
+    assert "fix: pick one element, e.g. y[\"aux\"]" in err or \
+        "fix: pick one element, e.g. y[\"out\"]" in err, err
