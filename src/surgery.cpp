@@ -603,12 +603,27 @@ std::vector<std::string> crossing_values(JitGraph& graph, const std::set<JitNode
     for (JitValue* out : n->outputs()) {
       if (ok || is_plain(n)) {
         from_inputs.insert(out);
-      } else {
-        // The variable's name in the model's code (identity, not %identity.3).
-        const std::string name = out->hasDebugName() ? out->debugNameBase() : "%" + out->debugName();
-        if (std::find(crossing.begin(), crossing.end(), name) == crossing.end()) {
-          crossing.push_back(name);
+        continue;
+      }
+      // Only a value the rest reads itself crosses the cut, not the values
+      // it was computed from.
+      const bool read_after = std::any_of(out->uses().begin(), out->uses().end(),
+                                          [&](const torch::jit::Use& use) {
+                                            return !before.count(use.user);
+                                          });
+      if (!read_after) continue;
+      // The variable's name in the model's code (identity, not %identity.3),
+      // and the layer that computes it.
+      std::string name = out->hasDebugName() ? out->debugNameBase() : "%" + out->debugName();
+      if (n->kind() == c10::prim::CallMethod) {
+        if (auto layer = module_path_of(n->input(0)); layer && !layer->empty()) {
+          name += fmt::format(" (the output of {})", join_path(*layer));
         }
+      } else {
+        name += fmt::format(" (from {})", n->kind().toQualString());
+      }
+      if (std::find(crossing.begin(), crossing.end(), name) == crossing.end()) {
+        crossing.push_back(name);
       }
     }
   }
@@ -654,8 +669,8 @@ void start_after(Component& c, const std::string& path) {
   auto crossing = crossing_values(graph, before);
   if (!crossing.empty()) {
     s.fail(fmt::format(
-        "cannot start after '{}': the rest of {} also uses values computed before "
-        "it ({}) — a skip connection across the cut\n"
+        "cannot start after '{}': a skip connection across the cut: the rest of {} also "
+        "uses {}, computed before it\n"
         "  fix: split at a layer that no skip connection crosses",
         path, c.spec.method, join(crossing)));
   }

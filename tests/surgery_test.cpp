@@ -252,8 +252,9 @@ TEST_F(SurgeryTest, SkipConnectionErrorNamesTheCrossingValues) {
   auto x = g.input("x", {N, 64, 16, 16});
   g.output("y", load(fixture("resnet18.pt")).name("rest").after("layer1.0.bn1")(x));
   EXPECT_THROW_WITH(check(g), "cannot start after 'layer1.0.bn1'");
-  // Named as in the model's code: x0, not the graph's %x0.3.
-  EXPECT_THROW_WITH(check(g), "uses values computed before it (x0, x1, x2, x3)");
+  // Only the value that crosses (layer1.0's input: maxpool's output), named
+  // as in the model's code (x3, not the graph's %x3.1).
+  EXPECT_THROW_WITH(check(g), "also uses x3 (the output of maxpool), computed before it");
 }
 
 TEST_F(SurgeryTest, TapAfterACutCannotReachARemovedLayer) {

@@ -206,8 +206,25 @@ def test_skip_connection_across_the_split_is_refused(run_stitch, fixtures_dir, t
           - y = r(x)
         outputs: [y]
     """)
-    # The values are named as in the model's code (x0, not %x0.3).
-    assert "skip connection across the cut" in err and "computed before it (x" in err, err
+    # The values are named as in the model's code (input0, not %input0.3),
+    # with the layer that computes each.
+    assert "a skip connection across the cut" in err, err
+    assert "also uses input0 (the output of layer2.0), computed before it" in err, err
+
+
+def test_a_skip_connection_error_names_only_the_values_that_cross(run_stitch, fixtures_dir,
+                                                                   tmp_path):
+    """Only layer2.0's input (x4, layer1's output) crosses a split at
+    layer2.0.conv2; the values it was computed from do not."""
+    err = refused(run_stitch, tmp_path, f"""
+        inputs: {{x: [N, 128, 8, 8]}}
+        models: {{r: {{file: {fixtures_dir}/resnet18.pt, after: layer2.0.conv2}}}}
+        graph:
+          - y = r(x)
+        outputs: [y]
+    """)
+    assert "also uses x4 (the output of layer1), computed before it" in err, err
+    assert "x0" not in err and "x3" not in err, err
 
 
 class Residual(nn.Module):
