@@ -22,4 +22,16 @@ inline auto optimizer_state_key(const at::Tensor& parameter) {
 #endif
 }
 
+/// c10d::TCPStoreOptions: 2.x defaults to the libuv store, which Debian's
+/// LibTorch 2.6 is built without ("use_libuv was requested but PyTorch was
+/// build without libuv support"); the classic store is 1.13's only one.
+template <typename StoreOptions>
+void use_classic_tcp_store(StoreOptions& options) {
+#if TORCH_VERSION_MAJOR >= 2
+  options.useLibUV = false;
+#else
+  (void)options;
+#endif
+}
+
 }  // namespace stitch::torch_compat

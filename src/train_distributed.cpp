@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "torch_compat.h"
 #include "train_internal.h"
 
 namespace stitch {
@@ -46,6 +47,7 @@ class GlooCommunicator : public Communicator {
     store_options.isServer = o.rank_ == 0;
     store_options.numWorkers = o.world_size_;
     store_options.timeout = std::chrono::seconds(120);
+    torch_compat::use_classic_tcp_store(store_options);
     auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr_, store_options);
     auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(600));
     // On loopback every process is on this machine: bind Gloo to 127.0.0.1.
