@@ -30,6 +30,63 @@ std::string printable(std::string line) {
 }
 }  // namespace
 
+namespace {
+/// The length of the UTF-8 sequence at `i` (1-4), or 0 when it is not one.
+size_t utf8_length(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) >> 6) != 0x2) return 0;
+  }
+  if (n == 2 && c < 0xc2) return 0;  // overlong
+  return n;
+}
+}  // namespace
+
+std::string terminal_safe(std::string_view message) {
+  constexpr size_t kLine = 2000, kTotal = 20000;
+  std::string out;
+  size_t line = 0;
+  for (size_t i = 0; i < message.size();) {
+    if (out.size() >= kTotal) {
+      out += fmt::format(" ... ({} more bytes left out)", message.size() - i);
+      break;
+    }
+    const char c = message[i];
+    if (c == '\n') {
+      out += c;
+      line = 0;
+      ++i;
+      continue;
+    }
+    if (line >= kLine) {
+      const size_t end = message.find('\n', i);
+      const size_t skipped = (end == std::string_view::npos ? message.size() : end) - i;
+      out += fmt::format(" ... ({} more bytes left out)", skipped);
+      i += skipped;
+      continue;
+    }
+    const size_t n = utf8_length(message, i);
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\t') {
+      out += ' ';
+      ++i;
+      ++line;
+    } else if (n == 0 || (n == 1 && (u < 0x20 || u == 0x7f))) {
+      out += fmt::format("\\x{:02x}", u);
+      ++i;
+      line += 4;
+    } else {
+      out.append(message.substr(i, n));
+      i += n;
+      line += n;
+    }
+  }
+  return out;
+}
+
 std::string count_of(int64_t count, const std::string& noun) {
   return std::to_string(count) + " " + noun + (count == 1 ? "" : "s");
 }

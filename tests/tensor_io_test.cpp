@@ -480,3 +480,13 @@ TEST_F(TensorIoTest, CorruptBytesGiveTensorsOrIoErrorNeverACrash) {
 }
 
 }  // namespace
+
+TEST(TerminalSafeTest, ControlAndNonUtf8BytesAreEscapedAndLongLinesCut) {
+  using stitch::detail::terminal_safe;
+  EXPECT_EQ(terminal_safe("plain\n  fix: é ok"), "plain\n  fix: é ok");
+  EXPECT_EQ(terminal_safe("a\x1b[31mred\r\x07"), "a\\x1b[31mred\\x0d\\x07");
+  EXPECT_EQ(terminal_safe(std::string("\xff\xfe" "x\xc3", 4)), "\\xff\\xfex\\xc3");
+  const std::string safe = terminal_safe(std::string(100000, 'n'));
+  EXPECT_LT(safe.size(), 2100u);
+  EXPECT_NE(safe.find("(98000 more bytes left out)"), std::string::npos);
+}

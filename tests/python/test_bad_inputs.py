@@ -378,3 +378,19 @@ def test_a_dict_output_fix_names_its_real_key(run_stitch, tmp_path):
     assert_clean_error(code, out, err)
     assert "fix: pick one element, e.g. y[\"aux\"]" in err or \
         "fix: pick one element, e.g. y[\"out\"]" in err, err
+
+
+def test_bytes_from_a_file_reach_the_terminal_escaped(stitch_bin, tmp_path):
+    """A .safetensors header with a terminal escape and a byte that is not
+    UTF-8: stderr stays valid UTF-8 and carries neither raw."""
+    import struct
+    import subprocess
+    torch.jit.script(torch.nn.Linear(4, 2)).save(str(tmp_path / "m.pt"))
+    header = b'{"\xff\xfeevil\x1b[2J": {"dtype": "F32", "shape": [1, 4], "data_offsets": [0, 16]}}'
+    (tmp_path / "x.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    proc = subprocess.run([str(stitch_bin), "run", tmp_path / "m.pt", "--input",
+                           f"input={tmp_path / 'x.safetensors'}", "-o", tmp_path / "y.pt"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.decode("utf-8")  # raises if a raw non-UTF-8 byte got through
+    assert err.startswith("error: ") and "\x1b" not in err, err

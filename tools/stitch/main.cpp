@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // --threads after the command too: stitch bench M.pt --threads 2
   app.failure_message([](const CLI::App* app, const CLI::Error& e) {
-    return fmt::format("error: {}\n{}\n", e.what(), help_hint(app));
+    return fmt::format("error: {}\n{}\n", stitch::detail::terminal_safe(e.what()), help_hint(app));
   });
   app.set_version_flag("--version", std::string("stitch ") + stitch::version());
   int threads = 0;
@@ -151,16 +151,17 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);  // prints help, or the usage error
     return code == 0 ? 0 : static_cast<int>(ExitCode::kUsage);
   } catch (const stitch::cli::UsageError& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << stitch::detail::terminal_safe(e.what()) << "\n";
     return static_cast<int>(ExitCode::kUsage);
   } catch (const stitch::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << stitch::detail::terminal_safe(e.what()) << "\n";
     return static_cast<int>(ExitCode::kError);
   } catch (const c10::Error& e) {
-    std::cerr << "error: " << stitch::detail::short_message(e) << "\n";
+    std::cerr << "error: " << stitch::detail::terminal_safe(stitch::detail::short_message(e)) << "\n";
     return static_cast<int>(ExitCode::kError);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << stitch::detail::first_line(e.what()) << "\n";
+    std::cerr << "error: " << stitch::detail::terminal_safe(stitch::detail::first_line(e.what()))
+              << "\n";
     return static_cast<int>(ExitCode::kError);
   }
   std::cout.flush();

@@ -1,6 +1,9 @@
 #pragma once
 #include <c10/util/Exception.h>
 
+#include <string>
+#include <string_view>
+
 namespace stitch {
 namespace detail {
 /// The useful line of a c10::Error message (see first_line), without
@@ -11,6 +14,11 @@ std::string short_message(const c10::Error& e);
 std::string first_line(const std::string& message);
 /// "1 input", "2 inputs": a count with its noun, for messages.
 std::string count_of(int64_t count, const std::string& noun);
+/// A message safe to print on a terminal, whatever bytes a file put in it:
+/// control bytes (but newlines) and bytes that are not UTF-8 as \xNN, a tab
+/// as a space, and each line cut at 2000 bytes and the whole at 20000, with
+/// how much was left out.
+std::string terminal_safe(std::string_view message);
 }  // namespace detail
 
 template <typename Fn>
