@@ -417,18 +417,24 @@ class ModeBranch(nn.Module):
         return x
 
 
+def one_model_spec(file, surgery):
+    """y = m(x) over x: [N, 4], with m the model in `file` and `surgery` its
+    cut/after/taps key ("cut: pos")."""
+    return f"""
+        inputs: {{x: [N, 4]}}
+        models:
+          m: {{file: {file}, {surgery}}}
+        graph:
+          - y = m(x)
+        outputs: [y]
+    """
+
+
 @pytest.mark.parametrize("key", ["cut: pos", "after: pos", "taps: [neg]"])
 def test_a_layer_in_a_data_dependent_branch_is_refused_naming_the_branch(run_stitch, tmp_path,
                                                                           key):
     torch.jit.script(DataBranch()).save(str(tmp_path / "branchy.pt"))
-    err = refused(run_stitch, tmp_path, f"""
-        inputs: {{x: [N, 4]}}
-        models:
-          m: {{file: branchy.pt, {key}}}
-        graph:
-          - y = m(x)
-        outputs: [y]
-    """)
+    err = refused(run_stitch, tmp_path, one_model_spec("branchy.pt", key))
     layer = key.split(": ")[1].strip("[]")
     assert f"layer '{layer}' runs only on one path of `if bool(" in err, err
     assert "(line " in err and "fix: use a layer that runs on every path" in err, err
@@ -438,14 +444,7 @@ def test_layers_around_a_data_branch_still_cut_as_pytorch(run_stitch, tmp_path):
     torch.manual_seed(0)
     eager = DataBranch().eval()
     torch.jit.script(eager).save(str(tmp_path / "branchy.pt"))
-    model = compose(run_stitch, tmp_path, """
-        inputs: {x: [N, 4]}
-        models:
-          m: {file: branchy.pt, cut: pre}
-        graph:
-          - y = m(x)
-        outputs: [y]
-    """)
+    model = compose(run_stitch, tmp_path, one_model_spec("branchy.pt", "cut: pre"))
     x = torch.randn(5, 4)
     with torch.no_grad():
         close(model(x), eager.pre(x))
@@ -455,25 +454,11 @@ def test_a_layer_that_runs_on_every_path_in_eval_mode_is_cut(run_stitch, tmp_pat
     torch.manual_seed(0)
     eager = ModeBranch().eval()
     torch.jit.script(eager).save(str(tmp_path / "mode.pt"))
-    model = compose(run_stitch, tmp_path, """
-        inputs: {x: [N, 4]}
-        models:
-          m: {file: mode.pt, cut: kept}
-        graph:
-          - y = m(x)
-        outputs: [y]
-    """)
+    model = compose(run_stitch, tmp_path, one_model_spec("mode.pt", "cut: kept"))
     x = torch.randn(5, 4)
     with torch.no_grad():
         close(model(x), eager.kept(x))
-    err = refused(run_stitch, tmp_path, """
-        inputs: {x: [N, 4]}
-        models:
-          m: {file: mode.pt, cut: skipped}
-        graph:
-          - y = m(x)
-        outputs: [y]
-    """)
+    err = refused(run_stitch, tmp_path, one_model_spec("mode.pt", "cut: skipped"))
     assert "layer 'skipped' runs only on one path of `if " in err, err
 
 
