@@ -16,6 +16,7 @@
 
 #include "bench_python.h"
 #include "declared_io.h"
+#include "example_inputs.h"
 #include "metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/error.h"
@@ -184,29 +185,30 @@ std::vector<torch::Tensor> random_inputs(const torch::jit::Module& module,
     }
     given[name] = shape;
   }
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::vector<torch::Tensor> inputs;
-  for (size_t i = 0; i < declared.size(); ++i) {
-    const DeclaredInput& input = declared[i];
+  std::vector<ExampleSlot> slots;
+  std::map<std::string, int64_t> dims;  // N, T, ...: the sizes they take here
+  for (const DeclaredInput& input : declared) {
     auto it = given.find(input.name);
     std::vector<int64_t> shape;
     if (it != given.end()) {
       shape = it->second;
     } else if (input.declared) {
       shape = declared_shape_at_one(input);
-    } else if (input.has_default && inputs.size() == given.size()) {
+    } else if (input.has_default && slots.size() == given.size()) {
       break;  // this one and those after it keep their defaults
     } else {
       throw Error(
           fmt::format("missing input '{}': give its shape ({}=SHAPE)", input.name, input.name));
     }
-    const auto options = torch::TensorOptions().dtype(at::kFloat);
-    torch::Tensor t = c10::isFloatingType(input.dtype)
-                          ? torch::randn(shape, generator, options)
-                          : torch::randint(0, 2, shape, generator, options);
-    inputs.push_back(t.to(input.dtype));
+    for (size_t k = 0; k < input.dims.size() && k < shape.size(); ++k) {
+      if (input.dims[k].is_string()) dims.emplace(input.dims[k].get<std::string>(), shape[k]);
+    }
+    slots.push_back({input.name, shape, input.dtype, std::nullopt});
   }
-  return inputs;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (auto probe = Dim::parse(declared[i].probe)) slots[i].probe = probe->evaluate(dims);
+  }
+  return example_tensors(slots, at::make_generator<at::CPUGeneratorImpl>(seed));
 }
 
 BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& inputs,

@@ -59,7 +59,14 @@ PythonWorker::PythonWorker(const std::filesystem::path& interpreter,
 
   nlohmann::json shapes = nlohmann::json::array();
   for (const auto& t : inputs) {
-    shapes.push_back({{"shape", t.sizes().vec()}, {"dtype", dtype_str(t.scalar_type())}});
+    nlohmann::json shape = {{"shape", t.sizes().vec()}, {"dtype", dtype_str(t.scalar_type())}};
+    // An integer input of one value (a lengths input, a probe: value) is
+    // sent as that value: random ids 0-1 would not do for it.
+    if (!at::isFloatingType(t.scalar_type()) && t.scalar_type() != at::kBool && t.numel() > 0 &&
+        t.min().item<int64_t>() == t.max().item<int64_t>()) {
+      shape["fill"] = t.reshape(-1)[0].item<int64_t>();
+    }
+    shapes.push_back(std::move(shape));
   }
   nlohmann::json reply;
   try {

@@ -7,6 +7,7 @@
 // end of input ends the process.
 //   {"cmd": "load", "model": PATH, "threads": T, "seed": S, "eager": bool,
 //    "inputs": [{"shape": [1, 3, 224, 224], "dtype": "float"}, ...]}
+//     (an integer input of one value has "fill": VALUE)
 //     -> {"torch": VERSION, "eager": bool, "eager_note": WHY_NOT}
 //   {"cmd": "warmup", "side": "python"|"eager", "runs": K} -> {"ok": true}
 //   {"cmd": "time", "side": "python"|"eager", "runs": K}
@@ -57,6 +58,8 @@ def make_input(spec, generator):
     dtype = getattr(torch, spec["dtype"])
     if dtype.is_floating_point:
         return torch.randn(spec["shape"], generator=generator).to(dtype)
+    if "fill" in spec:
+        return torch.full(spec["shape"], spec["fill"], dtype=dtype)
     return torch.randint(0, 2, spec["shape"], generator=generator).to(dtype)
 
 

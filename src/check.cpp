@@ -2,6 +2,7 @@
 
 #include "adapt.h"
 #include "analysis.h"
+#include "example_inputs.h"
 #include "graph_text.h"
 
 #include <fmt/format.h>
@@ -13,49 +14,83 @@ namespace stitch {
 namespace {
 
 // Two probe runs with different sizes for each dynamic dim tell the
-// dynamic output dims apart from the static ones.
+// dynamic output dims apart from the static ones. The sizes are chosen so
+// that no dim is two things at once: N is 2 then 3; the other dims are 16
+// then 32 (the k-th other dim 32 + 8k), so 16 is a T and not 8*N.
 constexpr int64_t kProbeBatch[2] = {2, 3};
-constexpr int64_t kProbeOther[2] = {16, 24};
+constexpr int64_t kProbeOther[2] = {16, 32};
+constexpr int64_t kProbeOtherStep = 8;
 
 using Assignment = std::map<std::string, int64_t>;
 
-Assignment probe_assignment(const std::vector<const ValueType*>& args, int run) {
-  Assignment values;
+/// One argument of a probe run: its type, its name in the model, and the
+/// spec's `probe:` value when it is an input that has one.
+struct ProbeArg {
+  const ValueType* type = nullptr;
+  std::string name;
+  std::optional<Dim> probe;
+};
+
+Assignment probe_assignment(const std::vector<ProbeArg>& args, int run) {
+  std::set<std::string> symbols;
   std::function<void(const ValueType&)> visit = [&](const ValueType& t) {
-    for (const auto& d : t.shape) {
-      for (const auto& s : d.symbols()) {
-        values.emplace(s, s == "N" ? kProbeBatch[run] : kProbeOther[run]);
-      }
-    }
+    for (const auto& d : t.shape) symbols.insert(d.symbols().begin(), d.symbols().end());
     for (const auto& e : t.elements) visit(e);
   };
-  for (const auto* a : args) visit(*a);
+  for (const auto& a : args) {
+    visit(*a.type);
+    if (a.probe) symbols.insert(a.probe->symbols().begin(), a.probe->symbols().end());
+  }
+  Assignment values;
+  int64_t others = 0;
+  for (const auto& s : symbols) {
+    values[s] = s == "N" ? kProbeBatch[run] : kProbeOther[run] + run * kProbeOtherStep * others++;
+  }
   return values;
 }
 
-torch::Tensor probe_tensor(const ValueType& t, const Assignment& values) {
-  std::vector<int64_t> sizes;
-  for (const auto& d : t.shape) sizes.push_back(d.evaluate(values));
-  auto options = torch::TensorOptions().dtype(t.dtype);
-  if (at::isFloatingType(t.dtype)) {
-    return torch::randn(sizes, options);
-  }
-  return torch::zeros(sizes, options);
-}
+/// The probe run's inputs (example_inputs.h makes the tensors), and the
+/// text that tells them: "feats: float[2, 16, 80] random, ...".
+struct ProbeInputs {
+  std::vector<c10::IValue> values;
+  std::string text;
+};
 
-c10::IValue probe_value(const ValueType& t, const Assignment& values) {
-  using K = ValueType::Kind;
-  switch (t.kind) {
-    case K::Tensor: return probe_tensor(t, values);
-    case K::Tuple: {
-      std::vector<c10::IValue> items;
-      for (const auto& e : t.elements) items.push_back(probe_value(e, values));
-      return c10::ivalue::Tuple::create(std::move(items));
+ProbeInputs probe_inputs(const std::vector<ProbeArg>& args, const Assignment& values) {
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(0);
+  auto sizes_of = [&](const ValueType& t) {
+    std::vector<int64_t> sizes;
+    for (const auto& d : t.shape) sizes.push_back(d.evaluate(values));
+    return sizes;
+  };
+  std::function<c10::IValue(const ValueType&)> element = [&](const ValueType& t) -> c10::IValue {
+    using K = ValueType::Kind;
+    if (t.kind == K::Tensor) {
+      return example_tensors({{"", sizes_of(t), t.dtype, std::nullopt}}, generator)[0];
     }
-    default:
+    if (t.kind != K::Tuple) {
       throw ShapeError("only tensors and tuples of tensors can be passed to a model, not " +
                        t.str());
+    }
+    std::vector<c10::IValue> items;
+    for (const auto& e : t.elements) items.push_back(element(e));
+    return c10::ivalue::Tuple::create(std::move(items));
+  };
+  std::vector<ExampleSlot> slots;
+  for (const auto& a : args) {
+    if (!a.type->is_tensor()) continue;
+    std::optional<int64_t> probe;
+    if (a.probe) probe = a.probe->evaluate(values);
+    slots.push_back({a.name, sizes_of(*a.type), a.type->dtype, probe});
   }
+  auto tensors = example_tensors(slots, generator);
+  ProbeInputs inputs;
+  size_t next = 0;
+  for (const auto& a : args) {
+    inputs.values.push_back(a.type->is_tensor() ? c10::IValue(tensors[next++]) : element(*a.type));
+  }
+  inputs.text = example_text(slots);
+  return inputs;
 }
 
 /// Maps a dim seen in two probe runs back to a symbolic dim.
@@ -204,29 +239,55 @@ class Analyzer {
                                keys.empty() ? "" : ""));
   }
 
-  /// Runs the model on probe inputs of `types`; the error text when it fails.
-  static std::optional<std::string> probe_failure(Component& c,
-                                                  const std::vector<const ValueType*>& types,
-                                                  c10::IValue out[2], Assignment values[2]) {
+  /// A failed probe run: what it was fed and how the model failed.
+  struct ProbeFailure {
+    std::string inputs;  // "feats: float[2, 16, 80] random, ..."
+    std::string why;
+  };
+
+  /// Runs the model twice on probe inputs of `args`' types (two sizes for
+  /// each dynamic dim); what failed, if a run did.
+  static std::optional<ProbeFailure> probe_failure(Component& c,
+                                                   const std::vector<ProbeArg>& args,
+                                                   c10::IValue out[2], Assignment values[2]) {
     for (int run = 0; run < 2; ++run) {
-      values[run] = probe_assignment(types, run);
-      std::vector<c10::IValue> inputs;
-      for (const auto* a : types) inputs.push_back(probe_value(*a, values[run]));
+      values[run] = probe_assignment(args, run);
+      auto inputs = probe_inputs(args, values[run]);
       try {
-        out[run] = c.run(inputs);
+        out[run] = c.run(inputs.values);
       } catch (const c10::Error& e) {
-        return detail::short_message(e);
+        return ProbeFailure{inputs.text, detail::short_message(e)};
       } catch (const std::exception& e) {
-        return detail::first_line(e.what());
+        return ProbeFailure{inputs.text, detail::first_line(e.what())};
       }
     }
     return std::nullopt;
   }
 
-  static std::optional<std::string> probe_failure(Component& c, const ValueType& type) {
+  /// Whether the model runs with its first argument of type `first` and the
+  /// others as they are.
+  static bool accepts(Component& c, std::vector<ProbeArg> args, const ValueType& first) {
+    args.at(0).type = &first;
     c10::IValue out[2];
     Assignment values[2];
-    return probe_failure(c, {&type}, out, values);
+    return !probe_failure(c, args, out, values);
+  }
+
+  /// The probe arguments of a model call: the argument types, the model's
+  /// parameter names, and the probe: values of the spec's inputs.
+  std::vector<ProbeArg> probe_args(const Node& n, Component& c,
+                                   const std::vector<const ValueType*>& types) const {
+    const auto params = c.arguments();
+    std::vector<ProbeArg> args;
+    for (size_t i = 0; i < types.size(); ++i) {
+      ProbeArg a{types[i], i < params.size() ? params[i].name() : "", std::nullopt};
+      if (const auto* v = std::get_if<Value>(&n.args[i])) {
+        const Node& from = a_.graph->node(*v);
+        if (from.kind == Node::Kind::Input) a.probe = from.probe;
+      }
+      args.push_back(std::move(a));
+    }
+    return args;
   }
 
   ValueType call(int id, const Node& n, const std::vector<const ValueType*>& args) {
@@ -244,8 +305,9 @@ class Analyzer {
     }
     c10::IValue out[2];
     Assignment values[2];
-    if (auto why = probe_failure(c, args, out, values)) {
-      shape_error(n, mismatch_message(n, c, args, *why));
+    const auto probe = probe_args(n, c, args);
+    if (auto failed = probe_failure(c, probe, out, values)) {
+      shape_error(n, failed_call_message(n, c, probe, *failed));
     }
     return recover_type(out[0], out[1], values[0], values[1]);
   }
@@ -273,8 +335,13 @@ class Analyzer {
                            const std::string& source) {
     const std::string& model = n.kwarg("like")->s;
     Component& c = a_.components.at(model);
-    auto why = probe_failure(c, x);
-    if (!why) {
+    const auto params = c.arguments();
+    const std::vector<ProbeArg> probe = {
+        {&x, params.empty() ? "" : params[0].name(), std::nullopt}};
+    c10::IValue out[2];
+    Assignment values[2];
+    auto failed = probe_failure(c, probe, out, values);
+    if (!failed) {
       a_.notes[id] = fmt::format(
           "adapt: {} fits as it is ({} accepts it in a test run; its first layer "
           "does not tell what it expects)",
@@ -283,7 +350,7 @@ class Analyzer {
     }
     std::string fix = "adapt(" + source + ", to=[N, ...]) with the shape " + model + " takes";
     for (const auto& plan : simple_adapters(x)) {
-      if (!probe_failure(c, ValueType::tensor(plan.to, x.dtype))) {
+      if (accepts(c, probe, ValueType::tensor(plan.to, x.dtype))) {
         fix = plan.spec_text(source) + "   (" + model + " accepts " +
               shape_str(plan.to) + " in a test run)";
         break;
@@ -293,7 +360,7 @@ class Analyzer {
         "adapt({}, like={}): cannot tell what {} ({}) expects: its input does not go "
         "straight into a Linear, Conv, LayerNorm, BatchNorm or Embedding layer, and "
         "it fails on {} as it is: {}\n  fix: {}",
-        source, model, model, c.spec.describe(), x.str(), *why, fix));
+        source, model, model, c.spec.describe(), x.str(), failed->why, fix));
   }
 
   /// Why no adapter turns x into the target, and what to write instead.
@@ -329,10 +396,79 @@ class Analyzer {
                        want, why, fix);
   }
 
+  /// Why a model call fails its probe run. When the model's first layer
+  /// tells what it expects and the edge does not give it, the edge is at
+  /// fault ("cannot feed vision into head", both sides and the adapter that
+  /// fits); otherwise the message says that the test run failed, on which
+  /// values, and what to change.
+  std::string failed_call_message(const Node& n, Component& c, const std::vector<ProbeArg>& args,
+                                  const ProbeFailure& failed) {
+    const Graph& g = *a_.graph;
+    const std::string source = value_text(g, std::get<Value>(n.args[0]));
+    const ValueType& produced = *args[0].type;
+    const auto expected = expected_input(c, 0);
+    if (expected && produced.is_tensor()) {
+      auto plan = plan_adapter(produced, target_from_expectation(*expected, n.op));
+      if (!plan || !plan->steps.empty()) return mismatch_message(n, c, produced, *expected, plan);
+    }
+    const std::string run = fmt::format("  inputs: {}\n  error:  {}\n", failed.inputs, failed.why);
+    if (produced.is_tensor()) {
+      // A shape-only adapter the model accepts: the edge is at fault.
+      for (const auto& plan : simple_adapters(produced)) {
+        if (accepts(c, args, ValueType::tensor(plan.to, produced.dtype))) {
+          return fmt::format(
+              "cannot feed {} into {}: {} ({}) fails on {} in a test run\n{}"
+              "  fix: {}   ({} accepts {} in a test run)",
+              source, n.op, n.op, c.spec.describe(), produced.str(), run,
+              plan.spec_text(source), n.op, shape_str(plan.to));
+        }
+      }
+    }
+    std::string lines = fmt::format(
+        "{} ({}) fails in the test run stitch makes to learn its output shape\n{}", n.op,
+        c.spec.describe(), run);
+    return lines + probe_fix(n, c, args);
+  }
+
+  /// The fix when no adapter helps: the probe values the spec may set, or
+  /// the shapes the model takes.
+  std::string probe_fix(const Node& n, Component& c, const std::vector<ProbeArg>& args) const {
+    const Graph& g = *a_.graph;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const auto* v = std::get_if<Value>(&n.args[i]);
+      if (!v || !args[i].type->is_tensor() || at::isFloatingType(args[i].type->dtype)) continue;
+      const Node& from = g.node(*v);
+      if (from.kind != Node::Kind::Input) continue;
+      return fmt::format(
+          "  fix: if {} needs particular values in '{}', give them to the test run: "
+          "inputs: {{{}: {{shape: {}, dtype: {}, probe: VALUE}}}} (an integer or a dim "
+          "such as {})",
+          n.op, from.name, from.name, shape_str(from.shape), dtype_str(from.dtype),
+          some_dim_name());
+    }
+    return fmt::format(
+        "  fix: give {} the inputs it takes (`stitch inspect {}` lists its layers and "
+        "arguments)",
+        n.op, c.spec.file.filename().string());
+  }
+
+  /// A dynamic dim of the spec's inputs other than N, for examples ("T").
+  std::string some_dim_name() const {
+    const Graph& g = *a_.graph;
+    for (int id : g.inputs()) {
+      for (const auto& d : g.nodes()[id].shape) {
+        for (const auto& s : d.symbols()) {
+          if (s != "N") return s;
+        }
+      }
+    }
+    return "T";
+  }
+
   /// "cannot feed vision into head" with both sides and the fixes that fit.
-  std::string mismatch_message(const Node& n, Component& c,
-                               const std::vector<const ValueType*>& args,
-                               const std::string& why) {
+  std::string mismatch_message(const Node& n, Component& c, const ValueType& produced,
+                               const Expectation& expected,
+                               const std::optional<AdapterPlan>& plan) {
     const Graph& g = *a_.graph;
     const Value first = std::get<Value>(n.args[0]);
     const std::string source = value_text(g, first);
@@ -342,60 +478,26 @@ class Analyzer {
       source_desc = fmt::format("{} ({})", producer.op, g.model(producer.op).describe());
     }
     const std::string target_desc = fmt::format("{} ({})", n.op, c.spec.describe());
-    const auto expected = expected_input(c, 0);
     const std::string source_name = producer.kind == Node::Kind::Call ? producer.op : source;
     std::string lines = fmt::format("cannot feed {} into {}\n", source_name, n.op);
     const size_t width = std::max(source_desc.size() + 10, target_desc.size() + 9);
     std::string flat;
-    if (expected && expected->flattened && args[0]->is_tensor() && args[0]->shape.size() > 2) {
+    if (expected.flattened && produced.shape.size() > 2) {
       // Compare like with like: the model sees this many features.
-      const Shape& s = args[0]->shape;
+      const Shape& s = produced.shape;
       flat = fmt::format("  ({} features after flattening)",
                          numel(Shape(s.begin() + 1, s.end())).str());
     }
-    lines += fmt::format("  {:<{}}{}{}\n", source_desc + " produces ", width,
-                         args[0]->str(), flat);
-    if (expected) {
-      lines += fmt::format("  {:<{}}{}  (first layer{}: {}{})\n", target_desc + " expects ",
-                           width, tensor_type_str(at::kFloat, expected->shape),
-                           expected->layer.empty() ? "" : " " + expected->layer,
-                           expected->description,
-                           expected->flattened ? ", after flattening" : "");
-    } else {
-      lines += fmt::format("  {} fails on it: {}\n", target_desc, why);
-    }
-    lines += "  fix: " + suggest_fix(n, c, source, *args[0], expected);
-    return lines;
-  }
-
-  /// Spec text that would compose: the smallest adapter written out, and
-  /// adapt(..., like=MODEL) which picks the same one.
-  std::string suggest_fix(const Node& n, Component& c, const std::string& source,
-                          const ValueType& produced,
-                          const std::optional<Expectation>& expected) {
+    lines += fmt::format("  {:<{}}{}{}\n", source_desc + " produces ", width, produced.str(),
+                         flat);
+    lines += fmt::format("  {:<{}}{}  (first layer{}: {}{})\n", target_desc + " expects ",
+                         width, tensor_type_str(at::kFloat, expected.shape),
+                         expected.layer.empty() ? "" : " " + expected.layer,
+                         expected.description, expected.flattened ? ", after flattening" : "");
     const std::string like = fmt::format("adapt({}, like={})", source, n.op);
-    if (expected && produced.is_tensor()) {
-      const AdaptTarget target = target_from_expectation(*expected, n.op);
-      auto plan = plan_adapter(produced, target);
-      if (plan && !plan->steps.empty()) {
-        return fmt::format("{}   or   {}", plan->spec_text(source), like);
-      }
-      if (!plan) return no_adapter_reason(produced, target, source).second;
-    }
-    // The first layer does not tell (or the input fits it and the model
-    // fails later): try the shape-only adapters on the model itself.
-    if (produced.is_tensor()) {
-      for (const auto& plan : simple_adapters(produced)) {
-        if (!probe_failure(c, ValueType::tensor(plan.to, produced.dtype))) {
-          return fmt::format("{}   ({} accepts {} in a test run)", plan.spec_text(source),
-                             n.op, shape_str(plan.to));
-        }
-      }
-    }
-    return fmt::format(
-        "adapt({}, to=[N, ...]) with the shape {} takes (`stitch inspect {}` lists its "
-        "layers)",
-        source, n.op, c.spec.file.filename().string());
+    if (plan) return lines + fmt::format("  fix: {}   or   {}", plan->spec_text(source), like);
+    const AdaptTarget target = target_from_expectation(expected, n.op);
+    return lines + "  fix: " + no_adapter_reason(produced, target, source).second;
   }
 
   /// How to index a container's first tensor: ["out"] for a dict (its real

@@ -46,6 +46,7 @@ std::vector<DeclaredInput> declared_inputs(const torch::jit::Module& module) {
       input.declared = true;
       input.dims = entry.value("shape", std::vector<nlohmann::json>{});
       input.dtype = parse_dtype(entry.value("dtype", "float")).value_or(at::kFloat);
+      input.probe = entry.value("probe", "");
     }
   }
   return out;

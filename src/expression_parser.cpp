@@ -40,10 +40,6 @@ bool is_ident_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
 }
 bool is_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)); }
-bool is_identifier(const std::string& s) {
-  return !s.empty() && is_ident_start(s[0]) &&
-         std::all_of(s.begin(), s.end(), is_ident_char);
-}
 
 // Turns byte offsets into spec line:column. Offsets count from the start of
 // the expression text, which starts at `base`.

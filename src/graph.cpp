@@ -108,16 +108,6 @@ const Literal* Node::kwarg(const std::string& key) const {
 
 namespace {
 
-bool is_identifier(const std::string& s) {
-  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
-    return false;
-  }
-  for (char c : s) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
-  }
-  return true;
-}
-
 /// Python's keywords and the names forward's generated code relies on.
 bool is_reserved_word(const std::string& name) {
   static const char* kReserved[] = {
@@ -224,6 +214,32 @@ Value Graph::input(const std::string& name, Shape shape, at::ScalarType dtype,
   Value v = add(std::move(n));
   inputs_.push_back(v.id());
   return v;
+}
+
+void Graph::probe_with(Value input, Dim value) {
+  if (&input.graph() != this || nodes_.at(input.id()).kind != Node::Kind::Input) {
+    throw Error("probe_with: the value is not an input of this graph");
+  }
+  Node& n = nodes_[input.id()];
+  if (at::isFloatingType(n.dtype)) {
+    throw SpecError(fmt::format("{}input '{}': probe: sets the value of integer inputs; {} "
+                                "inputs are random",
+                                n.loc.prefix(), n.name, dtype_str(n.dtype)));
+  }
+  for (const auto& s : value.symbols()) {
+    bool known = false;
+    for (int id : inputs_) {
+      for (const auto& d : nodes_[id].shape) {
+        for (const auto& t : d.symbols()) known = known || t == s;
+      }
+    }
+    if (!known) {
+      throw SpecError(fmt::format("{}input '{}': probe: {} uses '{}', which no input's shape "
+                                  "has",
+                                  n.loc.prefix(), n.name, value.str(), s));
+    }
+  }
+  n.probe = std::move(value);
 }
 
 void Graph::output(const std::string& name, Value value, SourceLoc loc) {

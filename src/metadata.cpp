@@ -58,7 +58,10 @@ void attach_metadata(torch::jit::Module& module, const Graph& graph,
   manifest["components"] = components;
   auto inputs = nlohmann::json::array();
   for (int id : graph.inputs()) {
-    inputs.push_back(tensor_json(graph.nodes()[id].name, analysis.types[id]));
+    const Node& n = graph.nodes()[id];
+    auto entry = tensor_json(n.name, analysis.types[id]);
+    if (n.probe) entry["probe"] = n.probe->str();
+    inputs.push_back(std::move(entry));
   }
   manifest["inputs"] = inputs;
   auto outputs = nlohmann::json::array();

@@ -39,6 +39,47 @@ Dim Dim::symbol(const std::string& name) {
   return d;
 }
 
+bool is_identifier(const std::string& s) {
+  auto start = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; };
+  auto rest = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  return !s.empty() && start(s[0]) && std::all_of(s.begin(), s.end(), rest);
+}
+
+std::optional<Dim> Dim::parse(const std::string& text) {
+  auto trimmed = [](std::string t) {
+    t.erase(0, t.find_first_not_of(' '));
+    t.erase(t.find_last_not_of(' ') + 1);
+    return t;
+  };
+  auto number = [](const std::string& t) -> std::optional<int64_t> {
+    const size_t digits = t.size() - (!t.empty() && t[0] == '-' ? 1 : 0);
+    if (digits == 0 || digits > 18 ||
+        !std::all_of(t.end() - static_cast<std::ptrdiff_t>(digits), t.end(),
+                     [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+      return std::nullopt;
+    }
+    return std::stoll(t);
+  };
+  if (auto size = number(trimmed(text))) return Dim(*size);
+  Dim dim(1);
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('*', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string factor = trimmed(text.substr(start, end - start));
+    auto size = number(factor);
+    if (is_identifier(factor)) {
+      dim = dim * Dim::symbol(factor);
+    } else if (size && *size >= 0) {
+      dim = dim * Dim(*size);
+    } else {
+      return std::nullopt;
+    }
+    start = end + 1;
+  }
+  return dim;
+}
+
 Dim Dim::operator*(const Dim& other) const {
   Dim out(checked_mul(coef_, other.coef_));
   if (out.coef_ == 0) {

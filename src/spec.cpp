@@ -21,20 +21,10 @@ const std::vector<std::string> kTopKeys = {"inputs",  "models", "graph",
                                            "outputs", "seed",   "train"};
 const std::vector<std::string> kModelKeys = {"file", "cut",    "after",
                                              "taps", "freeze", "method"};
-const std::vector<std::string> kInputKeys = {"shape", "dtype"};
+const std::vector<std::string> kInputKeys = {"shape", "dtype", "probe"};
 const std::vector<std::string> kDtypeNames = {
     "float", "float32", "float64", "double", "float16", "half",  "bfloat16", "int64",
     "long",  "int32",   "int",     "int16",  "int8",    "uint8", "bool"};
-
-bool is_identifier(const std::string& s) {
-  auto start = [](char c) {
-    return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
-  };
-  auto rest = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
-  };
-  return !s.empty() && start(s[0]) && std::all_of(s.begin(), s.end(), rest);
-}
 
 std::string kind_of(const YAML::Node& node) {
   switch (node.Type()) {
@@ -198,6 +188,12 @@ class SpecReader {
       check_unique(entry.first, seen, "inputs");
       read_input(name, entry.first, entry.second);
     }
+    // After all inputs: a probe may name a dim of an input declared later.
+    for (const auto& entry : inputs) {
+      if (!entry.second.IsMap() || !entry.second["probe"]) continue;
+      const std::string name = entry.first.as<std::string>();
+      graph_.probe_with(scope_.at(name), read_dim(name, entry.second["probe"]));
+    }
   }
 
   void read_input(const std::string& name, const YAML::Node& key,
@@ -250,40 +246,18 @@ class SpecReader {
 
   // 224, N, or a product of them (2*N, N*T) as written by to_spec_yaml.
   Dim read_dim(const std::string& input, const YAML::Node& node) const {
-    auto bad = [&] {
+    std::optional<Dim> dim;
+    try {
+      if (node.IsScalar()) dim = Dim::parse(node.Scalar());
+    } catch (const ShapeError& e) {
+      fail(node, fmt::format("dimension of input '{}': {}", input, e.what()));
+    }
+    if (!dim) {
       fail(node, fmt::format("dimension {} of input '{}' must be an integer or a name "
                              "like N",
                              kind_of(node), input));
-    };
-    if (!node.IsScalar()) bad();
-    int64_t size = 0;
-    if (YAML::convert<int64_t>::decode(node, size)) {
-      return Dim(size);
     }
-    Dim dim(1);
-    std::stringstream factors(node.Scalar());
-    std::string factor;
-    while (std::getline(factors, factor, '*')) {
-      factor.erase(0, factor.find_first_not_of(' '));
-      factor.erase(factor.find_last_not_of(' ') + 1);
-      Dim next;
-      if (is_identifier(factor)) {
-        next = Dim::symbol(factor);
-      } else if (!factor.empty() && factor.size() < 18 &&
-                 std::all_of(factor.begin(), factor.end(), [](char c) {
-                   return std::isdigit(static_cast<unsigned char>(c));
-                 })) {
-        next = Dim(std::stoll(factor));
-      } else {
-        bad();
-      }
-      try {
-        dim = dim * next;
-      } catch (const ShapeError& e) {
-        fail(node, fmt::format("dimension of input '{}': {}", input, e.what()));
-      }
-    }
-    return dim;
+    return *dim;
   }
 
   // -- models
@@ -554,7 +528,16 @@ class SpecWriter {
       }
       out << YAML::EndSeq;
       if (!plain) {
-        out << YAML::Key << "dtype" << YAML::Value << dtype_str(n.dtype) << YAML::EndMap;
+        out << YAML::Key << "dtype" << YAML::Value << dtype_str(n.dtype);
+        if (n.probe) {
+          out << YAML::Key << "probe" << YAML::Value;
+          if (n.probe->is_static()) {
+            out << n.probe->size();
+          } else {
+            out << n.probe->str();
+          }
+        }
+        out << YAML::EndMap;
       }
     }
     out << YAML::EndMap;

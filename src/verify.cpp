@@ -2,6 +2,7 @@
 
 #include "atomic_file.h"
 #include "component.h"
+#include "example_inputs.h"
 #include "metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/build.h"
@@ -75,26 +76,25 @@ void copy_builtin_weights(const torch::jit::Module& artifact, torch::jit::Module
   }
 }
 
-/// Random inputs of the spec's declared shapes, dynamic dims at `size`.
+/// Example inputs of the spec's declared shapes (example_inputs.h), every
+/// dynamic dim at `size`.
 std::vector<c10::IValue> random_inputs(const Graph& g, const VerifyOptions& options) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(options.seed_);
-  std::vector<c10::IValue> inputs;
+  std::map<std::string, int64_t> dims;
+  std::vector<ExampleSlot> slots;
   for (int id : g.inputs()) {
-    const Node& n = g.nodes()[id];
-    std::vector<int64_t> sizes;
-    for (const auto& d : n.shape) {
-      sizes.push_back(d.is_static() ? d.size() : d.coefficient() * static_cast<int64_t>(std::pow(
-                                                     options.dynamic_size_, d.symbols().size())));
-    }
-    auto dtype = torch::TensorOptions().dtype(n.dtype);
-    if (at::isFloatingType(n.dtype)) {
-      inputs.emplace_back(torch::randn(sizes, gen, dtype));
-    } else {
-      // Small ids are valid for any embedding.
-      inputs.emplace_back(torch::randint(0, 2, sizes, gen, dtype));
+    for (const auto& d : g.nodes()[id].shape) {
+      for (const auto& s : d.symbols()) dims[s] = options.dynamic_size_;
     }
   }
-  return inputs;
+  for (int id : g.inputs()) {
+    const Node& n = g.nodes()[id];
+    ExampleSlot slot{n.name, {}, n.dtype, std::nullopt};
+    for (const auto& d : n.shape) slot.sizes.push_back(d.evaluate(dims));
+    if (n.probe) slot.probe = n.probe->evaluate(dims);
+    slots.push_back(std::move(slot));
+  }
+  auto tensors = example_tensors(slots, at::make_generator<at::CPUGeneratorImpl>(options.seed_));
+  return {tensors.begin(), tensors.end()};
 }
 
 TensorsByName outputs_by_name(const c10::IValue& out, const Graph& g) {

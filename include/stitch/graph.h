@@ -117,6 +117,9 @@ struct Node {
   // Input only
   Shape shape;
   at::ScalarType dtype = at::kFloat;
+  /// The value every element takes in check's shape probes and verify's
+  /// inputs (integer inputs only; the spec's `probe:`).
+  std::optional<Dim> probe;
 
   const Literal* kwarg(const std::string& key) const;
 };
@@ -137,6 +140,12 @@ class Graph {
   /// Declares an input; inputs become forward's arguments, in this order.
   Value input(const std::string& name, Shape shape,
               at::ScalarType dtype = at::kFloat, SourceLoc loc = {});
+  /// The value every element of integer input `input` takes when stitch runs
+  /// the graph on example inputs (check's shape probes, verify): an integer
+  /// or a dim of the inputs, like T for a lengths input. Without it, integer
+  /// inputs are small ids, and a lengths input (1-D, named *len*) the
+  /// sequence length.
+  void probe_with(Value input, Dim value);
   /// Declares an output. One output: forward returns a Tensor; several: a
   /// Dict[str, Tensor] keyed by output name.
   void output(const std::string& name, Value value, SourceLoc loc = {});

@@ -22,6 +22,9 @@ class Dim {
  public:
   Dim(int64_t size = 0) : coef_(size) {}  // NOLINT: implicit, for {N, 3, 224}
   static Dim symbol(const std::string& name);
+  /// "224", "N", or a product such as "2*N" or "N*T" (Dim::str's form);
+  /// nullopt when `text` is none of these. Throws ShapeError on overflow.
+  static std::optional<Dim> parse(const std::string& text);
 
   bool is_static() const { return symbols_.empty(); }
   /// The size; only for static dims.
@@ -48,6 +51,9 @@ class Dim {
   int64_t coef_ = 0;
   std::vector<std::string> symbols_;  // sorted, with repeats
 };
+
+/// A name: letters, digits and _, not starting with a digit (N, image, fc_1).
+bool is_identifier(const std::string& s);
 
 /// The dynamic batch dimension, as in `g.input("x", {stitch::N, 10})`.
 extern const Dim N;
