@@ -411,7 +411,7 @@ class Analyzer {
       auto plan = plan_adapter(produced, target_from_expectation(*expected, n.op));
       if (!plan || !plan->steps.empty()) return mismatch_message(n, c, produced, *expected, plan);
     }
-    const std::string run = fmt::format("  inputs: {}\n  error:  {}\n", failed.inputs, failed.why);
+    const std::string run = fmt::format("  inputs: {}\n  it says: {}\n", failed.inputs, failed.why);
     if (produced.is_tensor()) {
       // A shape-only adapter the model accepts: the edge is at fault.
       for (const auto& plan : simple_adapters(produced)) {

@@ -192,7 +192,8 @@ class SpecReader {
     for (const auto& entry : inputs) {
       if (!entry.second.IsMap() || !entry.second["probe"]) continue;
       const std::string name = entry.first.as<std::string>();
-      graph_.probe_with(scope_.at(name), read_dim(name, entry.second["probe"]));
+      graph_.probe_with(scope_.at(name), read_dim(fmt::format("probe: of input '{}'", name),
+                                                  entry.second["probe"]));
     }
   }
 
@@ -239,23 +240,23 @@ class SpecReader {
     }
     Shape shape;
     for (const auto& d : node) {
-      shape.push_back(read_dim(input, d));
+      shape.push_back(read_dim(fmt::format("a dimension of input '{}'", input), d));
     }
     return shape;
   }
 
   // 224, N, or a product of them (2*N, N*T) as written by to_spec_yaml.
-  Dim read_dim(const std::string& input, const YAML::Node& node) const {
+  // `what` names the place: "a dimension of input 'x'".
+  Dim read_dim(const std::string& what, const YAML::Node& node) const {
     std::optional<Dim> dim;
     try {
       if (node.IsScalar()) dim = Dim::parse(node.Scalar());
     } catch (const ShapeError& e) {
-      fail(node, fmt::format("dimension of input '{}': {}", input, e.what()));
+      fail(node, fmt::format("{}: {}", what, e.what()));
     }
     if (!dim) {
-      fail(node, fmt::format("dimension {} of input '{}' must be an integer or a name "
-                             "like N",
-                             kind_of(node), input));
+      fail(node, fmt::format("{} must be an integer or a name like N, got {}", what,
+                             kind_of(node)));
     }
     return *dim;
   }

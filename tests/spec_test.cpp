@@ -532,6 +532,34 @@ TEST(SpecWriting, SpecLoadedGraphRoundTrips) {
   EXPECT_EQ(named(back.graph, "aud").op, "mean");
 }
 
+TEST(SpecWriting, AProbeValueReadsBackAsTheCppApiSetsIt) {
+  Graph g;
+  Value feats = g.input("feats", {N, Dim::symbol("T"), 80});
+  Value frames = g.input("frames", {N}, at::kLong);
+  g.probe_with(frames, Dim::symbol("T"));
+  g.output("y", relu(feats));
+  g.output("f", frames);
+  const std::string yaml = to_spec_yaml(g);
+  EXPECT_NE(yaml.find("probe: T"), std::string::npos) << yaml;
+  Spec back = parse_spec(yaml, "back.yaml");
+  const auto& probe = back.graph.nodes()[back.graph.inputs()[1]].probe;
+  ASSERT_TRUE(probe.has_value()) << yaml;
+  EXPECT_EQ(probe->str(), "T");
+  EXPECT_FALSE(back.graph.nodes()[back.graph.inputs()[0]].probe.has_value());
+}
+
+TEST(SpecErrors, AProbeMustBeADimOfTheInputsOnAnIntegerInput) {
+  EXPECT_THROW_WITH(parse("inputs: {x: {shape: [N, T], probe: 3}}\ngraph: [\"y = relu(x)\"]\n"
+                          "outputs: [y]\n"),
+                    "input 'x': probe: sets the value of integer inputs; float inputs are random");
+  EXPECT_THROW_WITH(parse("inputs: {x: {shape: [N], dtype: int64, probe: S}}\n"
+                          "graph: [\"y = relu(x)\"]\noutputs: [y]\n"),
+                    "input 'x': probe: S uses 'S', which no input's shape has");
+  EXPECT_THROW_WITH(parse("inputs: {x: {shape: [N], dtype: int64, probe: {a: 1}}}\n"
+                          "graph: [\"y = relu(x)\"]\noutputs: [y]\n"),
+                    "probe: of input 'x' must be an integer or a name like N, got a map");
+}
+
 TEST(SpecWriting, LongChainsAreSplitIntoStatementsThatReadBack) {
   Graph g;
   Value x = g.input("x", {N, 4});
@@ -805,7 +833,7 @@ TEST(SpecErrors, WrongNodeTypesAreErrors) {
                     "the shape of input 'x' must be a list");
   EXPECT_THROW_WITH(
       parse("inputs: {x: [N, 2.5]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
-      "spec.yaml:1:17: dimension '2.5' of input 'x' must be an integer");
+      "spec.yaml:1:17: a dimension of input 'x' must be an integer or a name like N, got '2.5'");
   EXPECT_THROW_WITH(
       parse("inputs: {x: [N, 0]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
       "dimension 0 must be positive");
