@@ -2,7 +2,7 @@
 // built-in ops (chosen from the signature table) with random arguments and
 // keywords, built through the C++ API and checked.
 #include "fuzz_util.h"
-#include "op_signatures.h"
+#include "core/op_signatures.h"
 #include "stitch/check.h"
 
 #include <fuzzer/FuzzedDataProvider.h>

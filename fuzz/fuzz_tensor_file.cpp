@@ -2,7 +2,7 @@
 // per format: FUZZ_FILE_NAME's extension picks the reader (fuzz.npy,
 // fuzz.safetensors, fuzz.pt).
 #include "fuzz_util.h"
-#include "tensor_io_bytes.h"
+#include "io/tensor_io_bytes.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   stitch::fuzz::expect_only_stitch_errors([&] {

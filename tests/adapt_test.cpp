@@ -3,7 +3,7 @@
 
 #include "test_util.h"
 
-#include "adapt.h"
+#include "ops/adapt.h"
 
 #include <stitch/stitch.h>
 

@@ -2,7 +2,7 @@
 // earlier file as it was; devices, FIFOs and directories are refused without
 // blocking.
 
-#include "atomic_file.h"
+#include "util/atomic_file.h"
 
 #include "stitch/error.h"
 #include "test_util.h"

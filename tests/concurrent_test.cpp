@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <map>
 
-#include "schedule.h"
+#include "build/schedule.h"
 #include "test_util.h"
 
 namespace stitch {

@@ -2,11 +2,11 @@
 // function as its target and expected to end in a stitch::Error; plus the
 // promise that no tensor reader allocates more than its file can hold.
 
-#include "metadata.h"
+#include "artifact/metadata.h"
 #include "stitch/check.h"
 #include "stitch/error.h"
 #include "stitch/spec.h"
-#include "tensor_io_bytes.h"
+#include "io/tensor_io_bytes.h"
 #include "test_util.h"
 
 #include <caffe2/serialize/inline_container.h>

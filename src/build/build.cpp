@@ -1,0 +1,357 @@
+#include "stitch/build.h"
+
+#include "ops/adapt.h"
+#include "build/builder.h"
+#include "artifact/fold_weights.h"
+#include "core/graph_text.h"
+#include "build/layers.h"
+#include "artifact/metadata.h"
+#include "build/schedule.h"
+#include "build/small_matmul.h"
+
+#include <fmt/format.h>
+#include <fnmatch.h>
+#include <torch/csrc/jit/frontend/resolver.h>
+
+#include <algorithm>
+#include <set>
+
+namespace stitch {
+
+namespace {
+
+std::string join(const std::vector<std::string>& parts, const char* sep = ", ") {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+std::string ints(const Literal& list) {
+  std::vector<std::string> parts;
+  for (const auto& item : list.items) parts.push_back(std::to_string(item.i));
+  return "[" + join(parts) + "]";
+}
+
+std::string number(const Literal& v) {
+  return v.kind == Literal::Kind::Int ? std::to_string(v.i) + ".0" : v.str();
+}
+
+/// Stops training the parameters the spec freezes.
+void freeze_parameters(torch::jit::Module& module, const ModelSpec& spec) {
+  if (!spec.freeze_all && spec.freeze.empty()) return;
+  std::vector<std::string> names;
+  std::set<std::string> matched;
+  for (const auto& p : module.named_parameters(true)) {
+    names.push_back(p.name);
+    bool hit = spec.freeze_all;
+    for (const auto& glob : spec.freeze) {
+      if (fnmatch(glob.c_str(), p.name.c_str(), 0) == 0) {
+        hit = true;
+        matched.insert(glob);
+      }
+    }
+    if (hit) p.value.set_requires_grad(false);
+  }
+  for (const auto& glob : spec.freeze) {
+    if (!matched.count(glob)) {
+      std::string sample = names.empty() ? "(none)" : names.front();
+      throw SpecError(fmt::format(
+          "{}model '{}': freeze pattern '{}' matches no parameter\n"
+          "  its parameters are named like {} ({} in all; `stitch inspect {}` lists them)",
+          spec.loc.prefix(), spec.name, glob, sample, names.size(), spec.file.filename().string()));
+    }
+  }
+}
+
+/// Module::define's default names (`torch`) plus `fork`, which TorchScript
+/// knows as a special form but only offers through the resolver.
+struct ForkResolver : torch::jit::NativeResolver {
+  std::shared_ptr<torch::jit::SugaredValue> resolveValue(
+      const std::string& name, torch::jit::GraphFunction& m,
+      const torch::jit::SourceRange& loc) override {
+    if (name == "fork") return torch::jit::SpecialFormValue::create(c10::prim::fork);
+    return NativeResolver::resolveValue(name, m, loc);
+  }
+};
+
+class Builder {
+ public:
+  Builder(const Graph& graph, Analysis analysis)
+      : g_(graph),
+        a_(std::move(analysis)),
+        cu_(std::make_shared<torch::jit::CompilationUnit>()),
+        top_(new_module(cu_, "Combined")) {
+    layers_.cu = cu_;
+    layers_.generator = at::make_generator<at::CPUGeneratorImpl>(graph.seed);
+  }
+
+  torch::jit::Module run(const BuildOptions& options) {
+    for (const auto& name : g_.model_order()) {
+      Component& c = a_.components.at(name);
+      freeze_parameters(c.module, c.spec);
+      const bool fold = options.training_ && options.fold_frozen_ && c.spec.freeze_all;
+      top_.register_module(name, fold ? detail::fold_frozen_model(c.module, c.spec.method)
+                                      : c.module);
+      attributes_.insert(name);
+    }
+    std::vector<std::string> params;
+    for (int id : g_.inputs()) {
+      params.push_back(g_.nodes()[id].name + ": Tensor");
+    }
+    const bool single = g_.outputs().size() == 1;
+    std::string code = fmt::format("def forward(self, {}) -> {}:\n", join(params),
+                                   single ? "Tensor" : "Dict[str, Tensor]");
+    for (const Step& step : schedule(g_, options.concurrent_, model_weights())) {
+      code += "  " + emit(step) + "\n";
+    }
+    if (single) {
+      code += fmt::format("  return {}\n", var(g_.outputs()[0].second.id()));
+    } else {
+      std::vector<std::string> items;
+      for (const auto& [name, v] : g_.outputs()) {
+        items.push_back(fmt::format("\"{}\": {}", name, var(v.id())));
+      }
+      code += fmt::format("  return {{{}}}\n", join(items));
+    }
+    with_context("building the combined forward",
+                 [&] { top_.define(code, std::make_shared<ForkResolver>()); });
+    attach_metadata(top_, g_, a_);
+    if (options.training_ && options.small_matmul_) detail::use_small_matmul(top_);
+    if (options.training_) {
+      top_.train();
+    } else {
+      top_.eval();
+    }
+    return top_;
+  }
+
+  /// The built-in layers' submodule names, with the node each was made for.
+  const LayerNodes& layer_nodes() const { return layer_nodes_; }
+
+ private:
+  /// Parameter counts: how the scheduler tells a large model from a small one.
+  ModelWeights model_weights() const {
+    ModelWeights weights;
+    for (const auto& [name, c] : a_.components) {
+      int64_t count = 0;
+      for (const auto& p : c.module.parameters()) count += p.numel();
+      weights[name] = count;
+    }
+    return weights;
+  }
+
+  std::string var(size_t id) const {
+    const Node& n = g_.nodes()[id];
+    return n.name.empty() ? fmt::format("_{}", id) : n.name;
+  }
+
+  std::string arg(const Node& n, size_t i) const {
+    const auto& a = n.args.at(i);
+    if (const auto* v = std::get_if<Value>(&a)) return var(v->id());
+    return number(std::get<Literal>(a));
+  }
+
+  std::vector<std::string> args(const Node& n) const {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n.args.size(); ++i) out.push_back(arg(n, i));
+    return out;
+  }
+
+  const ValueType& type_of(const Node& n, size_t i) const {
+    return a_.types.at(std::get<Value>(n.args.at(i)).id());
+  }
+
+  const ValueType& first_tensor_type(const Node& n) const {
+    for (const auto& a : n.args) {
+      if (const auto* v = std::get_if<Value>(&a)) return a_.types.at(v->id());
+    }
+    throw ShapeError(n.loc.prefix() + n.op + " has no tensor argument");
+  }
+
+  /// A submodule name for a layer node: its spec name, or the name of the
+  /// statement it is nested in plus the op.
+  std::string layer_name(int id) {
+    const Node& n = g_.nodes()[id];
+    std::string base = n.name;
+    if (base.empty()) {
+      base = n.op;
+      for (size_t later = id + 1; later < g_.nodes().size(); ++later) {
+        if (!g_.nodes()[later].name.empty() && g_.nodes()[later].kind != Node::Kind::Input) {
+          base = g_.nodes()[later].name + "_" + n.op;
+          break;
+        }
+      }
+    }
+    std::string name = base;
+    for (int k = 2; attributes_.count(name) || name == "training"; ++k) {
+      name = fmt::format("{}_{}", base, k);
+    }
+    attributes_.insert(name);
+    layer_nodes_[name] = id;
+    return name;
+  }
+
+  /// One statement: `x = expr`, `fx = fork(self.m.forward, args)` (a model
+  /// call started on LibTorch's inter-op thread pool) or `x = torch.wait(fx)`.
+  std::string emit(const Step& step) {
+    const Node& n = g_.nodes()[step.node];
+    const std::string x = var(step.node);
+    switch (step.kind) {
+      case Step::Kind::Run:
+        return fmt::format("{} = {}", x, emit(step.node));
+      case Step::Kind::Fork: {
+        std::vector<std::string> call = args(n);
+        call.insert(call.begin(),
+                    fmt::format("self.{}.{}", n.op, a_.components.at(n.op).spec.method));
+        return fmt::format("{} = fork({})", future_var(step.node), join(call));
+      }
+      case Step::Kind::Wait:
+        return fmt::format("{} = torch.wait({})", x, future_var(step.node));
+    }
+    return {};
+  }
+
+  /// A name no node has.
+  std::string future_var(int id) const {
+    std::string name = fmt::format("_fork_{}", id);
+    while (std::any_of(g_.nodes().begin(), g_.nodes().end(),
+                       [&](const Node& n) { return n.name == name; })) {
+      name += "_";
+    }
+    return name;
+  }
+
+  std::string emit(int id) {
+    const Node& n = g_.nodes()[id];
+    switch (n.kind) {
+      case Node::Kind::Input:
+        return n.name;
+      case Node::Kind::Call:
+        return fmt::format("self.{}.{}({})", n.op, a_.components.at(n.op).spec.method,
+                           join(args(n)));
+      case Node::Kind::Index: {
+        const Literal& key = std::get<Literal>(n.args[1]);
+        return fmt::format("{}[{}]", arg(n, 0), key.str());
+      }
+      case Node::Kind::Attr: {
+        const ValueType& of = type_of(n, 0);
+        if (of.kind == ValueType::Kind::Dict) return fmt::format("{}[\"{}\"]", arg(n, 0), n.op);
+        return fmt::format("{}.{}", arg(n, 0), n.op);
+      }
+      case Node::Kind::Op:
+        break;
+    }
+    if (n.op == "adapt") return emit_adapter(id);
+    // Arithmetic may start with a number (2.0 * x): use the first tensor.
+    const ValueType& input = first_tensor_type(n);
+    if (auto layer = make_layer(n, input, layers_)) {
+      const std::string name = layer_name(id);
+      top_.register_module(name, *layer);
+      return fmt::format("self.{}.forward({})", name, arg(n, 0));
+    }
+    return emit_function(n, args(n), input.shape.size());
+  }
+
+  /// The adapter check chose, planned again from the same types: shape steps
+  /// inline, a learned projection as a submodule named like other layers.
+  std::string emit_adapter(int id) {
+    const Node& n = g_.nodes()[id];
+    ValueType current = type_of(n, 0);
+    std::string expr = arg(n, 0);
+    auto target = adapt_target(n, a_.components);
+    if (!target) return expr;  // check found the model accepts x as it is
+    auto plan = plan_adapter(current, *target);
+    if (!plan) throw ShapeError(n.loc.prefix() + "adapt: no adapter fits");  // check said so
+    for (const auto& step : plan->steps) {
+      Node step_node;
+      step_node.op = step.op;
+      step_node.kwargs = step.kwargs;
+      step_node.loc = n.loc;
+      if (auto layer = make_layer(step_node, current, layers_)) {
+        const std::string name = layer_name(id);
+        top_.register_module(name, *layer);
+        expr = fmt::format("self.{}.forward({})", name, expr);
+      } else {
+        expr = emit_function(step_node, {expr}, current.shape.size());
+      }
+      current = ValueType::tensor(step.out, current.dtype);
+    }
+    return expr;
+  }
+
+  /// TorchScript for an op without weights, applied to `xs` (the arguments
+  /// as TorchScript expressions); `rank` is the first argument's rank.
+  static std::string emit_function(const Node& n, const std::vector<std::string>& xs, size_t rank) {
+    const std::string& x = xs.at(0);
+    auto kw = [&](const char* key) -> const Literal& { return *n.kwarg(key); };
+    const std::string& op = n.op;
+    if (op == "concat") return fmt::format("torch.cat([{}], {})", join(xs), kw("dim").i);
+    if (op == "stack") return fmt::format("torch.stack([{}], {})", join(xs), kw("dim").i);
+    if (op == "add") return join(xs, " + ");
+    if (op == "sub") return join(xs, " - ");
+    if (op == "mul") return join(xs, " * ");
+    if (op == "flatten") return fmt::format("torch.flatten({}, {})", x, kw("start").i);
+    if (op == "reshape") return fmt::format("torch.reshape({}, {})", x, ints(kw("shape")));
+    if (op == "permute") return fmt::format("{}.permute({})", x, ints(kw("dims")));
+    if (op == "unsqueeze") return fmt::format("torch.unsqueeze({}, {})", x, kw("dim").i);
+    if (op == "squeeze") return fmt::format("torch.squeeze({}, {})", x, kw("dim").i);
+    if (op == "mean") return fmt::format("torch.mean({}, [{}])", x, kw("dim").i);
+    if (op == "select") {
+      return fmt::format("torch.select({}, {}, {})", x, kw("dim").i, kw("index").i);
+    }
+    if (op == "pool") {
+      std::vector<std::string> dims;
+      for (size_t d = 2; d < rank; ++d) dims.push_back(std::to_string(d));
+      return fmt::format("torch.{}({}, [{}])", kw("kind").s == "avg" ? "mean" : "amax", x,
+                         join(dims));
+    }
+    if (op == "resize") {
+      if (rank == 4) {
+        return fmt::format("torch.upsample_bilinear2d({}, {}, False, None, None)", x,
+                           ints(kw("size")));
+      }
+      return fmt::format("torch.upsample_linear1d({}, {}, False, None)", x, ints(kw("size")));
+    }
+    if (op == "relu" || op == "gelu" || op == "sigmoid" || op == "tanh") {
+      return fmt::format("torch.{}({})", op, x);
+    }
+    if (op == "softmax") return fmt::format("torch.softmax({}, {})", x, kw("dim").i);
+    if (op == "dropout") {
+      return fmt::format("torch.dropout({}, {}, self.training)", x, number(kw("p")));
+    }
+    if (op == "l2norm") {
+      return fmt::format(
+          "{} / torch.clamp_min(torch.linalg_vector_norm({}, 2.0, [{}], True), 1e-12)", x, x,
+          kw("dim").i);
+    }
+    throw ShapeError(fmt::format("{}{} cannot be built yet", n.loc.prefix(), op));
+  }
+
+  const Graph& g_;
+  Analysis a_;
+  std::shared_ptr<torch::jit::CompilationUnit> cu_;
+  torch::jit::Module top_;
+  LayerContext layers_;
+  std::set<std::string> attributes_;
+  LayerNodes layer_nodes_;
+};
+
+}  // namespace
+
+torch::jit::Module build(const Graph& graph, const BuildOptions& options) {
+  return build(graph, analyze(graph), options);
+}
+
+torch::jit::Module build(const Graph& graph, Analysis analysis, const BuildOptions& options,
+                         LayerNodes* layer_nodes) {
+  Builder builder(graph, std::move(analysis));
+  torch::jit::Module module = builder.run(options);
+  if (layer_nodes != nullptr) *layer_nodes = builder.layer_nodes();
+  return module;
+}
+
+torch::jit::Module Graph::build() const {
+  return stitch::build(*this);
+}
+
+}  // namespace stitch

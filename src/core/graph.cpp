@@ -1,0 +1,420 @@
+#include "stitch/graph.h"
+
+#include "core/artifact_names.h"
+#include "core/nearest_name.h"
+#include "core/op_signatures.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+#include <sstream>
+
+namespace stitch {
+
+// ---- Literal ---------------------------------------------------------------
+
+Literal::Literal(std::vector<int64_t> v) : kind(Kind::List) {
+  for (auto x : v) items.emplace_back(x);
+}
+
+Literal::Literal(std::vector<double> v) : kind(Kind::List) {
+  for (auto x : v) items.emplace_back(x);
+}
+
+std::string Literal::str() const {
+  switch (kind) {
+    case Kind::None: return "none";
+    case Kind::Bool: return b ? "true" : "false";
+    case Kind::Int: return std::to_string(i);
+    case Kind::Float: {
+      std::string s = fmt::format("{}", f);  // shortest form that reads back
+      if (std::isfinite(f) && s.find_first_of(".eE") == std::string::npos) {
+        s += ".0";
+      }
+      return s;
+    }
+    case Kind::String: return "\"" + s + "\"";
+    case Kind::List: {
+      std::string out = "[";
+      for (size_t k = 0; k < items.size(); ++k) {
+        out += (k ? ", " : "") + items[k].str();
+      }
+      return out + "]";
+    }
+  }
+  return "?";
+}
+
+// ---- Value -----------------------------------------------------------------
+
+Graph& Value::graph() const {
+  if (graph_ == nullptr) {
+    throw Error("use of an empty stitch::Value");
+  }
+  return *graph_;
+}
+
+Value Value::operator[](int64_t index) const { return graph().index(*this, index); }
+Value Value::operator[](const std::string& key) const {
+  return graph().index(*this, key);
+}
+Value Value::attr(const std::string& name) const { return graph().attr(*this, name); }
+
+namespace {
+Value arith(const char* op, Arg a, Arg b) {
+  Graph& g = std::holds_alternative<Value>(a) ? std::get<Value>(a).graph()
+                                              : std::get<Value>(b).graph();
+  return g.op(op, {std::move(a), std::move(b)});
+}
+}  // namespace
+
+Value operator+(Value a, Value b) { return arith("add", a, b); }
+Value operator-(Value a, Value b) { return arith("sub", a, b); }
+Value operator*(Value a, Value b) { return arith("mul", a, b); }
+Value operator+(Value a, double b) { return arith("add", a, Literal(b)); }
+Value operator-(Value a, double b) { return arith("sub", a, Literal(b)); }
+Value operator*(Value a, double b) { return arith("mul", a, Literal(b)); }
+Value operator+(double a, Value b) { return arith("add", Literal(a), b); }
+Value operator-(double a, Value b) { return arith("sub", Literal(a), b); }
+Value operator*(double a, Value b) { return arith("mul", Literal(a), b); }
+
+// ---- ModelSpec, Node ---------------------------------------------------------
+
+std::string ModelSpec::describe() const {
+  std::string out = file.filename().string();
+  if (!after.empty() && !cut.empty()) {
+    out += fmt::format(", after {} up to {}", after, cut);
+  } else if (!cut.empty()) {
+    out += ", cut at " + cut;
+  } else if (!after.empty()) {
+    out += ", after " + after;
+  }
+  if (!taps.empty()) {
+    out += ", taps";
+    for (const auto& t : taps) out += " " + t;
+  }
+  return out;
+}
+
+const Literal* Node::kwarg(const std::string& key) const {
+  for (const auto& [k, v] : kwargs) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+// ---- Graph -----------------------------------------------------------------
+
+namespace {
+
+/// Python's keywords and the names forward's generated code relies on.
+bool is_reserved_word(const std::string& name) {
+  static const char* kReserved[] = {
+      "self", "and", "as", "assert", "break", "class", "continue", "def", "del",
+      "elif", "else", "except", "finally", "for", "from", "global", "if",
+      "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise",
+      "return", "try", "while", "with", "yield", "None", "True", "False",
+      "torch", "Tensor", "List", "Dict", "Tuple", "Optional", "int", "float",
+      "bool", "str", "print"};
+  return std::find(std::begin(kReserved), std::end(kReserved), name) != std::end(kReserved);
+}
+
+/// A model is an attribute of the combined module: not one of its own
+/// (training, forward, the metadata), nor a private name, which Python's
+/// nn.Module keeps for itself (_modules, _parameters...).
+bool is_module_attribute(const std::string& name) {
+  return name == "training" || name == "forward" || name == kSpecAttr ||
+         name == kManifestAttr || (!name.empty() && name[0] == '_');
+}
+
+void check_identifier(const std::string& what, const std::string& name,
+                      const SourceLoc& loc) {
+  if (!is_identifier(name)) {
+    throw SpecError(fmt::format(
+        "{}{} name '{}' is not an identifier (letters, digits and _, not starting "
+        "with a digit)",
+        loc.prefix(), what, name));
+  }
+  if (is_reserved_word(name)) {
+    throw SpecError(fmt::format("{}{} name '{}' is reserved; choose another name",
+                                loc.prefix(), what, name));
+  }
+  if (name.rfind("__", 0) == 0) {
+    throw SpecError(fmt::format("{}{} name '{}' may not start with '__'",
+                                loc.prefix(), what, name));
+  }
+}
+
+}  // namespace
+
+Graph::Graph(Graph&& other) noexcept { *this = std::move(other); }
+
+Graph& Graph::operator=(Graph&& other) noexcept {
+  nodes_ = std::move(other.nodes_);
+  inputs_ = std::move(other.inputs_);
+  outputs_ = std::move(other.outputs_);
+  output_locs_ = std::move(other.output_locs_);
+  models_ = std::move(other.models_);
+  model_order_ = std::move(other.model_order_);
+  spec_yaml = std::move(other.spec_yaml);
+  seed = other.seed;
+  rebind();
+  return *this;
+}
+
+void Graph::rebind() {
+  for (auto& n : nodes_) {
+    for (auto& arg : n.args) {
+      if (auto* v = std::get_if<Value>(&arg)) v->graph_ = this;
+    }
+  }
+  for (auto& [name, v] : outputs_) v.graph_ = this;
+}
+
+Value Graph::add(Node node) {
+  for (const auto& arg : node.args) {
+    if (const auto* v = std::get_if<Value>(&arg)) {
+      if (&v->graph() != this || v->id() < 0 ||
+          v->id() >= static_cast<int>(nodes_.size())) {
+        throw Error(fmt::format("{}a value from another graph was passed to {}",
+                                node.loc.prefix(), node.op));
+      }
+    }
+  }
+  nodes_.push_back(std::move(node));
+  return Value(this, static_cast<int>(nodes_.size()) - 1);
+}
+
+Value Graph::input(const std::string& name, Shape shape, at::ScalarType dtype,
+                   SourceLoc loc) {
+  check_identifier("input", name, loc);
+  for (int id : inputs_) {
+    if (nodes_[id].name == name) {
+      throw SpecError(fmt::format("{}input '{}' is declared twice", loc.prefix(), name));
+    }
+  }
+  for (const auto& d : shape) {
+    if (d.is_static() && d.size() <= 0) {
+      throw SpecError(fmt::format("{}input '{}': dimension {} must be positive",
+                                  loc.prefix(), name, d.size()));
+    }
+    if (d.is_static() && d.size() > kMaxSize) {
+      throw SpecError(fmt::format("{}input '{}': dimension {} is too large (at most 2^31)",
+                                  loc.prefix(), name, d.size()));
+    }
+  }
+  Node n;
+  n.kind = Node::Kind::Input;
+  n.op = "input";
+  n.name = name;
+  n.shape = std::move(shape);
+  n.dtype = dtype;
+  n.loc = std::move(loc);
+  Value v = add(std::move(n));
+  inputs_.push_back(v.id());
+  return v;
+}
+
+void Graph::probe_with(Value input, Dim value) {
+  if (&input.graph() != this || nodes_.at(input.id()).kind != Node::Kind::Input) {
+    throw Error("probe_with: the value is not an input of this graph");
+  }
+  Node& n = nodes_[input.id()];
+  if (at::isFloatingType(n.dtype)) {
+    throw SpecError(fmt::format("{}input '{}': probe: sets the value of integer inputs; {} "
+                                "inputs are random",
+                                n.loc.prefix(), n.name, dtype_str(n.dtype)));
+  }
+  for (const auto& s : value.symbols()) {
+    bool known = false;
+    for (int id : inputs_) {
+      for (const auto& d : nodes_[id].shape) {
+        for (const auto& t : d.symbols()) known = known || t == s;
+      }
+    }
+    if (!known) {
+      throw SpecError(fmt::format("{}input '{}': probe: {} uses '{}', which no input's shape "
+                                  "has",
+                                  n.loc.prefix(), n.name, value.str(), s));
+    }
+  }
+  n.probe = std::move(value);
+}
+
+void Graph::output(const std::string& name, Value value, SourceLoc loc) {
+  if (&value.graph() != this) {
+    throw Error("output '" + name + "' is a value of another graph");
+  }
+  for (const auto& [existing, v] : outputs_) {
+    if (existing == name) {
+      throw SpecError(fmt::format("{}output '{}' is declared twice", loc.prefix(), name));
+    }
+  }
+  outputs_.emplace_back(name, value);
+  output_locs_.push_back(std::move(loc));
+}
+
+void Graph::add_model(ModelSpec spec) {
+  check_identifier("model", spec.name, spec.loc);
+  if (is_module_attribute(spec.name)) {
+    throw SpecError(fmt::format(
+        "{}model name '{}' is reserved for the combined module's own attributes (training, "
+        "forward, {}, {}, and names starting with _); choose another name",
+        spec.loc.prefix(), spec.name, kSpecAttr, kManifestAttr));
+  }
+  if (find_op(spec.name) != nullptr) {
+    throw SpecError(fmt::format(
+        "{}model name '{}' is also a built-in op; choose another name",
+        spec.loc.prefix(), spec.name));
+  }
+  auto it = models_.find(spec.name);
+  if (it != models_.end()) {
+    const ModelSpec& old = it->second;
+    if (old.file == spec.file && old.cut == spec.cut && old.after == spec.after &&
+        old.taps == spec.taps && old.method == spec.method) {
+      return;  // the same model used again
+    }
+    throw SpecError(fmt::format("{}model '{}' is declared twice", spec.loc.prefix(),
+                                spec.name));
+  }
+  model_order_.push_back(spec.name);
+  models_.emplace(spec.name, std::move(spec));
+}
+
+const ModelSpec& Graph::model(const std::string& name) const {
+  auto it = models_.find(name);
+  if (it == models_.end()) {
+    throw SpecError("unknown model '" + name + "'");
+  }
+  return it->second;
+}
+
+Value Graph::op(const std::string& op, std::vector<Arg> args, Kwargs kwargs,
+                SourceLoc loc) {
+  const OpSignature* sig = find_op(op);
+  if (sig == nullptr) {
+    auto near = nearest_name(op, op_names());
+    std::vector<std::string> models(model_order_);
+    auto near_model = nearest_name(op, models);
+    std::string hint;
+    if (!near.empty()) {
+      hint = fmt::format("\n  fix: did you mean '{}'?", near);
+    } else if (!near_model.empty()) {
+      hint = fmt::format("\n  fix: did you mean the model '{}'?", near_model);
+    }
+    throw SpecError(fmt::format("{}unknown op or model '{}'{}", loc.prefix(), op, hint));
+  }
+  bind_op_args(*sig, args, kwargs, loc);
+  Node n;
+  n.kind = Node::Kind::Op;
+  n.op = op;
+  n.args = std::move(args);
+  n.kwargs = std::move(kwargs);
+  n.loc = std::move(loc);
+  return add(std::move(n));
+}
+
+Value Graph::call(const std::string& model, std::vector<Value> args, SourceLoc loc) {
+  if (models_.count(model) == 0) {
+    throw SpecError(fmt::format("{}unknown model '{}'", loc.prefix(), model));
+  }
+  Node n;
+  n.kind = Node::Kind::Call;
+  n.op = model;
+  for (auto& a : args) n.args.emplace_back(a);
+  n.loc = std::move(loc);
+  return add(std::move(n));
+}
+
+Value Graph::index(Value of, Literal key, SourceLoc loc) {
+  if (key.kind != Literal::Kind::Int && key.kind != Literal::Kind::String) {
+    throw SpecError(fmt::format("{}an index must be an integer or a string, got {}",
+                                loc.prefix(), key.str()));
+  }
+  Node n;
+  n.kind = Node::Kind::Index;
+  n.op = "index";
+  n.args = {of, std::move(key)};
+  n.loc = std::move(loc);
+  return add(std::move(n));
+}
+
+Value Graph::attr(Value of, const std::string& name, SourceLoc loc) {
+  Node n;
+  n.kind = Node::Kind::Attr;
+  n.op = name;
+  n.args = {of};
+  n.loc = std::move(loc);
+  return add(std::move(n));
+}
+
+void Graph::set_name(Value value, const std::string& name) {
+  check_identifier("value", name, nodes_.at(value.id()).loc);
+  for (const auto& n : nodes_) {
+    if (n.name == name) {
+      throw SpecError(fmt::format("{}'{}' is assigned twice (first at line {})",
+                                  nodes_.at(value.id()).loc.prefix(), name, n.loc.line));
+    }
+  }
+  nodes_.at(value.id()).name = name;
+}
+
+// ---- Model -----------------------------------------------------------------
+
+Model::Model(std::filesystem::path file) {
+  spec_.name = file.stem().string();
+  for (auto& c : spec_.name) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  // A name the file gives must be one a spec could: resnet.v2 -> resnet_v2,
+  // 1st -> m_1st, for -> m_for, _a -> m_a.
+  if (spec_.name.empty() || std::isdigit(static_cast<unsigned char>(spec_.name[0])) ||
+      is_reserved_word(spec_.name) || is_module_attribute(spec_.name)) {
+    spec_.name = (spec_.name.rfind('_', 0) == 0 ? "m" : "m_") + spec_.name;
+  }
+  spec_.file = std::move(file);
+}
+
+Model& Model::name(std::string name) {
+  spec_.name = std::move(name);
+  return *this;
+}
+Model& Model::cut(std::string path) {
+  spec_.cut = std::move(path);
+  return *this;
+}
+Model& Model::after(std::string path) {
+  spec_.after = std::move(path);
+  return *this;
+}
+Model& Model::taps(std::vector<std::string> paths) {
+  spec_.taps = std::move(paths);
+  return *this;
+}
+Model& Model::freeze() {
+  spec_.freeze_all = true;
+  return *this;
+}
+Model& Model::freeze(std::vector<std::string> globs) {
+  spec_.freeze = std::move(globs);
+  return *this;
+}
+Model& Model::method(std::string method) {
+  spec_.method = std::move(method);
+  return *this;
+}
+
+Value Model::operator()(std::vector<Value> args) const {
+  if (args.empty()) {
+    throw Error("model '" + spec_.name + "' called with no arguments");
+  }
+  Graph& g = args[0].graph();
+  g.add_model(spec_);
+  return g.call(spec_.name, std::move(args));
+}
+
+Model load(std::filesystem::path file) { return Model(std::move(file)); }
+
+}  // namespace stitch

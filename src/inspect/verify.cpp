@@ -1,0 +1,194 @@
+#include "stitch/verify.h"
+
+#include "util/atomic_file.h"
+#include "load/component.h"
+#include "check/example_inputs.h"
+#include "artifact/metadata.h"
+#include "stitch/artifact.h"
+#include "stitch/build.h"
+#include "stitch/spec.h"
+
+#include <fmt/format.h>
+#include <torch/script.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace stitch {
+
+bool VerifyReport::ok() const {
+  for (const auto& o : outputs) {
+    if (!o.ok) return false;
+  }
+  return true;
+}
+
+std::string VerifyReport::table() const {
+  std::string out;
+  for (const auto& o : outputs) {
+    out += fmt::format("{}  [{}]  max abs diff {:.3g}  {}\n", o.name,
+                       fmt::join(o.shape, ", "), o.max_abs_diff,
+                       o.ok ? "ok" : "DIFFERS");
+  }
+  for (const auto& note : notes) out += "note: " + note + "\n";
+  return out;
+}
+
+namespace {
+
+using TensorsByName = std::map<std::string, torch::Tensor>;
+
+std::string sizes_str(c10::IntArrayRef sizes) {
+  return fmt::format("[{}]", fmt::join(sizes.vec(), ", "));
+}
+
+TensorsByName named_tensors(const torch::jit::Module& m) {
+  TensorsByName out;
+  for (const auto& p : m.named_parameters(true)) out[p.name] = p.value;
+  for (const auto& b : m.named_buffers(true)) out[b.name] = b.value;
+  return out;
+}
+
+/// The learned built-in layers (everything outside the components) take
+/// their weights from the artifact: they were trained or initialized there,
+/// and only the components have files to compare against.
+void copy_builtin_weights(const torch::jit::Module& artifact, torch::jit::Module& rebuilt,
+                          const std::set<std::string>& components, const fs::path& file) {
+  const TensorsByName from = named_tensors(artifact);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : named_tensors(rebuilt)) {
+    if (components.count(name.substr(0, name.find('.')))) continue;
+    auto it = from.find(name);
+    if (it == from.end()) {
+      throw VerifyError(fmt::format(
+          "{} was not built from this spec: it has no '{}', which the spec's layers have",
+          file.string(), name));
+    }
+    if (!it->second.sizes().equals(tensor.sizes())) {
+      throw VerifyError(fmt::format(
+          "{} was not built from this spec: its '{}' is {}, the spec's is {}", file.string(),
+          name, sizes_str(it->second.sizes()), sizes_str(tensor.sizes())));
+    }
+    tensor.copy_(it->second);
+  }
+}
+
+/// Example inputs of the spec's declared shapes (example_inputs.h), every
+/// dynamic dim at `size`.
+std::vector<c10::IValue> random_inputs(const Graph& g, const VerifyOptions& options) {
+  std::map<std::string, int64_t> dims;
+  std::vector<ExampleSlot> slots;
+  for (int id : g.inputs()) {
+    for (const auto& d : g.nodes()[id].shape) {
+      for (const auto& s : d.symbols()) dims[s] = options.dynamic_size_;
+    }
+  }
+  for (int id : g.inputs()) {
+    const Node& n = g.nodes()[id];
+    ExampleSlot slot{n.name, {}, n.dtype, std::nullopt};
+    for (const auto& d : n.shape) slot.sizes.push_back(d.evaluate(dims));
+    if (n.probe) slot.probe = n.probe->evaluate(dims);
+    slots.push_back(std::move(slot));
+  }
+  auto tensors = example_tensors(slots, at::make_generator<at::CPUGeneratorImpl>(options.seed_));
+  return {tensors.begin(), tensors.end()};
+}
+
+TensorsByName outputs_by_name(const c10::IValue& out, const Graph& g) {
+  TensorsByName result;
+  if (out.isTensor()) {
+    result[g.outputs().at(0).first] = out.toTensor();
+  } else if (out.isGenericDict()) {
+    for (const auto& item : out.toGenericDict()) {
+      result[item.key().toStringRef()] = item.value().toTensor();
+    }
+  } else {
+    throw VerifyError("the artifact returns " + out.tagKind() +
+                      ", not a tensor or a dict of tensors");
+  }
+  return result;
+}
+
+/// Component files whose sha256 differs from the one the manifest recorded.
+std::vector<std::string> changed_files(const std::string& manifest_json, const Graph& g) {
+  std::vector<std::string> notes;
+  if (manifest_json.empty()) return notes;
+  for (const auto& c : recorded_components(manifest_json)) {
+    const std::string& name = c.name;
+    if (!g.models().count(name)) continue;
+    const fs::path file = g.model(name).file;
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec)) continue;
+    if (sha256_hex(read_file(file)) != c.sha256) {
+      notes.push_back(fmt::format("{} ({}) has changed since the artifact was saved "
+                                  "(its sha256 differs from the manifest's)",
+                                  name, file.filename().string()));
+    }
+  }
+  return notes;
+}
+
+}  // namespace
+
+VerifyReport verify(const fs::path& artifact, const fs::path& spec,
+                    const VerifyOptions& options) {
+  torch::jit::Module saved = load_module(artifact);
+  saved.eval();
+  const ArtifactMetadata meta = read_metadata(artifact);
+  Spec s = load_spec(spec);
+  torch::jit::Module rebuilt = build(s.graph);
+  rebuilt.eval();
+  std::set<std::string> components;
+  for (const auto& [name, m] : s.graph.models()) components.insert(name);
+  copy_builtin_weights(saved, rebuilt, components, artifact);
+
+  VerifyReport report;
+  report.rtol = options.rtol_;
+  report.atol = options.atol_;
+  report.notes = changed_files(meta.manifest_json, s.graph);
+  const auto inputs = random_inputs(s.graph, options);
+  torch::NoGradGuard no_grad;
+  const TensorsByName expected = outputs_by_name(rebuilt.forward(inputs), s.graph);
+  const TensorsByName got = with_context("running " + artifact.string(), [&] {
+    return outputs_by_name(saved.forward(inputs), s.graph);
+  });
+  for (const auto& [name, value] : s.graph.outputs()) {
+    (void)value;
+    auto it = got.find(name);
+    if (it == got.end()) {
+      throw VerifyError(fmt::format("{} has no output '{}', which the spec declares",
+                                    artifact.string(), name));
+    }
+    const torch::Tensor& a = it->second;
+    const torch::Tensor& b = expected.at(name);
+    OutputComparison c;
+    c.name = name;
+    c.shape = b.sizes().vec();
+    if (!a.sizes().equals(b.sizes())) {
+      throw VerifyError(fmt::format("output '{}' of {} is {}, its parts give {}", name,
+                                    artifact.string(), sizes_str(a.sizes()),
+                                    sizes_str(b.sizes())));
+    }
+    const auto diff = (a.to(torch::kDouble) - b.to(torch::kDouble)).abs();
+    c.max_abs_diff = diff.numel() ? diff.max().item<double>() : 0.0;
+    c.ok = torch::allclose(a, b, options.rtol_, options.atol_, /*equal_nan=*/true);
+    report.outputs.push_back(c);
+    if (!c.ok) {
+      std::string detail;
+      for (const auto& note : report.notes) detail += "\n  note: " + note;
+      throw VerifyError(fmt::format(
+          "{} differs from its parts: output '{}' {} differs by up to {:.6g} (max abs "
+          "diff; tolerance atol {:g} + rtol {:g} * |value|){}\n"
+          "  the parts: {}'s models from their files, its learned layers' weights from the "
+          "artifact",
+          artifact.string(), name, sizes_str(c.shape),
+          c.max_abs_diff, options.atol_, options.rtol_, detail, spec.string()));
+    }
+  }
+  return report;
+}
+
+}  // namespace stitch

@@ -1,0 +1,212 @@
+#include "load/component.h"
+
+#include "util/atomic_file.h"
+#include "load/load_failure.h"
+#include "stitch/compat.h"
+#include "load/surgery.h"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <torch/csrc/jit/passes/inliner.h>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace stitch {
+
+std::string sha256_hex(const std::string& bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += fmt::format("{:02x}", digest[i]);
+  }
+  return hex;
+}
+
+Component load_component(const ModelSpec& spec) {
+  Component c;
+  c.spec = spec;
+  std::string bytes;
+  try {
+    bytes = read_file(spec.file);
+  } catch (const IoError& e) {
+    throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name,
+                                 e.what()));
+  }
+  c.sha256 = sha256_hex(bytes);
+  if (auto why = not_torchscript(spec.file, bytes)) {
+    throw ModelError(spec.loc.prefix() + *why);
+  }
+  register_compat_operators();
+  try {
+    std::istringstream stream(bytes);
+    c.module = torch::jit::load(stream);
+  } catch (const c10::Error& e) {
+    throw ModelError(spec.loc.prefix() +
+                     load_failure(spec.file, bytes, detail::short_message(e), false));
+  } catch (const std::exception& e) {
+    // TorchScript's compiler throws a std::exception whose message goes on
+    // with the source excerpt.
+    throw ModelError(spec.loc.prefix() +
+                     load_failure(spec.file, bytes, detail::first_line(e.what()), true));
+  }
+  if (!c.module.find_method(spec.method)) {
+    throw ModelError(fmt::format("{}model '{}' ({}) has no method '{}'",
+                                 spec.loc.prefix(), spec.name,
+                                 spec.file.filename().string(), spec.method));
+  }
+  apply_surgery(c);
+  c.module.eval();
+  return c;
+}
+
+std::vector<c10::Argument> Component::arguments() const {
+  auto method = module.get_method(spec.method);
+  const auto& args = method.function().getSchema().arguments();
+  return {args.begin() + 1, args.end()};  // drop self
+}
+
+c10::IValue Component::run(const std::vector<c10::IValue>& inputs) {
+  torch::NoGradGuard no_grad;
+  return module.get_method(spec.method)(inputs);
+}
+
+// ---- What a model expects ----------------------------------------------------
+
+namespace {
+
+using JitNode = torch::jit::Node;
+using JitValue = torch::jit::Value;
+
+/// self.a.b.weight as a path of attribute names, or nullopt.
+std::optional<std::vector<std::string>> attr_path(JitValue* v) {
+  std::vector<std::string> path;
+  while (v->node()->kind() == c10::prim::GetAttr) {
+    path.insert(path.begin(), v->node()->s(c10::attr::name));
+    v = v->node()->input(0);
+  }
+  if (v->node()->kind() != c10::prim::Param) {
+    return std::nullopt;
+  }
+  return path;
+}
+
+std::optional<torch::Tensor> tensor_at(const torch::jit::Module& root,
+                                       const std::vector<std::string>& path) {
+  torch::jit::Module m = root;
+  for (size_t i = 0; i + 1 < path.size(); ++i) {
+    if (!m.hasattr(path[i])) return std::nullopt;
+    auto attr = m.attr(path[i]);
+    if (!attr.isModule()) return std::nullopt;
+    m = attr.toModule();
+  }
+  if (path.empty() || !m.hasattr(path.back())) return std::nullopt;
+  auto attr = m.attr(path.back());
+  if (!attr.isTensor()) return std::nullopt;
+  return attr.toTensor();
+}
+
+std::string layer_of(const std::vector<std::string>& path) {
+  std::string out;
+  for (size_t i = 0; i + 1 < path.size(); ++i) {
+    out += (i ? "." : "") + path[i];
+  }
+  return out;
+}
+
+/// The one consumer of `v`, if it has exactly one real use.
+JitNode* only_use(JitValue* v) {
+  JitNode* user = nullptr;
+  for (const auto& use : v->uses()) {
+    if (user != nullptr && user != use.user) return nullptr;
+    user = use.user;
+  }
+  return user;
+}
+
+}  // namespace
+
+std::optional<Expectation> expected_input(const Component& c, size_t index) {
+  std::shared_ptr<torch::jit::Graph> graph;
+  try {
+    graph = c.module.get_method(c.spec.method).graph()->copy();
+    torch::jit::Inline(*graph);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (index + 1 >= graph->inputs().size()) return std::nullopt;
+  JitValue* v = graph->inputs()[index + 1];
+  Expectation e;
+  // Follow the input through shape-keeping or flattening ops to the first
+  // layer with weights.
+  for (int hops = 0; hops < 8; ++hops) {
+    JitNode* n = only_use(v);
+    if (n == nullptr) return std::nullopt;
+    const std::string kind = n->kind().toQualString();
+    auto weight = [&](size_t input) -> std::optional<std::pair<std::string, torch::Tensor>> {
+      if (n->inputs().size() <= input) return std::nullopt;
+      auto path = attr_path(n->input(input));
+      if (!path) return std::nullopt;
+      auto t = tensor_at(c.module, *path);
+      if (!t) return std::nullopt;
+      return std::make_pair(layer_of(*path), *t);
+    };
+    if (kind == "aten::flatten" || kind == "aten::contiguous" ||
+        kind == "aten::dropout" || kind == "aten::relu") {
+      e.flattened = e.flattened || kind == "aten::flatten";
+      v = n->output();
+      continue;
+    }
+    if (kind == "aten::linear") {
+      auto w = weight(1);
+      if (!w || w->second.dim() != 2) return std::nullopt;
+      e.layer = w->first;
+      e.description = fmt::format("Linear(in_features={})", w->second.size(1));
+      e.shape = {N, w->second.size(1)};
+      return e;
+    }
+    if (kind == "aten::_convolution" || kind == "aten::conv1d" ||
+        kind == "aten::conv2d" || kind == "aten::conv3d") {
+      auto w = weight(1);
+      if (!w || w->second.dim() < 3) return std::nullopt;
+      e.layer = w->first;
+      int64_t dims = w->second.dim() - 2;
+      e.description = fmt::format("Conv{}d(in_channels={})", dims, w->second.size(1));
+      e.shape = {N, w->second.size(1)};
+      for (int64_t i = 0; i < dims; ++i) e.shape.push_back(Dim::symbol(i ? "W" : (dims == 1 ? "L" : "H")));
+      return e;
+    }
+    if (kind == "aten::batch_norm") {
+      auto w = weight(1);
+      if (!w) return std::nullopt;
+      e.layer = w->first;
+      e.description = fmt::format("BatchNorm(num_features={})", w->second.size(0));
+      e.shape = {N, w->second.size(0)};
+      return e;
+    }
+    if (kind == "aten::layer_norm") {
+      auto w = weight(2);
+      if (!w) return std::nullopt;
+      e.layer = w->first;
+      e.description = fmt::format("LayerNorm({})", w->second.size(0));
+      e.shape = {N, w->second.size(0)};
+      return e;
+    }
+    if (kind == "aten::embedding") {
+      auto w = weight(0);
+      if (!w) return std::nullopt;
+      e.layer = w->first;
+      e.description = fmt::format("Embedding({}, {}) over integer indices",
+                                  w->second.size(0), w->second.size(1));
+      e.shape = {N, Dim::symbol("L")};
+      return e;
+    }
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+}  // namespace stitch

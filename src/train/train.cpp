@@ -1,0 +1,341 @@
+// The training loop behind `stitch train`: build the combined model in
+// training mode, feed it batches, step the optimizer, validate, checkpoint.
+
+#include "stitch/train.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "util/atomic_file.h"
+#include "artifact/metadata.h"
+#include "stitch/artifact.h"
+#include "stitch/build.h"
+#include "train/train_internal.h"
+
+namespace stitch {
+
+namespace fs = std::filesystem;
+using namespace train_detail;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// metrics.csv: one row per epoch, rewritten whole (atomically) each time.
+class Metrics {
+ public:
+  explicit Metrics(fs::path file) : file_(std::move(file)) {}
+
+  /// Keeps the rows of an earlier run up to `step` (the checkpoint resumed
+  /// from); rows past it are redone.
+  void keep_until(int64_t step) {
+    std::error_code ec;
+    if (!fs::exists(file_, ec)) return;
+    std::istringstream in(read_file(file_));
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string epoch, row_step;
+      std::getline(fields, epoch, ',');
+      std::getline(fields, row_step, ',');
+      try {
+        if (std::stoll(row_step) <= step) rows_.push_back(line);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+
+  void add(int64_t epoch, int64_t step, double train_loss, double val_loss, double val_accuracy,
+           double lr, double seconds) {
+    auto num = [](double v) { return std::isnan(v) ? std::string() : fmt::format("{:.6g}", v); };
+    rows_.push_back(fmt::format("{},{},{},{},{},{},{:.3f}", epoch, step, num(train_loss),
+                                num(val_loss), num(val_accuracy), num(lr), seconds));
+    std::string text = "epoch,step,train_loss,val_loss,val_accuracy,lr,seconds\n";
+    for (const auto& row : rows_) text += row + "\n";
+    write_file_atomically(file_, text);
+  }
+
+ private:
+  fs::path file_;
+  std::vector<std::string> rows_;
+};
+
+/// The gradients of every trainable parameter, flattened into one tensor
+/// with `extra` values after them, so one all-reduce carries everything.
+torch::Tensor flatten_grads(const std::vector<torch::Tensor>& params,
+                            const std::vector<double>& extra) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& p : params) {
+    parts.push_back(p.grad().defined() ? p.grad().reshape(-1) : torch::zeros({p.numel()}));
+  }
+  parts.push_back(torch::tensor(extra, torch::kDouble).to(torch::kFloat));
+  return torch::cat(parts);
+}
+
+void unflatten_grads(const std::vector<torch::Tensor>& params, const torch::Tensor& flat) {
+  int64_t offset = 0;
+  for (const auto& p : params) {
+    auto slice = flat.narrow(0, offset, p.numel()).view(p.sizes());
+    if (p.grad().defined()) {
+      p.mutable_grad().copy_(slice);
+    } else {
+      p.mutable_grad() = slice.clone();
+    }
+    offset += p.numel();
+  }
+}
+
+struct Validation {
+  double loss = std::nan("");
+  double accuracy = std::nan("");
+};
+
+class Trainer {
+ public:
+  Trainer(const Spec& spec, const TrainOptions& options)
+      : spec_(spec), options_(options), lead_(options.rank_ == 0) {
+    log_ = options.log_ ? options.log_ : [](const std::string& s) { std::cerr << s << "\n"; };
+    quiet_ = [](const std::string&) {};
+  }
+
+  TrainResult run() {
+    config_ = parse_train_config(spec_.train_yaml, spec_.file, spec_.graph);
+    data_ = load_dataset(config_, spec_.graph);
+    module_ = build(spec_.graph, training_build_options());
+    set_training_modes(module_, spec_.graph, lead_ ? log_ : quiet_);
+    groups_ = group_parameters(module_, config_);
+    optimizer_ = make_optimizer(config_, groups_);
+    torch::manual_seed(config_.seed);  // dropout and other random layers
+    comm_ = connect(options_);
+    Metrics metrics(config_.out / "metrics.csv");
+    Position at = start(metrics);
+    Progress progress(options_.progress_ && lead_, log_);
+
+    const int64_t steps = (data_.train_size + config_.batch - 1) / config_.batch;
+    TrainResult result;
+    for (; at.epoch < config_.epochs; ++at.epoch, at.batch = 0) {
+      const auto started = Clock::now();
+      const double seconds_before = at.seconds;
+      const torch::Tensor order = epoch_order(config_, at.epoch, data_.train_size);
+      progress.start_epoch(at.epoch, config_.epochs, steps, at.batch);
+      for (; at.batch < steps; ++at.batch) {
+        const int64_t begin = at.batch * config_.batch;
+        const int64_t count = std::min(config_.batch, data_.train_size - begin);
+        const double loss = step(order.narrow(0, begin, count), at);
+        at.loss_sum += loss * count;
+        at.loss_samples += count;
+        ++at.step;
+        at.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - started).count();
+        progress.step(at.batch, loss, count);
+        if (config_.checkpoint_every > 0 && at.step % config_.checkpoint_every == 0 &&
+            at.batch + 1 < steps) {
+          Position next = at;
+          ++next.batch;
+          checkpoint(next);
+        }
+      }
+      const Validation val = lead_ ? validate() : Validation{};
+      result.train_loss = at.loss_sum / std::max<int64_t>(at.loss_samples, 1);
+      result.val_loss = val.loss;
+      result.val_accuracy = val.accuracy;
+      const double lr = optimizer_->param_groups()[0].options().get_lr();
+      // The checkpoint first: until a fresh run has one, an earlier run's
+      // files (metrics.csv included) stay as they were.
+      checkpoint(Position{at.epoch + 1, 0, at.step, at.seconds, 0.0, 0});
+      if (lead_) {
+        metrics.add(at.epoch + 1, at.step, result.train_loss, val.loss, val.accuracy, lr,
+                    at.seconds);
+      }
+      const double epoch_seconds = at.seconds - seconds_before;
+      progress.end_epoch(summary(at, result, epoch_seconds, steps));
+      at.loss_sum = 0;
+      at.loss_samples = 0;
+    }
+    result.epochs = config_.epochs;
+    result.steps = at.step;
+    result.seconds = at.seconds;
+    result.model = config_.out / "model.pt";
+    if (lead_) save(shipped(), result.model);
+    if (comm_) comm_->barrier();  // nobody leaves while rank 0 still writes
+    return result;
+  }
+
+ private:
+  /// The trained model as an inference artifact: the training module runs
+  /// stitch's own kernels and frozen models folded
+  /// (training_build_options), so a plain build takes the trained weights.
+  torch::jit::Module shipped() {
+    torch::jit::Module plain = build(spec_.graph);
+    // The plain build read the model files again: they must be the ones
+    // that trained.
+    const auto trained = recorded_components(module_.attr(kManifestAttr).toStringRef());
+    const auto read = recorded_components(plain.attr(kManifestAttr).toStringRef());
+    for (size_t i = 0; i < trained.size() && i < read.size(); ++i) {
+      if (trained[i].sha256 != read[i].sha256) {
+        throw Error(fmt::format(
+            "model '{}': its file changed while training, so model.pt cannot be built from "
+            "it; the trained weights are in {}: put the file back and run again with --resume",
+            trained[i].name, (config_.out / "checkpoints").string()));
+      }
+    }
+    copy_state(module_, plain);
+    return plain;
+  }
+
+  /// --resume loads the newest checkpoint. A fresh run removes an earlier
+  /// run's checkpoints once it has written one of its own, so a run that
+  /// fails before that leaves the earlier one as it was.
+  Position start(Metrics& metrics) {
+    if (lead_) {
+      std::error_code ec;
+      fs::create_directories(config_.out / "checkpoints", ec);
+      if (ec) {
+        throw IoError(fmt::format("cannot create the output folder {}: {}",
+                                  (config_.out / "checkpoints").string(), ec.message()));
+      }
+      remove_partial_writes();
+    }
+    if (comm_) comm_->barrier();
+    auto files = list_checkpoints(config_.out);
+    if (options_.resume_ && !files.empty()) {
+      Position at = load_checkpoint(files.back(), module_, *optimizer_, config_.optimizer);
+      if (lead_) {
+        metrics.keep_until(at.step);
+        log_(fmt::format("resuming from {}: epoch {}, after step {}", files.back().string(),
+                         at.epoch + 1, at.step));
+      }
+      return at;
+    }
+    if (options_.resume_ && lead_) {
+      log_(fmt::format("warning: no checkpoint in {} to resume from; starting from scratch",
+                       (config_.out / "checkpoints").string()));
+    }
+    if (lead_) earlier_checkpoints_ = files;
+    return Position{};
+  }
+
+  /// Temporary files of a checkpoint write that a killed run left behind.
+  void remove_partial_writes() {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(config_.out / "checkpoints", ec)) {
+      if (entry.path().filename().string().rfind(".step_", 0) == 0) fs::remove(entry.path(), ec);
+    }
+  }
+
+  /// One optimizer step on the samples `index` (the global batch); returns
+  /// the batch's loss (averaged over processes).
+  double step(const torch::Tensor& index, const Position& at) {
+    drop_gradients(*optimizer_);
+    const int64_t global = index.size(0);
+    const int rank = options_.rank_, world = options_.world_size_;
+    // Rank r takes its contiguous share of the global batch.
+    const int64_t begin = global * rank / world, end = global * (rank + 1) / world;
+    double loss_value = 0.0;
+    if (end > begin) {
+      // Each process's mean, weighted by its share: the sum over processes
+      // is the mean over the global batch, gradients included.
+      const double share = double(end - begin) / double(global);
+      loss_value = forward_backward(module_, spec_.graph, data_, config_.loss,
+                                    take(data_, index.narrow(0, begin, end - begin)), share);
+    }
+    if (comm_) {
+      torch::Tensor flat = flatten_grads(groups_.params, {loss_value});
+      comm_->all_reduce_sum(flat);
+      unflatten_grads(groups_.params, flat);
+      loss_value = flat[-1].item<double>();
+    }
+    if (!std::isfinite(loss_value)) fail_non_finite(at, loss_value);
+    optimizer_->step();
+    return loss_value;
+  }
+
+  [[noreturn]] void fail_non_finite(const Position& at, double loss) {
+    auto files = list_checkpoints(config_.out);
+    if (!earlier_checkpoints_.empty()) files.clear();  // not this run's
+    throw Error(
+        fmt::format("the loss is {} at epoch {}, step {}: training stopped\n"
+                    "  {}\n"
+                    "  fix: lower lr ({}), check the data, or scale the inputs",
+                    std::isnan(loss) ? "NaN" : "infinite", at.epoch + 1, at.step + 1,
+                    files.empty() ? "no checkpoint of this run was written yet"
+                                  : "the last good checkpoint is kept: " + files.back().string() +
+                                        " (stitch train --resume continues from it)",
+                    config_.lr));
+  }
+
+  Validation validate() {
+    Validation v;
+    const int64_t n = data_.size - data_.train_size;
+    if (n <= 0) return v;
+    torch::NoGradGuard no_grad;
+    module_.eval();
+    double loss_sum = 0.0;
+    int64_t correct = 0;
+    bool has_accuracy = false;
+    for (int64_t begin = data_.train_size; begin < data_.size; begin += config_.batch) {
+      const int64_t count = std::min(config_.batch, data_.size - begin);
+      const auto index = torch::arange(begin, begin + count, torch::kLong);
+      const Named values = forward(module_, spec_.graph, data_, take(data_, index));
+      loss_sum += compute_loss(config_.loss, values).item<double>() * count;
+      if (auto c = count_correct(config_.loss, values)) {
+        correct += *c;
+        has_accuracy = true;
+      }
+    }
+    set_training_modes(module_, spec_.graph, quiet_);
+    v.loss = loss_sum / n;
+    if (has_accuracy) v.accuracy = double(correct) / n;
+    return v;
+  }
+
+  void checkpoint(const Position& at) {
+    if (!lead_) return;
+    const fs::path file = checkpoint_path(config_.out, at.step);
+    save_checkpoint(file, module_, *optimizer_, config_.optimizer, at);
+    for (const auto& earlier : earlier_checkpoints_) {
+      std::error_code ignored;
+      if (earlier != file) fs::remove(earlier, ignored);
+    }
+    earlier_checkpoints_.clear();
+    prune_checkpoints(config_.out, config_.keep_checkpoints);
+  }
+
+  std::string summary(const Position& at, const TrainResult& r, double seconds,
+                      int64_t steps) const {
+    std::string line = fmt::format("epoch {}/{}: step {}, train loss {:.4f}", at.epoch + 1,
+                                   config_.epochs, at.step, r.train_loss);
+    if (!std::isnan(r.val_loss)) line += fmt::format(", val loss {:.4f}", r.val_loss);
+    if (!std::isnan(r.val_accuracy)) {
+      line += fmt::format(", val accuracy {:.2f}%", 100 * r.val_accuracy);
+    }
+    const double rate =
+        seconds > 0 ? std::min(steps * config_.batch, data_.train_size) / seconds : 0.0;
+    const double eta = seconds * double(config_.epochs - at.epoch - 1);
+    line += fmt::format(", {:.0f} samples/s, {:.1f} s, ETA {:.0f} s", rate, seconds, eta);
+    return line;
+  }
+
+  const Spec& spec_;
+  const TrainOptions& options_;
+  const bool lead_;
+  std::function<void(const std::string&)> log_, quiet_;
+  TrainConfig config_;
+  std::vector<fs::path> earlier_checkpoints_;  // a fresh run's predecessor's, until it has one
+  Dataset data_;
+  torch::jit::Module module_;
+  ParamGroups groups_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<Communicator> comm_;
+};
+
+}  // namespace
+
+TrainResult train(const Spec& spec, const TrainOptions& options) {
+  return with_context("training", [&] { return Trainer(spec, options).run(); });
+}
+
+}  // namespace stitch
