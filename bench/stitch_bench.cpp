@@ -386,7 +386,32 @@ void BM_compose_build_save(benchmark::State& state) {
   }
 }
 
+/// `stitch compose` before #18: check (to print its table), then a build
+/// that loaded, cut and probed every model again.
+void BM_compose_cli_checking_twice(benchmark::State& state) {
+  const fs::path file = out_dir() / "two_resnets.pt";
+  for (auto _ : state) {
+    auto g = two_resnets();
+    auto report = stitch::check(g);
+    stitch::save(stitch::build(g), file);
+    benchmark::DoNotOptimize(report);
+  }
+}
+
+/// `stitch compose` now: check, then build from its report (the models check
+/// loaded), then save.
+void BM_compose_cli(benchmark::State& state) {
+  const fs::path file = out_dir() / "two_resnets.pt";
+  for (auto _ : state) {
+    auto g = two_resnets();
+    auto report = stitch::check(g);
+    stitch::save(stitch::build(g, report), file);
+  }
+}
+
 BENCHMARK(BM_compose_load_only)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_compose_cli_checking_twice)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_compose_cli)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_compose_check)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_compose_build)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_compose_build_save)->Unit(benchmark::kMillisecond)->UseRealTime();

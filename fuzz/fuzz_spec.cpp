@@ -11,9 +11,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   stitch::fuzz::expect_only_stitch_errors([&] {
     const stitch::Spec spec = stitch::parse_spec(stitch::fuzz::text(data, size), "fuzz.yaml");
     if (!spec.graph.models().empty()) return;  // loading model files is LibTorch's part
-    stitch::check(spec.graph);
+    (void)stitch::check(spec.graph);
     try {
-      stitch::parse_spec(stitch::to_spec_yaml(spec.graph), "written.yaml");
+      (void)stitch::parse_spec(stitch::to_spec_yaml(spec.graph), "written.yaml");
     } catch (const stitch::Error&) {
       std::abort();  // a checked graph must write a spec that reads back
     }

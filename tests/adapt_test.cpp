@@ -3,7 +3,7 @@
 
 #include "test_util.h"
 
-#include "ops/adapt.h"
+#include "check/adapt_target.h"
 
 #include <stitch/stitch.h>
 

@@ -3,6 +3,8 @@
 
 #include "test_util.h"
 
+#include "check/analysis.h"
+
 #include <stitch/stitch.h>
 
 #include <torch/csrc/jit/serialization/import.h>
@@ -51,6 +53,41 @@ TEST_F(ComposeTest, ChainOfTwoModelsEqualsCallingThemInOrder) {
     auto input = torch::randn({batch, 10});
     EXPECT_TRUE(torch::allclose(call(model, {input}), call(mb, {call(ma, {input})})));
   }
+}
+
+/// A graph of one copy of a fixture, in a folder the test may empty.
+struct CopiedModel {
+  TempDir dir;
+  std::filesystem::path file = dir / "model.pt";
+  CopiedModel() { std::filesystem::copy_file(fixture("seed000_ex1_model1.pt"), file); }
+};
+
+TEST_F(ComposeTest, BuildFromACheckReportUsesTheModelsCheckLoaded) {
+  CopiedModel copy;
+  Graph g;
+  auto x = g.input("x", {N, 10});
+  g.output("y", load(copy.file).name("a")(x));
+  const CheckReport report = check(g);
+  std::filesystem::remove(copy.file);  // the build must not read it again
+
+  auto model = build(g, report);
+  auto by_hand = load_eval("seed000_ex1_model1.pt");
+  auto input = torch::randn({4, 10});
+  EXPECT_TRUE(torch::allclose(call(model, {input}), call(by_hand, {input})));
+  // A second build from the report checks again, which needs the file.
+  EXPECT_THROW_TYPE_WITH((void)build(g, report), ModelError, "model.pt");
+  EXPECT_THROW_TYPE_WITH((void)build(g), ModelError, "model.pt");
+}
+
+TEST_F(ComposeTest, BuildFromAnotherGraphsReportChecksItsOwnGraph) {
+  Graph first, second;
+  for (Graph* g : {&first, &second}) {
+    auto x = g->input("x", {N, 10});
+    g->output("y", load(fixture("seed000_ex1_model1.pt")).name("a")(x));
+  }
+  const CheckReport report = check(first);
+  auto model = build(second, report);
+  EXPECT_TRUE(take_analysis(report, first).has_value()) << "second's build took first's models";
 }
 
 TEST_F(ComposeTest, CutResnetAtAvgpoolEqualsItsChildrenInOrder) {
@@ -105,7 +142,7 @@ TEST_F(ComposeTest, MismatchNamesBothSidesAndTheFix) {
   auto head = load(fixture("mlp_b.pt")).name("head");
   g.output("y", head(vision(image)));
   try {
-    check(g);
+    (void)check(g);
     FAIL() << "no error";
   } catch (const ShapeError& e) {
     const std::string msg = e.what();
@@ -137,6 +174,22 @@ TEST_F(ComposeTest, ReshapeKeepsTheBatchDimensionSymbolic) {
   auto report = check(g);
   EXPECT_EQ(report.nodes.at(y.id() - 1).type.str(), "float[N, 3, 5]");
   EXPECT_EQ(report.nodes.at(y.id()).type.str(), "float[N, 8, 3]");
+}
+
+TEST_F(ComposeTest, CheckRowsWriteExpressionsAsASpecDoes) {
+  Graph g;
+  auto a = g.input("a", {N, 4});
+  auto b = g.input("b", {N, 4});
+  g.output("y", linear((a - b) * 2.0, 3));
+  g.output("z", a - (b - a) * 0.5);
+  const auto report = check(g);
+  std::vector<std::string> rows;
+  for (const auto& r : report.nodes) rows.push_back(r.expression);
+  // The parentheses precedence needs, required arguments positionally.
+  EXPECT_NE(std::find(rows.begin(), rows.end(), "linear((a - b) * 2.0, 3)"), rows.end())
+      << report.table();
+  EXPECT_NE(std::find(rows.begin(), rows.end(), "a - (b - a) * 0.5"), rows.end())
+      << report.table();
 }
 
 TEST_F(ComposeTest, TwoResnetsWithTheSameClassNamesLiveInOneArtifact) {

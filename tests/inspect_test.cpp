@@ -123,7 +123,7 @@ TEST_F(InspectTest, GraphTakesInputSizesForItsSymbols) {
   EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4, 65}}}), ShapeError,
                          "input 'x' is declared [N, 64], --input gives 4x65: dim 1 is 64, not 65");
   EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4}}}), ShapeError, "1 dims, not 2");
-  EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"image", {4, 64}}}), ShapeError,
+  EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"image", {4, 64}}}), Error,
                          "the spec has no input 'image'; its inputs are: x");
 }
 

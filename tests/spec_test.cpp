@@ -271,7 +271,7 @@ TEST(SpecModels, LoadSpecReadsTheFileAndNamesItInErrors) {
 }
 
 TEST(SpecModels, MissingSpecFileIsAnIoError) {
-  EXPECT_THROW(load_spec("/nonexistent/spec.yaml"), IoError);
+  EXPECT_THROW((void)load_spec("/nonexistent/spec.yaml"), IoError);
   EXPECT_THROW_WITH(load_spec("/nonexistent/spec.yaml"), "/nonexistent/spec.yaml");
 }
 
@@ -840,7 +840,7 @@ TEST(SpecErrors, WrongNodeTypesAreErrors) {
   EXPECT_THROW_WITH(
       parse("inputs: {x: {shape: [N], dtype: flaot}}\ngraph: [\"y = relu(x)\"]\n"
             "outputs: [y]\n"),
-      "unknown dtype 'flaot'; did you mean 'float'?");
+      "unknown dtype 'flaot'\n  fix: did you mean 'float'?");
   EXPECT_THROW_WITH(parse("inputs: {x: {dtype: int64}}\ngraph: [\"y = relu(x)\"]\n"
                           "outputs: [y]\n"),
                     "inputs.x has no 'shape:'");

@@ -84,7 +84,7 @@ Spec small_spec(const TempDir& dir, const std::string& train) {
 TEST_F(TrainTest, ConfigFillsDefaultsAndResolvesPathsFromTheSpecFolder) {
   TempDir dir;
   Spec spec = small_spec(dir, "  data: d.pt\n  loss: cross_entropy(logits, y)\n");
-  TrainConfig c = parse_train_config(spec.train_yaml, spec.file, spec.graph);
+  TrainConfig c = parse_train_config(spec);
   EXPECT_EQ(c.data, dir / "d.pt");
   EXPECT_EQ(c.out, dir / "runs" / "spec");
   EXPECT_EQ(c.optimizer, "adamw");
@@ -96,10 +96,17 @@ TEST_F(TrainTest, ConfigErrorsNameTheKey) {
   TempDir dir;
   auto parse = [&](const std::string& train) {
     Spec spec = small_spec(dir, train);
-    return parse_train_config(spec.train_yaml, spec.file, spec.graph);
+    return parse_train_config(spec);
   };
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  optimiser: sgd\n"),
-                    "spec.yaml: train: unknown key 'optimiser'");
+                    "spec.yaml:10:3: unknown key 'optimiser' in train\n  fix: did you mean 'optimizer'?");
+  // Every error carries the line and column of the key's value in the spec.
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  lr: -1\n"),
+                    "spec.yaml:10:7: train.lr: must be > 0, got -1");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  epochs: many\n"),
+                    "spec.yaml:10:11: train.epochs: expected an integer, got 'many'");
+  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, x)\n"),
+                    "spec.yaml:9:9: train.loss: mse(logits, x) reads 'x', which is a graph input");
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  optimizer: lbfgs\n"),
                     "unknown optimizer 'lbfgs'");
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  out: ''\n"),

@@ -29,8 +29,8 @@ int main(int argc, char** argv) try {
     auto classifier = stitch::load(dir + "/seed000_ex3_model2.pt").name("model2");
     g.output("y", classifier(features(x)));
     try {
-      stitch::check(g);
-      std::cerr << "the seed's shape bug was not caught\n";
+      const auto report = stitch::check(g);
+      std::cerr << "the seed's shape bug was not caught:\n" << report.table();
       return 1;
     } catch (const stitch::ShapeError& e) {
       std::cout << "seed000 ex3 as written is refused:\n" << e.what() << "\n";

@@ -18,7 +18,7 @@ namespace stitch {
 /// activations between them. The result is eval-only, keeps stitch's
 /// metadata, and loads in Python and C++. Not to be confused with freezing
 /// parameters in a spec (`freeze:`), which only stops training them.
-torch::jit::Module fold_weights(const torch::jit::Module& module);
+[[nodiscard]] torch::jit::Module fold_weights(const torch::jit::Module& module);
 
 /// Saves a module built by stitch with its metadata. Writes a temporary file
 /// and renames it: a failure never leaves a partial file and never touches an
@@ -26,18 +26,18 @@ torch::jit::Module fold_weights(const torch::jit::Module& module);
 void save(const torch::jit::Module& module, const std::filesystem::path& file);
 
 /// Loads any TorchScript file (ModelError naming the file if it cannot).
-torch::jit::Module load_module(const std::filesystem::path& file);
+[[nodiscard]] torch::jit::Module load_module(const std::filesystem::path& file);
 
 struct ArtifactMetadata {
   std::string spec_yaml;      // "" if the file was not made by stitch
   std::string manifest_json;  // ""
 };
 /// Reads stitch/spec.yaml and stitch/manifest.json from a saved file.
-ArtifactMetadata read_metadata(const std::filesystem::path& file);
+[[nodiscard]] ArtifactMetadata read_metadata(const std::filesystem::path& file);
 
 /// The names of the outputs a stitch artifact declares (its manifest), in
 /// order; empty for a TorchScript file stitch did not make.
-std::vector<std::string> declared_outputs(const torch::jit::Module& module);
+[[nodiscard]] std::vector<std::string> declared_outputs(const torch::jit::Module& module);
 
 /// Checks tensors for forward's arguments against a stitch artifact's
 /// declared inputs: dims, fixed sizes, a dynamic size (N) equal wherever it

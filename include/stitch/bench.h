@@ -6,6 +6,7 @@
 // taking turns round by round so that a machine whose speed drifts treats
 // them alike.
 
+#include <torch/arg.h>
 #include <torch/script.h>
 
 #include <cstdint>
@@ -43,7 +44,7 @@ struct BenchStats {
 };
 
 /// Median, min, max, quartiles and samples/s of `times_ms` (not empty).
-BenchStats summarize(std::string side, std::vector<double> times_ms, int64_t batch);
+[[nodiscard]] BenchStats summarize(std::string side, std::vector<double> times_ms, int64_t batch);
 
 /// Where a benchmark stands, after each side's part of a round.
 struct BenchProgress {
@@ -64,49 +65,21 @@ struct BenchProgress {
 ///                               stitch::BenchOptions().runs(100).compare_python(true));
 struct BenchOptions {
   /// Timed runs on each side.
-  BenchOptions& runs(int64_t n) {
-    runs_ = n;
-    return *this;
-  }
+  TORCH_ARG(int64_t, runs) = 50;
   /// Untimed runs on each side before the first timed one.
-  BenchOptions& warmup(int64_t n) {
-    warmup_ = n;
-    return *this;
-  }
+  TORCH_ARG(int64_t, warmup) = 5;
   /// The timed runs come in this many rounds (at most `runs`); with
   /// compare_python the sides take turns, one round each.
-  BenchOptions& rounds(int64_t n) {
-    rounds_ = n;
-    return *this;
-  }
+  TORCH_ARG(int64_t, rounds) = 5;
   /// Also time the model in Python (see bench()).
-  BenchOptions& compare_python(bool on) {
-    compare_python_ = on;
-    return *this;
-  }
+  TORCH_ARG(bool, compare_python) = false;
   /// The file Python loads: the one the module came from. Empty: the module
   /// is saved to a temporary file, removed afterwards.
-  BenchOptions& model_file(std::filesystem::path file) {
-    model_file_ = std::move(file);
-    return *this;
-  }
+  TORCH_ARG(std::filesystem::path, model_file);
   /// The Python interpreter (default: STITCH_PYTHON, else /usr/bin/python3).
-  BenchOptions& python(std::filesystem::path interpreter) {
-    python_ = std::move(interpreter);
-    return *this;
-  }
+  TORCH_ARG(std::filesystem::path, python);
   /// Called after each side's part of each round.
-  BenchOptions& on_progress(std::function<void(const BenchProgress&)> fn) {
-    on_progress_ = std::move(fn);
-    return *this;
-  }
-  int64_t runs_ = 50;
-  int64_t warmup_ = 5;
-  int64_t rounds_ = 5;
-  bool compare_python_ = false;
-  std::filesystem::path model_file_;
-  std::filesystem::path python_;
-  std::function<void(const BenchProgress&)> on_progress_;
+  TORCH_ARG(std::function<void(const BenchProgress&)>, on_progress);
 };
 
 struct BenchReport {
@@ -136,7 +109,7 @@ struct BenchReport {
 /// shape its stitch metadata declares, dynamic dims (N) set to 1; the dtype
 /// is the declared one (float without metadata). Throws Error for an unknown
 /// name, a missing shape or a shape that contradicts the declared one.
-std::vector<torch::Tensor> random_inputs(const torch::jit::Module& module,
+[[nodiscard]] std::vector<torch::Tensor> random_inputs(const torch::jit::Module& module,
                                          const std::map<std::string, std::vector<int64_t>>& shapes,
                                          uint64_t seed = 0);
 
@@ -146,7 +119,7 @@ std::vector<torch::Tensor> random_inputs(const torch::jit::Module& module,
 /// torch.jit.load, sets the same thread count, makes inputs of the same
 /// shapes and dtypes, and the sides take turns. Throws Error for bad options,
 /// a forward that fails, or a Python without torch.
-BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& inputs,
+[[nodiscard]] BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& inputs,
                   const BenchOptions& options = {});
 
 }  // namespace stitch

@@ -5,6 +5,7 @@
 #include "stitch/check.h"
 #include "stitch/graph.h"
 
+#include <torch/arg.h>
 #include <torch/script.h>
 
 #include <string>
@@ -15,27 +16,18 @@ namespace stitch {
 ///   stitch::build(g, stitch::BuildOptions().training(true));
 struct BuildOptions {
   /// Leave the module in training mode (default: eval, an inference artifact).
-  BuildOptions& training(bool on) {
-    training_ = on;
-    return *this;
-  }
+  TORCH_ARG(bool, training) = false;
   /// Run independent model calls concurrently (TorchScript fork/wait on
   /// LibTorch's inter-op thread pool): e.g. the two encoders of a late
   /// fusion. See docs/compose.md for when it pays.
-  BuildOptions& concurrent(bool on) {
-    concurrent_ = on;
-    return *this;
-  }
+  TORCH_ARG(bool, concurrent) = false;
   /// With training: run each model frozen as a whole (`freeze: true`) as
   /// an inference graph, as `--optimize` does (eval mode, BatchNorm folded
   /// into the convolutions, their weights channels-last), since nothing in
   /// it trains. Its parameters become constants, so such a module runs a
   /// training but is not the artifact to ship: `stitch train` writes
   /// model.pt from a plain build with the trained weights copied in.
-  BuildOptions& fold_frozen(bool on) {
-    fold_frozen_ = on;
-    return *this;
-  }
+  TORCH_ARG(bool, fold_frozen) = false;
   /// With training: batched products of small matrices (aten::bmm and
   /// aten::matmul with every side at most 64, float32, e.g. attention in a
   /// small transformer) run on stitch's own kernel, several times faster
@@ -43,19 +35,22 @@ struct BuildOptions {
   /// inlined and calls stitch::bmm, an operator only stitch's library
   /// has, so like fold_frozen this is for running a training, not for the
   /// artifact to ship.
-  BuildOptions& small_matmul(bool on) {
-    small_matmul_ = on;
-    return *this;
-  }
-  bool training_ = false;
-  bool concurrent_ = false;
-  bool fold_frozen_ = false;
-  bool small_matmul_ = false;
+  TORCH_ARG(bool, small_matmul) = false;
 };
 
 /// Checks shapes (throws ShapeError etc. before anything is built), then
 /// builds the module. The module carries its spec and manifest (see
 /// artifact.h) so that stitch::save writes them into the file.
-torch::jit::Module build(const Graph& graph, const BuildOptions& options = {});
+[[nodiscard]] torch::jit::Module build(const Graph& graph, const BuildOptions& options = {});
+
+/// Builds a graph that check(graph) gave `report` for, with the models check
+/// loaded, cut and probed, so that nothing is loaded or probed twice:
+///   auto report = stitch::check(g);   // print report.table()...
+///   auto model = stitch::build(g, report);
+/// The first build from a report takes its models; a later one, or one with
+/// a report of another graph (or of this graph before it changed), checks
+/// again as build(graph, options) does.
+[[nodiscard]] torch::jit::Module build(const Graph& graph, const CheckReport& report,
+                                       const BuildOptions& options = {});
 
 }  // namespace stitch

@@ -4,6 +4,7 @@
 
 #include "stitch/graph.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,15 +20,23 @@ struct NodeReport {
   SourceLoc loc;
 };
 
+namespace detail {
+struct CheckedModels;
+}
+
 struct CheckReport {
   std::vector<NodeReport> nodes;
   /// A table with one line per node: name, expression, type, note.
-  std::string table() const;
+  [[nodiscard]] std::string table() const;
+
+  /// The models check loaded, cut and probed, for build(graph, report) to
+  /// build in as they are rather than load them again. Copies share them.
+  std::shared_ptr<detail::CheckedModels> checked;
 };
 
 /// Loads the graph's models, probes them and propagates shapes through every
 /// node. Throws ShapeError (with both sides and a `fix:` line), SpecError or
 /// ModelError.
-CheckReport check(const Graph& graph);
+[[nodiscard]] CheckReport check(const Graph& graph);
 
 }  // namespace stitch

@@ -3,8 +3,10 @@
 // lines (indented) give detail and `fix:` hints. The CLI prints it after
 // "error: " and exits with status 1.
 
+#include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace stitch {
 
@@ -22,6 +24,11 @@ struct SourceLoc {
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+
+  /// "OWNER has no input 'NAME'; its inputs are: a, b" (OWNER: "the model",
+  /// "the spec").
+  [[nodiscard]] static Error no_such_input(const std::string& owner, const std::string& name,
+                             const std::vector<std::string>& inputs);
 };
 
 /// The spec (YAML or graph expressions) is malformed or refers to unknown
@@ -29,12 +36,25 @@ class Error : public std::runtime_error {
 class SpecError : public Error {
  public:
   using Error::Error;
+
+  /// "LOC unknown WHAT 'NAME'" (then " in WHERE" if given), then
+  /// "  fix: did you mean 'X'?" when one of `candidates` is close, else
+  /// `otherwise` (a further line, or "").
+  [[nodiscard]] static SpecError unknown_name(const SourceLoc& loc, const std::string& what,
+                                const std::string& name,
+                                const std::vector<std::string>& candidates,
+                                const std::string& otherwise = "",
+                                const std::string& where = "");
 };
 
 /// Shapes or dtypes do not fit together.
 class ShapeError : public Error {
  public:
   using Error::Error;
+
+  /// "LOC WHAT" then "  fix: FIX".
+  [[nodiscard]] static ShapeError with_fix(const SourceLoc& loc, const std::string& what,
+                             const std::string& fix);
 };
 
 /// A model file could not be loaded, or a layer path does not exist.
@@ -47,11 +67,16 @@ class ModelError : public Error {
 class IoError : public Error {
  public:
   using Error::Error;
+
+  /// "FILE: WHAT".
+  [[nodiscard]] static IoError at(const std::filesystem::path& file, const std::string& what);
 };
 
-/// Runs `fn`, turning c10::Error and std::exception other than stitch::Error
-/// into stitch::Error with `context` in front. Keeps stitch::Error as is.
-template <typename Fn>
+/// Runs `fn`, turning c10::Error, std::bad_alloc and std::exception other
+/// than stitch::Error into an `E` (stitch::Error unless given) with `context`
+/// in front: "CONTEXT: the error's useful line". Keeps stitch::Error as is.
+/// The one place LibTorch's exceptions become stitch's.
+template <typename E = Error, typename Fn>
 auto with_context(const std::string& context, Fn&& fn) -> decltype(fn());
 
 }  // namespace stitch

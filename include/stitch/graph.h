@@ -165,7 +165,7 @@ class Graph {
   void set_name(Value value, const std::string& name);
 
   /// Checks shapes, then builds the TorchScript module (build.h).
-  torch::jit::Module build() const;
+  [[nodiscard]] torch::jit::Module build() const;
 
   const std::vector<Node>& nodes() const { return nodes_; }
   const Node& node(Value v) const { return nodes_.at(v.id()); }

@@ -54,7 +54,7 @@ struct InspectReport {
 /// eval mode, without autograd). Throws ModelError when the forward fails.
 ///   auto report = stitch::inspect_module(m, {torch::randn({1, 3, 224, 224})});
 ///   std::cout << report.table();
-InspectReport inspect_module(torch::jit::Module module,
+[[nodiscard]] InspectReport inspect_module(torch::jit::Module module,
                              const std::vector<c10::IValue>& inputs = {},
                              int depth = -1);
 
@@ -67,6 +67,6 @@ using InputSizes = std::map<std::string, std::vector<int64_t>>;
 /// take the sizes given (`x: [N, 10]` with x=8x10: N=8) and the shapes
 /// shown are those. Throws what check() throws, and ShapeError when a size
 /// contradicts the declaration.
-InspectReport inspect_graph(const Graph& graph, int depth = -1, const InputSizes& sizes = {});
+[[nodiscard]] InspectReport inspect_graph(const Graph& graph, int depth = -1, const InputSizes& sizes = {});
 
 }  // namespace stitch

@@ -82,8 +82,6 @@ struct ValueType {
   static ValueType tensor(Shape shape, at::ScalarType dtype = at::kFloat);
   bool is_tensor() const { return kind == Kind::Tensor; }
   std::string str() const;
-  /// TorchScript type annotation (Tensor, Tuple[Tensor, Tensor], ...).
-  std::string torchscript() const;
 };
 
 }  // namespace stitch

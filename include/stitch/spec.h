@@ -14,14 +14,17 @@ struct Spec {
   Graph graph;
   std::filesystem::path file;  // the spec file; relative paths are from its folder
   std::string train_yaml;      // the `train:` section as YAML text ("" if none)
+  /// The spec's text as read ("" for a Spec made in C++): where train's
+  /// keys are, for errors with their line and column.
+  std::string text;
 };
 
 /// Reads and parses a spec file. Model files are resolved relative to the
 /// spec's folder. Throws SpecError ("spec.yaml:9:10: ...") or IoError.
-Spec load_spec(const std::filesystem::path& file);
+[[nodiscard]] Spec load_spec(const std::filesystem::path& file);
 
 /// Parses spec text; `file` names it in errors and anchors relative paths.
-Spec parse_spec(const std::string& text, const std::filesystem::path& file);
+[[nodiscard]] Spec parse_spec(const std::string& text, const std::filesystem::path& file);
 
 /// Parses one graph expression ("linear(flatten(x), 5)") into `graph`,
 /// resolving names through `scope` (names already assigned) and models
@@ -32,6 +35,6 @@ Value parse_expression(Graph& graph, const std::string& text,
 
 /// Writes a graph as spec YAML (inputs, models, graph, outputs), for graphs
 /// built from C++ and for the artifact's stitch/spec.yaml.
-std::string to_spec_yaml(const Graph& graph);
+[[nodiscard]] std::string to_spec_yaml(const Graph& graph);
 
 }  // namespace stitch

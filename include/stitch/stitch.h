@@ -3,6 +3,7 @@
 
 #include "stitch/artifact.h"
 #include "stitch/bench.h"
+#include "stitch/bind_inputs.h"
 #include "stitch/build.h"
 #include "stitch/check.h"
 #include "stitch/compat.h"

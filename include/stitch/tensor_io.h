@@ -20,7 +20,7 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 /// Throws stitch::IoError naming the file and what is wrong with it. Never
 /// allocates more than the file can hold: declared sizes are checked against
 /// the file size first.
-TensorMap read_tensors(const std::filesystem::path& file);
+[[nodiscard]] TensorMap read_tensors(const std::filesystem::path& file);
 
 /// Writes tensors; the format follows the extension. `.pt` holding a single
 /// entry is written as a bare tensor (what torch.load gives back is a
@@ -28,6 +28,10 @@ TensorMap read_tensors(const std::filesystem::path& file);
 /// temporary file in the same folder and renames it, so a failure never
 /// leaves a partial file. Throws stitch::IoError.
 void write_tensors(const std::filesystem::path& file, const TensorMap& tensors);
+
+/// The file extensions read_tensors and write_tensors know, for help text:
+/// ".pt, .pth, .safetensors, .npy" (`last_separator` before the last one).
+[[nodiscard]] std::string tensor_file_types(const std::string& last_separator = ", ");
 
 /// Throws stitch::IoError "WHAT holds K NaN or Inf values (the first in
 /// sample I)" when a floating tensor has any; `what` names it ("x.pt: 'x'").

@@ -3,6 +3,7 @@
 // behind `stitch train` (losses, data, optimizers with per-model learning
 // rates, frozen parts, checkpoints, resume, data-parallel over c10d).
 
+#include <torch/arg.h>
 #include <torch/script.h>
 
 #include <cstdint>
@@ -59,54 +60,31 @@ struct TrainConfig {
   std::vector<std::string> targets(const Graph& graph) const;
 };
 
-/// Parses the `train:` YAML text of a spec (Spec::train_yaml). `spec_file`
-/// names the spec in errors and anchors relative paths. Checks the loss
-/// against the graph: every name must be an output or a fed target.
-/// Throws SpecError.
-TrainConfig parse_train_config(const std::string& train_yaml,
-                               const std::filesystem::path& spec_file, const Graph& graph);
+/// Reads the spec's `train:` section (from Spec::text, so that errors carry
+/// the line and column, else from Spec::train_yaml). Relative paths are from
+/// the spec's folder. Checks the loss against the graph: every name must be
+/// an output or a fed target. Throws SpecError.
+[[nodiscard]] TrainConfig parse_train_config(const Spec& spec);
 
 /// Parses a loss expression: `cross_entropy(logits, labels)`,
 /// `0.5 * mse(a, b) + clip(x, y, temperature=0.07)`. Throws SpecError.
-std::vector<LossTerm> parse_loss(const std::string& text);
+[[nodiscard]] std::vector<LossTerm> parse_loss(const std::string& text);
 
 /// How to run a training job (the command line's part).
 ///   stitch::train(spec, stitch::TrainOptions().resume(true));
 struct TrainOptions {
   /// Continue from the last checkpoint in `out`.
-  TrainOptions& resume(bool on) {
-    resume_ = on;
-    return *this;
-  }
-  /// This process's rank and the number of processes (1: no c10d).
-  TrainOptions& rank(int r, int world_size) {
-    rank_ = r;
-    world_size_ = world_size;
-    return *this;
-  }
+  TORCH_ARG(bool, resume) = false;
+  /// This process's rank, and the number of processes (1: no c10d).
+  TORCH_ARG(int, rank) = 0;
+  TORCH_ARG(int, world_size) = 1;
   /// Where the processes meet (c10d TCPStore on rank 0).
-  TrainOptions& master(std::string addr, int port) {
-    master_addr_ = std::move(addr);
-    master_port_ = port;
-    return *this;
-  }
+  TORCH_ARG(std::string, master_addr) = "127.0.0.1";
+  TORCH_ARG(int, master_port) = 29500;
   /// Progress: a bar on a terminal, plain lines otherwise, or nothing.
-  TrainOptions& progress(bool on) {
-    progress_ = on;
-    return *this;
-  }
+  TORCH_ARG(bool, progress) = true;
   /// Where warnings and progress lines go (default: stderr).
-  TrainOptions& log(std::function<void(const std::string&)> fn) {
-    log_ = std::move(fn);
-    return *this;
-  }
-  bool resume_ = false;
-  int rank_ = 0;
-  int world_size_ = 1;
-  std::string master_addr_ = "127.0.0.1";
-  int master_port_ = 29500;
-  bool progress_ = true;
-  std::function<void(const std::string&)> log_;
+  TORCH_ARG(std::function<void(const std::string&)>, log);
 };
 
 /// What a finished run measured (its last epoch).

@@ -6,6 +6,7 @@
 
 #include "stitch/error.h"
 
+#include <torch/arg.h>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -24,16 +25,11 @@ class VerifyError : public Error {
 ///   stitch::verify("combined.pt", "spec.yaml", stitch::VerifyOptions().atol(1e-4));
 struct VerifyOptions {
   /// The size of every dynamic dimension (N, T, ...) in the random inputs.
-  VerifyOptions& dynamic_size(int64_t v) { dynamic_size_ = v; return *this; }
-  VerifyOptions& rtol(double v) { rtol_ = v; return *this; }
-  VerifyOptions& atol(double v) { atol_ = v; return *this; }
+  TORCH_ARG(int64_t, dynamic_size) = 2;
+  TORCH_ARG(double, rtol) = 1e-4;
+  TORCH_ARG(double, atol) = 1e-5;
   /// Seed of the random inputs.
-  VerifyOptions& seed(uint64_t v) { seed_ = v; return *this; }
-
-  int64_t dynamic_size_ = 2;
-  double rtol_ = 1e-4;
-  double atol_ = 1e-5;
-  uint64_t seed_ = 0;
+  TORCH_ARG(uint64_t, seed) = 0;
 };
 
 /// One output of the artifact compared with the rebuilt parts.
@@ -61,7 +57,7 @@ struct VerifyReport {
 /// they agree; throws VerifyError with the first difference when they do not,
 /// and SpecError / ModelError / ShapeError / IoError when the spec cannot be
 /// built or the artifact was not built from it.
-VerifyReport verify(const std::filesystem::path& artifact, const std::filesystem::path& spec,
+[[nodiscard]] VerifyReport verify(const std::filesystem::path& artifact, const std::filesystem::path& spec,
                     const VerifyOptions& options = {});
 
 }  // namespace stitch

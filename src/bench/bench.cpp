@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "stitch/bind_inputs.h"
 #include "bench/bench_python.h"
 #include "artifact/declared_io.h"
 #include "check/example_inputs.h"
@@ -75,12 +76,6 @@ std::vector<int64_t> declared_shape_at_one(const DeclaredInput& input) {
   return shape;
 }
 
-std::string names_of(const std::vector<DeclaredInput>& inputs) {
-  std::vector<std::string> names;
-  for (const auto& input : inputs) names.push_back(input.name);
-  return fmt::format("{}", fmt::join(names, ", "));
-}
-
 // --- the sides --------------------------------------------------------------
 
 /// One thing being timed: stitch in this process, or a side of the worker.
@@ -116,7 +111,7 @@ class TempModelFile {
 };
 
 std::filesystem::path python_interpreter(const BenchOptions& options) {
-  if (!options.python_.empty()) return options.python_;
+  if (!options.python().empty()) return options.python();
   const char* env = std::getenv("STITCH_PYTHON");
   return env && *env ? env : "/usr/bin/python3";
 }
@@ -127,9 +122,9 @@ void check_options(const BenchOptions& options) {
       throw Error(fmt::format("bench: {} must be at least {} (got {})", what, min, value));
     }
   };
-  at_least("runs", options.runs_, 1);
-  at_least("warmup", options.warmup_, 0);
-  at_least("rounds", options.rounds_, 1);
+  at_least("runs", options.runs(), 1);
+  at_least("warmup", options.warmup(), 0);
+  at_least("rounds", options.rounds(), 1);
 }
 
 std::string ms_str(double ms) {
@@ -164,22 +159,16 @@ std::vector<torch::Tensor> random_inputs(const torch::jit::Module& module,
                                          const std::map<std::string, std::vector<int64_t>>& shapes,
                                          uint64_t seed) {
   const std::vector<DeclaredInput> declared = declared_inputs(module);
+  std::vector<std::string> names, written;
+  for (const auto& d : declared) names.push_back(d.name);
+  for (const auto& [key, shape] : shapes) written.push_back(key);
+  const auto bound = bind_input_names("the model", names, written);
   std::map<std::string, std::vector<int64_t>> given;
+  size_t k = 0;
   for (const auto& [key, shape] : shapes) {
-    std::string name = key;
-    if (name.empty()) {
-      if (declared.size() != 1) {
-        throw Error(fmt::format("the model takes {} inputs ({}); give each one's shape by name",
-                                declared.size(), names_of(declared)));
-      }
-      name = declared[0].name;
-    }
+    const std::string& name = bound[k++];
     auto it = std::find_if(declared.begin(), declared.end(),
                            [&](const DeclaredInput& d) { return d.name == name; });
-    if (it == declared.end()) {
-      throw Error(
-          fmt::format("the model has no input '{}'; its inputs are: {}", name, names_of(declared)));
-    }
     if (it->declared) {
       if (auto why = misfit(*it, shape); !why.empty()) throw Error(why);
     }
@@ -214,15 +203,15 @@ std::vector<torch::Tensor> random_inputs(const torch::jit::Module& module,
 BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& inputs,
                   const BenchOptions& options) {
   check_options(options);
-  const int64_t rounds = std::min(options.rounds_, options.runs_);
+  const int64_t rounds = std::min(options.rounds(), options.runs());
   const int64_t batch = inputs.empty() || inputs[0].dim() == 0 ? 1 : inputs[0].size(0);
   module.eval();
   torch::NoGradGuard no_grad;
 
   BenchReport report;
   report.threads = at::get_num_threads();
-  report.runs = options.runs_;
-  report.warmup = options.warmup_;
+  report.runs = options.runs();
+  report.warmup = options.warmup();
   report.rounds = rounds;
   const auto& schema = module.get_method("forward").function().getSchema();
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -265,8 +254,8 @@ BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& i
 
   std::unique_ptr<TempModelFile> temp_file;
   std::unique_ptr<PythonWorker> worker;
-  if (options.compare_python_) {
-    std::filesystem::path file = options.model_file_;
+  if (options.compare_python()) {
+    std::filesystem::path file = options.model_file();
     if (file.empty()) {
       temp_file = std::make_unique<TempModelFile>(module);
       file = temp_file->path();
@@ -289,12 +278,12 @@ BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& i
                                           "Python";
   }
 
-  for (auto& side : sides) side.warmup(options.warmup_);
+  for (auto& side : sides) side.warmup(options.warmup());
   BenchProgress progress;
   progress.rounds = rounds;
-  for (const auto& side : sides) progress.sides.push_back({side.name, 0, options.runs_, 0.0});
+  for (const auto& side : sides) progress.sides.push_back({side.name, 0, options.runs(), 0.0});
   for (int64_t round = 0; round < rounds; ++round) {
-    const int64_t runs = options.runs_ / rounds + (round < options.runs_ % rounds ? 1 : 0);
+    const int64_t runs = options.runs() / rounds + (round < options.runs() % rounds ? 1 : 0);
     progress.round = round + 1;
     for (size_t s = 0; s < sides.size(); ++s) {
       WorkerTimes t = sides[s].time(runs);
@@ -305,7 +294,7 @@ BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& i
       progress.sides[s].runs_done = static_cast<int64_t>(done.times_ms.size());
       progress.sides[s].median_ms = median_of(done.times_ms);
       progress.round_done = s + 1 == sides.size();
-      if (options.on_progress_) options.on_progress_(progress);
+      if (options.on_progress()) options.on_progress()(progress);
     }
   }
   for (auto& side : sides) {

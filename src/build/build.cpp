@@ -1,10 +1,11 @@
 #include "stitch/build.h"
 
-#include "ops/adapt.h"
+#include "core/assert.h"
+
+#include "check/adapt_target.h"
 #include "build/builder.h"
 #include "artifact/fold_weights.h"
-#include "core/graph_text.h"
-#include "build/layers.h"
+#include "ops/registry.h"
 #include "artifact/metadata.h"
 #include "build/schedule.h"
 #include "build/small_matmul.h"
@@ -24,16 +25,6 @@ std::string join(const std::vector<std::string>& parts, const char* sep = ", ") 
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
   return out;
-}
-
-std::string ints(const Literal& list) {
-  std::vector<std::string> parts;
-  for (const auto& item : list.items) parts.push_back(std::to_string(item.i));
-  return "[" + join(parts) + "]";
-}
-
-std::string number(const Literal& v) {
-  return v.kind == Literal::Kind::Int ? std::to_string(v.i) + ".0" : v.str();
 }
 
 /// Stops training the parameters the spec freezes.
@@ -89,7 +80,7 @@ class Builder {
     for (const auto& name : g_.model_order()) {
       Component& c = a_.components.at(name);
       freeze_parameters(c.module, c.spec);
-      const bool fold = options.training_ && options.fold_frozen_ && c.spec.freeze_all;
+      const bool fold = options.training() && options.fold_frozen() && c.spec.freeze_all;
       top_.register_module(name, fold ? detail::fold_frozen_model(c.module, c.spec.method)
                                       : c.module);
       attributes_.insert(name);
@@ -101,7 +92,7 @@ class Builder {
     const bool single = g_.outputs().size() == 1;
     std::string code = fmt::format("def forward(self, {}) -> {}:\n", join(params),
                                    single ? "Tensor" : "Dict[str, Tensor]");
-    for (const Step& step : schedule(g_, options.concurrent_, model_weights())) {
+    for (const Step& step : schedule(g_, options.concurrent(), model_weights())) {
       code += "  " + emit(step) + "\n";
     }
     if (single) {
@@ -116,8 +107,8 @@ class Builder {
     with_context("building the combined forward",
                  [&] { top_.define(code, std::make_shared<ForkResolver>()); });
     attach_metadata(top_, g_, a_);
-    if (options.training_ && options.small_matmul_) detail::use_small_matmul(top_);
-    if (options.training_) {
+    if (options.training() && options.small_matmul()) detail::use_small_matmul(top_);
+    if (options.training()) {
       top_.train();
     } else {
       top_.eval();
@@ -148,7 +139,7 @@ class Builder {
   std::string arg(const Node& n, size_t i) const {
     const auto& a = n.args.at(i);
     if (const auto* v = std::get_if<Value>(&a)) return var(v->id());
-    return number(std::get<Literal>(a));
+    return float_text(std::get<Literal>(a));
   }
 
   std::vector<std::string> args(const Node& n) const {
@@ -243,13 +234,20 @@ class Builder {
     }
     if (n.op == "adapt") return emit_adapter(id);
     // Arithmetic may start with a number (2.0 * x): use the first tensor.
-    const ValueType& input = first_tensor_type(n);
-    if (auto layer = make_layer(n, input, layers_)) {
-      const std::string name = layer_name(id);
-      top_.register_module(name, *layer);
-      return fmt::format("self.{}.forward({})", name, arg(n, 0));
-    }
-    return emit_function(n, args(n), input.shape.size());
+    return lower(id, n, args(n), first_tensor_type(n));
+  }
+
+  /// An op from the op table: its TorchScript expression, or a call of the
+  /// submodule that holds its weights (named like the node, see layer_name).
+  std::string lower(int id, const Node& n, std::vector<std::string> xs, const ValueType& input) {
+    const OpDef* def = find_op(n.op);
+    STITCH_INTERNAL_ASSERT(def != nullptr && (def->lower != nullptr || def->layer != nullptr),
+                           "op {} has no lowering", n.op);
+    LowerCall call{n, std::move(xs), input};
+    if (def->lower != nullptr) return def->lower(call);
+    const std::string name = layer_name(id);
+    top_.register_module(name, def->layer(call, layers_));
+    return fmt::format("self.{}.forward({})", name, call.x());
   }
 
   /// The adapter check chose, planned again from the same types: shape steps
@@ -267,64 +265,10 @@ class Builder {
       step_node.op = step.op;
       step_node.kwargs = step.kwargs;
       step_node.loc = n.loc;
-      if (auto layer = make_layer(step_node, current, layers_)) {
-        const std::string name = layer_name(id);
-        top_.register_module(name, *layer);
-        expr = fmt::format("self.{}.forward({})", name, expr);
-      } else {
-        expr = emit_function(step_node, {expr}, current.shape.size());
-      }
+      expr = lower(id, step_node, {expr}, current);
       current = ValueType::tensor(step.out, current.dtype);
     }
     return expr;
-  }
-
-  /// TorchScript for an op without weights, applied to `xs` (the arguments
-  /// as TorchScript expressions); `rank` is the first argument's rank.
-  static std::string emit_function(const Node& n, const std::vector<std::string>& xs, size_t rank) {
-    const std::string& x = xs.at(0);
-    auto kw = [&](const char* key) -> const Literal& { return *n.kwarg(key); };
-    const std::string& op = n.op;
-    if (op == "concat") return fmt::format("torch.cat([{}], {})", join(xs), kw("dim").i);
-    if (op == "stack") return fmt::format("torch.stack([{}], {})", join(xs), kw("dim").i);
-    if (op == "add") return join(xs, " + ");
-    if (op == "sub") return join(xs, " - ");
-    if (op == "mul") return join(xs, " * ");
-    if (op == "flatten") return fmt::format("torch.flatten({}, {})", x, kw("start").i);
-    if (op == "reshape") return fmt::format("torch.reshape({}, {})", x, ints(kw("shape")));
-    if (op == "permute") return fmt::format("{}.permute({})", x, ints(kw("dims")));
-    if (op == "unsqueeze") return fmt::format("torch.unsqueeze({}, {})", x, kw("dim").i);
-    if (op == "squeeze") return fmt::format("torch.squeeze({}, {})", x, kw("dim").i);
-    if (op == "mean") return fmt::format("torch.mean({}, [{}])", x, kw("dim").i);
-    if (op == "select") {
-      return fmt::format("torch.select({}, {}, {})", x, kw("dim").i, kw("index").i);
-    }
-    if (op == "pool") {
-      std::vector<std::string> dims;
-      for (size_t d = 2; d < rank; ++d) dims.push_back(std::to_string(d));
-      return fmt::format("torch.{}({}, [{}])", kw("kind").s == "avg" ? "mean" : "amax", x,
-                         join(dims));
-    }
-    if (op == "resize") {
-      if (rank == 4) {
-        return fmt::format("torch.upsample_bilinear2d({}, {}, False, None, None)", x,
-                           ints(kw("size")));
-      }
-      return fmt::format("torch.upsample_linear1d({}, {}, False, None)", x, ints(kw("size")));
-    }
-    if (op == "relu" || op == "gelu" || op == "sigmoid" || op == "tanh") {
-      return fmt::format("torch.{}({})", op, x);
-    }
-    if (op == "softmax") return fmt::format("torch.softmax({}, {})", x, kw("dim").i);
-    if (op == "dropout") {
-      return fmt::format("torch.dropout({}, {}, self.training)", x, number(kw("p")));
-    }
-    if (op == "l2norm") {
-      return fmt::format(
-          "{} / torch.clamp_min(torch.linalg_vector_norm({}, 2.0, [{}], True), 1e-12)", x, x,
-          kw("dim").i);
-    }
-    throw ShapeError(fmt::format("{}{} cannot be built yet", n.loc.prefix(), op));
   }
 
   const Graph& g_;
@@ -340,6 +284,12 @@ class Builder {
 
 torch::jit::Module build(const Graph& graph, const BuildOptions& options) {
   return build(graph, analyze(graph), options);
+}
+
+torch::jit::Module build(const Graph& graph, const CheckReport& report,
+                         const BuildOptions& options) {
+  std::optional<Analysis> checked = take_analysis(report, graph);
+  return build(graph, checked ? std::move(*checked) : analyze(graph), options);
 }
 
 torch::jit::Module build(const Graph& graph, Analysis analysis, const BuildOptions& options,

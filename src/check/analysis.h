@@ -3,11 +3,12 @@
 // reports and what `build` generates code from (build/builder.h).
 
 #include "load/component.h"
-#include "ops/op_shapes.h"
 #include "stitch/check.h"
 #include "stitch/graph.h"
 
 #include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,20 @@ struct Analysis {
   std::vector<std::string> notes;                // by node id
 };
 
+namespace detail {
+/// What a CheckReport carries to build: the analysis, until a build takes it.
+struct CheckedModels {
+  std::mutex mutex;
+  std::optional<Analysis> analysis;
+};
+}  // namespace detail
+
 /// Loads components and infers every node's type. Throws stitch::Error.
 Analysis analyze(const Graph& graph);
+
+/// The analysis `report` carries, taken out of it, when it is `graph`'s as
+/// the graph is now; nullopt when a build took it already or it is not.
+std::optional<Analysis> take_analysis(const CheckReport& report, const Graph& graph);
 
 /// One `check` row per node of an analyzed graph.
 std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& analysis);

@@ -1,9 +1,11 @@
 #include "stitch/check.h"
 
-#include "ops/adapt.h"
+#include "core/assert.h"
+#include "check/adapt_target.h"
 #include "check/analysis.h"
 #include "check/example_inputs.h"
-#include "core/graph_text.h"
+#include "ops/expression_text.h"
+#include "ops/registry.h"
 
 #include <fmt/format.h>
 
@@ -198,9 +200,7 @@ class Analyzer {
     switch (n.kind) {
       case Node::Kind::Input: return ValueType::tensor(n.shape, n.dtype);
       case Node::Kind::Op:
-        // adapt needs the models (like=MODEL), which infer_op does not see.
-        if (n.op == "adapt") return adapt(id, n, args);
-        return infer_op(*a_.graph, n, args, a_.notes[id]);
+        return op(id, n, args);
       case Node::Kind::Call: return call(id, n, args);
       case Node::Kind::Index: return index(n, *args[0], std::get<Literal>(n.args[1]));
       case Node::Kind::Attr: return index(n, *args[0], Literal(n.op));
@@ -288,6 +288,16 @@ class Analyzer {
       args.push_back(std::move(a));
     }
     return args;
+  }
+
+  /// A built-in op: its shape rule from the op table. adapt has none: its
+  /// target may be a model's input (like=MODEL), which only check knows.
+  ValueType op(int id, const Node& n, const std::vector<const ValueType*>& args) {
+    if (n.op == "adapt") return adapt(id, n, args);
+    const OpDef* def = find_op(n.op);
+    STITCH_INTERNAL_ASSERT(def != nullptr && def->infer != nullptr, "op {} has no shape rule",
+                           n.op);
+    return def->infer(ShapeCall{*a_.graph, n, args, a_.notes[id]});
   }
 
   ValueType call(int id, const Node& n, const std::vector<const ValueType*>& args) {
@@ -571,9 +581,54 @@ std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& a) {
 }
 
 CheckReport check(const Graph& graph) {
+  Analysis analysis = analyze(graph);
   CheckReport report;
-  report.nodes = node_reports(graph, analyze(graph));
+  report.nodes = node_reports(graph, analysis);
+  report.checked = std::make_shared<detail::CheckedModels>();
+  report.checked->analysis = std::move(analysis);
   return report;
+}
+
+namespace {
+
+/// Whether `analysis` (and the report made from it) is of `graph` as the
+/// graph is now: the same object, the same nodes (a graph only grows), the
+/// same models used the same way.
+bool is_analysis_of(const Analysis& analysis, const CheckReport& report, const Graph& graph) {
+  if (analysis.graph != &graph || report.nodes.size() != graph.nodes().size() ||
+      analysis.components.size() != graph.models().size()) {
+    return false;
+  }
+  for (size_t id = 0; id < graph.nodes().size(); ++id) {
+    const Node& n = graph.nodes()[id];
+    if (report.nodes[id].name != n.name ||
+        report.nodes[id].expression != node_expression(graph, static_cast<int>(id))) {
+      return false;
+    }
+  }
+  for (const auto& [name, spec] : graph.models()) {
+    auto it = analysis.components.find(name);
+    if (it == analysis.components.end()) return false;
+    const ModelSpec& used = it->second.spec;
+    if (used.file != spec.file || used.cut != spec.cut || used.after != spec.after ||
+        used.taps != spec.taps || used.method != spec.method ||
+        used.freeze_all != spec.freeze_all || used.freeze != spec.freeze) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<Analysis> take_analysis(const CheckReport& report, const Graph& graph) {
+  if (!report.checked) return std::nullopt;
+  std::lock_guard<std::mutex> lock(report.checked->mutex);
+  auto& analysis = report.checked->analysis;
+  if (!analysis || !is_analysis_of(*analysis, report, graph)) return std::nullopt;
+  std::optional<Analysis> taken = std::move(analysis);
+  analysis.reset();
+  return taken;
 }
 
 std::string CheckReport::table() const {

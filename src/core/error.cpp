@@ -1,6 +1,10 @@
 #include "stitch/error.h"
 
+#include "core/assert.h"
+#include "core/nearest_name.h"
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <sstream>
 
@@ -13,7 +17,43 @@ std::string SourceLoc::prefix() const {
   return fmt::format("{}:{}:{}: ", file, line, column);
 }
 
+Error Error::no_such_input(const std::string& owner, const std::string& name,
+                           const std::vector<std::string>& inputs) {
+  return Error(fmt::format("{} has no input '{}'; its inputs are: {}", owner, name,
+                           inputs.empty() ? "(none)" : fmt::format("{}", fmt::join(inputs, ", "))));
+}
+
+SpecError SpecError::unknown_name(const SourceLoc& loc, const std::string& what,
+                                  const std::string& name,
+                                  const std::vector<std::string>& candidates,
+                                  const std::string& otherwise, const std::string& where) {
+  const std::string near = nearest_name(name, candidates);
+  const std::string hint =
+      near.empty() ? otherwise : fmt::format("\n  fix: did you mean '{}'?", near);
+  return SpecError(fmt::format("{}unknown {} '{}'{}{}", loc.prefix(), what, name,
+                               where.empty() ? "" : " in " + where, hint));
+}
+
+ShapeError ShapeError::with_fix(const SourceLoc& loc, const std::string& what,
+                                const std::string& fix) {
+  return ShapeError(fmt::format("{}{}\n  fix: {}", loc.prefix(), what, fix));
+}
+
+IoError IoError::at(const std::filesystem::path& file, const std::string& what) {
+  return IoError(fmt::format("{}: {}", file.string(), what));
+}
+
 namespace detail {
+
+void internal_error(const char* file, int line, const char* condition,
+                    const std::string& message) {
+  const std::string_view path(file);
+  const size_t src = path.rfind("src/");
+  throw Error(fmt::format("internal error in {}:{} ({}): {}\n  this is a bug in stitch, not in "
+                          "what you gave it; please report it with the command that hit it",
+                          src == path.npos ? path : path.substr(src), line, condition, message));
+}
+
 namespace {
 /// The line with tabs as spaces and other control characters (a NUL, an
 /// escape, a stray carriage return from a corrupt file's text) as '?', so

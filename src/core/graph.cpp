@@ -1,8 +1,8 @@
 #include "stitch/graph.h"
 
 #include "core/artifact_names.h"
+#include "core/identifiers.h"
 #include "core/nearest_name.h"
-#include "core/op_signatures.h"
 
 #include <fmt/format.h>
 
@@ -106,48 +106,6 @@ const Literal* Node::kwarg(const std::string& key) const {
 }
 
 // ---- Graph -----------------------------------------------------------------
-
-namespace {
-
-/// Python's keywords and the names forward's generated code relies on.
-bool is_reserved_word(const std::string& name) {
-  static const char* kReserved[] = {
-      "self", "and", "as", "assert", "break", "class", "continue", "def", "del",
-      "elif", "else", "except", "finally", "for", "from", "global", "if",
-      "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise",
-      "return", "try", "while", "with", "yield", "None", "True", "False",
-      "torch", "Tensor", "List", "Dict", "Tuple", "Optional", "int", "float",
-      "bool", "str", "print"};
-  return std::find(std::begin(kReserved), std::end(kReserved), name) != std::end(kReserved);
-}
-
-/// A model is an attribute of the combined module: not one of its own
-/// (training, forward, the metadata), nor a private name, which Python's
-/// nn.Module keeps for itself (_modules, _parameters...).
-bool is_module_attribute(const std::string& name) {
-  return name == "training" || name == "forward" || name == kSpecAttr ||
-         name == kManifestAttr || (!name.empty() && name[0] == '_');
-}
-
-void check_identifier(const std::string& what, const std::string& name,
-                      const SourceLoc& loc) {
-  if (!is_identifier(name)) {
-    throw SpecError(fmt::format(
-        "{}{} name '{}' is not an identifier (letters, digits and _, not starting "
-        "with a digit)",
-        loc.prefix(), what, name));
-  }
-  if (is_reserved_word(name)) {
-    throw SpecError(fmt::format("{}{} name '{}' is reserved; choose another name",
-                                loc.prefix(), what, name));
-  }
-  if (name.rfind("__", 0) == 0) {
-    throw SpecError(fmt::format("{}{} name '{}' may not start with '__'",
-                                loc.prefix(), what, name));
-  }
-}
-
-}  // namespace
 
 Graph::Graph(Graph&& other) noexcept { *this = std::move(other); }
 
@@ -256,64 +214,12 @@ void Graph::output(const std::string& name, Value value, SourceLoc loc) {
   output_locs_.push_back(std::move(loc));
 }
 
-void Graph::add_model(ModelSpec spec) {
-  check_identifier("model", spec.name, spec.loc);
-  if (is_module_attribute(spec.name)) {
-    throw SpecError(fmt::format(
-        "{}model name '{}' is reserved for the combined module's own attributes (training, "
-        "forward, {}, {}, and names starting with _); choose another name",
-        spec.loc.prefix(), spec.name, kSpecAttr, kManifestAttr));
-  }
-  if (find_op(spec.name) != nullptr) {
-    throw SpecError(fmt::format(
-        "{}model name '{}' is also a built-in op; choose another name",
-        spec.loc.prefix(), spec.name));
-  }
-  auto it = models_.find(spec.name);
-  if (it != models_.end()) {
-    const ModelSpec& old = it->second;
-    if (old.file == spec.file && old.cut == spec.cut && old.after == spec.after &&
-        old.taps == spec.taps && old.method == spec.method) {
-      return;  // the same model used again
-    }
-    throw SpecError(fmt::format("{}model '{}' is declared twice", spec.loc.prefix(),
-                                spec.name));
-  }
-  model_order_.push_back(spec.name);
-  models_.emplace(spec.name, std::move(spec));
-}
-
 const ModelSpec& Graph::model(const std::string& name) const {
   auto it = models_.find(name);
   if (it == models_.end()) {
     throw SpecError("unknown model '" + name + "'");
   }
   return it->second;
-}
-
-Value Graph::op(const std::string& op, std::vector<Arg> args, Kwargs kwargs,
-                SourceLoc loc) {
-  const OpSignature* sig = find_op(op);
-  if (sig == nullptr) {
-    auto near = nearest_name(op, op_names());
-    std::vector<std::string> models(model_order_);
-    auto near_model = nearest_name(op, models);
-    std::string hint;
-    if (!near.empty()) {
-      hint = fmt::format("\n  fix: did you mean '{}'?", near);
-    } else if (!near_model.empty()) {
-      hint = fmt::format("\n  fix: did you mean the model '{}'?", near_model);
-    }
-    throw SpecError(fmt::format("{}unknown op or model '{}'{}", loc.prefix(), op, hint));
-  }
-  bind_op_args(*sig, args, kwargs, loc);
-  Node n;
-  n.kind = Node::Kind::Op;
-  n.op = op;
-  n.args = std::move(args);
-  n.kwargs = std::move(kwargs);
-  n.loc = std::move(loc);
-  return add(std::move(n));
 }
 
 Value Graph::call(const std::string& model, std::vector<Value> args, SourceLoc loc) {

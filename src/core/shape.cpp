@@ -225,27 +225,4 @@ std::string ValueType::str() const {
   return "?";
 }
 
-std::string ValueType::torchscript() const {
-  switch (kind) {
-    case Kind::Tensor: return "Tensor";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::Bool: return "bool";
-    case Kind::String: return "str";
-    case Kind::None: return "NoneType";
-    case Kind::List:
-      return "List[" + (elements.empty() ? "Tensor" : elements[0].torchscript()) + "]";
-    case Kind::Dict:
-      return "Dict[str, " + (elements.empty() ? "Tensor" : elements[0].torchscript()) + "]";
-    case Kind::Tuple: {
-      std::string out = "Tuple[";
-      for (size_t i = 0; i < elements.size(); ++i) {
-        out += (i ? ", " : "") + elements[i].torchscript();
-      }
-      return out + "]";
-    }
-  }
-  return "Tensor";
-}
-
 }  // namespace stitch

@@ -1,8 +1,8 @@
 #include "stitch/graph_picture.h"
 
 #include "util/atomic_file.h"
-#include "core/graph_text.h"
-#include "core/op_signatures.h"
+#include "ops/expression_text.h"
+#include "ops/registry.h"
 #include "stitch/artifact.h"
 #include "stitch/spec.h"
 
@@ -65,20 +65,18 @@ std::string node_line(const std::string& id, const std::string& label_text,
 }
 
 bool is_learned(const std::string& op) {
-  const OpSignature* sig = find_op(op);
-  return sig != nullptr && sig->category == "learned";
+  const OpDef* def = find_op(op);
+  return def != nullptr && def->signature.family == "learned";
 }
 
 /// key=value for the keywords that differ from the op's defaults.
 std::string kwargs_text(const Node& n) {
-  const OpSignature* sig = find_op(n.op);
+  const OpDef* def = find_op(n.op);
   std::vector<std::string> parts;
   for (const auto& [key, value] : n.kwargs) {
     if (value.kind == Literal::Kind::None) continue;
-    bool is_default = false;
-    for (const auto& p : sig ? sig->params : std::vector<ParamDef>{}) {
-      if (p.name == key && p.fallback) is_default = p.fallback->str() == value.str();
-    }
+    const ParamDef* p = def != nullptr ? def->signature.param(key) : nullptr;
+    const bool is_default = p != nullptr && p->fallback && p->fallback->str() == value.str();
     if (!is_default) parts.push_back(key + "=" + value.str());
   }
   for (const auto& a : n.args) {

@@ -1,7 +1,8 @@
 #include "stitch/inspect.h"
 
+#include "stitch/bind_inputs.h"
 #include "build/builder.h"
-#include "core/graph_text.h"
+#include "ops/expression_text.h"
 #include "artifact/metadata.h"
 #include "stitch/compat.h"
 #include "load/surgery.h"
@@ -128,14 +129,10 @@ bool all_bound(const Dim& d, const std::map<std::string, int64_t>& values) {
 /// The symbols of the declared input shapes, bound to the sizes given.
 std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& sizes) {
   std::map<std::string, int64_t> values;
-  std::vector<std::string> names;
+  std::vector<std::string> names, written;
   for (int id : graph.inputs()) names.push_back(graph.nodes()[id].name);
-  for (const auto& [name, dims] : sizes) {
-    if (std::find(names.begin(), names.end(), name) == names.end()) {
-      throw ShapeError(fmt::format("the spec has no input '{}'; its inputs are: {}", name,
-                                   fmt::join(names, ", ")));
-    }
-  }
+  for (const auto& [name, dims] : sizes) written.push_back(name);
+  (void)bind_input_names("the spec", names, written);  // the names must be the spec's
   for (int id : graph.inputs()) {
     const Node& n = graph.nodes()[id];
     auto it = sizes.find(n.name);
@@ -331,7 +328,8 @@ std::string InspectReport::table() const {
   }
   if (output) text += fmt::format("output: {}\n", output->str());
   if (!nodes.empty()) {
-    CheckReport graph_nodes{nodes};
+    CheckReport graph_nodes;
+    graph_nodes.nodes = nodes;
     text += "\n" + graph_nodes.table();
   }
   text += fmt::format("total parameters: {} (trainable {}, frozen {})\n", with_commas(parameters),

@@ -83,7 +83,7 @@ std::vector<c10::IValue> random_inputs(const Graph& g, const VerifyOptions& opti
   std::vector<ExampleSlot> slots;
   for (int id : g.inputs()) {
     for (const auto& d : g.nodes()[id].shape) {
-      for (const auto& s : d.symbols()) dims[s] = options.dynamic_size_;
+      for (const auto& s : d.symbols()) dims[s] = options.dynamic_size();
     }
   }
   for (int id : g.inputs()) {
@@ -93,7 +93,7 @@ std::vector<c10::IValue> random_inputs(const Graph& g, const VerifyOptions& opti
     if (n.probe) slot.probe = n.probe->evaluate(dims);
     slots.push_back(std::move(slot));
   }
-  auto tensors = example_tensors(slots, at::make_generator<at::CPUGeneratorImpl>(options.seed_));
+  auto tensors = example_tensors(slots, at::make_generator<at::CPUGeneratorImpl>(options.seed()));
   return {tensors.begin(), tensors.end()};
 }
 
@@ -146,8 +146,8 @@ VerifyReport verify(const fs::path& artifact, const fs::path& spec,
   copy_builtin_weights(saved, rebuilt, components, artifact);
 
   VerifyReport report;
-  report.rtol = options.rtol_;
-  report.atol = options.atol_;
+  report.rtol = options.rtol();
+  report.atol = options.atol();
   report.notes = changed_files(meta.manifest_json, s.graph);
   const auto inputs = random_inputs(s.graph, options);
   torch::NoGradGuard no_grad;
@@ -174,7 +174,7 @@ VerifyReport verify(const fs::path& artifact, const fs::path& spec,
     }
     const auto diff = (a.to(torch::kDouble) - b.to(torch::kDouble)).abs();
     c.max_abs_diff = diff.numel() ? diff.max().item<double>() : 0.0;
-    c.ok = torch::allclose(a, b, options.rtol_, options.atol_, /*equal_nan=*/true);
+    c.ok = torch::allclose(a, b, options.rtol(), options.atol(), /*equal_nan=*/true);
     report.outputs.push_back(c);
     if (!c.ok) {
       std::string detail;
@@ -185,7 +185,7 @@ VerifyReport verify(const fs::path& artifact, const fs::path& spec,
           "  the parts: {}'s models from their files, its learned layers' weights from the "
           "artifact",
           artifact.string(), name, sizes_str(c.shape),
-          c.max_abs_diff, options.atol_, options.rtol_, detail, spec.string()));
+          c.max_abs_diff, options.atol(), options.rtol(), detail, spec.string()));
     }
   }
   return report;

@@ -1,5 +1,9 @@
 #include "ops/adapt.h"
 
+#include "core/assert.h"
+
+#include "ops/op_def.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -17,15 +21,11 @@ bool is_any(const Dim& d) {
   return d.symbols().size() == 1 && d.symbols()[0] == "?";
 }
 
-bool starts_with(const std::string& s, const char* prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
-
 const Literal& kwarg(const AdaptStep& step, const std::string& key) {
-  for (const auto& [k, v] : step.kwargs) {
-    if (k == key) return v;
-  }
-  throw Error("adapt step " + step.op + " has no '" + key + "'");  // a bug
+  auto it = std::find_if(step.kwargs.begin(), step.kwargs.end(),
+                         [&](const auto& kv) { return kv.first == key; });
+  STITCH_INTERNAL_ASSERT(it != step.kwargs.end(), "adapt step {} has no '{}'", step.op, key);
+  return it->second;
 }
 
 Shape slice(const Shape& s, size_t begin, size_t end) {
@@ -349,6 +349,9 @@ std::string step_how(const AdaptStep& step, const Shape& in) {
 
 }  // namespace
 
+Dim any_dim() { return kAny; }
+bool is_any_dim(const Dim& d) { return is_any(d); }
+
 // ---- AdaptStep, AdapterPlan ------------------------------------------------------
 
 std::string AdaptStep::spec_text(const std::string& x) const {
@@ -398,75 +401,6 @@ std::string AdapterPlan::spec_text(const std::string& x) const {
   return out;
 }
 
-// ---- Targets -------------------------------------------------------------------
-
-AdaptTarget target_from_expectation(const Expectation& e, const std::string& model) {
-  AdaptTarget t;
-  t.model = model;
-  t.description = (e.layer.empty() ? "" : e.layer + ": ") + e.description +
-                  (e.flattened ? ", after flattening" : "");
-  for (size_t i = 0; i < e.shape.size(); ++i) {
-    // Only the batch and the sizes the layer's weights fix are known.
-    const bool known = i == 0 || e.shape[i].is_static();
-    t.shape.push_back(known ? e.shape[i] : kAny);
-  }
-  const std::string& d = e.description;
-  if (e.flattened) {
-    t.match = AdaptTarget::Match::Features;
-  } else if (starts_with(d, "Linear(") || starts_with(d, "LayerNorm(")) {
-    t.match = AdaptTarget::Match::LastDim;
-  } else if (starts_with(d, "BatchNorm(")) {
-    t.match = AdaptTarget::Match::Channels;
-  } else if (starts_with(d, "Embedding(")) {
-    t.needs_integers = true;
-  }
-  return t;
-}
-
-std::optional<AdaptTarget> adapt_target(
-    const Node& node, const std::map<std::string, Component>& components) {
-  const Literal* to = node.kwarg("to");
-  const Literal* like = node.kwarg("like");
-  const bool has_to = to != nullptr && to->kind != Literal::Kind::None;
-  const bool has_like = like != nullptr && like->kind != Literal::Kind::None;
-  if (has_to == has_like) {
-    throw ShapeError(fmt::format(
-        "{}adapt needs exactly one of to=SHAPE and like=MODEL\n"
-        "  fix: adapt(x, to=[N, 512])   or   adapt(x, like=MODEL)",
-        node.loc.prefix()));
-  }
-  if (has_to) {
-    AdaptTarget t;
-    for (const auto& item : to->items) {
-      if (item.kind == Literal::Kind::String) {
-        t.shape.push_back(item.s == "?" ? kAny : Dim::symbol(item.s));
-      } else if (item.kind == Literal::Kind::Int && (item.i > 0 || item.i == -1)) {
-        t.shape.push_back(item.i == -1 ? kAny : Dim(item.i));
-      } else {
-        throw ShapeError(fmt::format(
-            "{}adapt: to={} has the size {}; sizes are positive numbers, dim names "
-            "like N, or -1 for any size",
-            node.loc.prefix(), to->str(), item.str()));
-      }
-    }
-    if (t.shape.empty()) {
-      throw ShapeError(node.loc.prefix() + "adapt: to=[] is empty\n  fix: adapt(x, to=[N, 512])");
-    }
-    return t;
-  }
-  auto it = components.find(like->s);
-  if (it == components.end()) {
-    std::string names;
-    for (const auto& [name, c] : components) names += (names.empty() ? "" : ", ") + name;
-    throw ShapeError(fmt::format("{}adapt: like={} names no model (models: {})",
-                                 node.loc.prefix(), like->s,
-                                 names.empty() ? "none" : names));
-  }
-  auto expected = expected_input(it->second, 0);
-  if (!expected) return std::nullopt;
-  return target_from_expectation(*expected, like->s);
-}
-
 std::optional<AdapterPlan> plan_adapter(const ValueType& from, const AdaptTarget& target) {
   if (!from.is_tensor()) return std::nullopt;
   if (target.needs_integers) {
@@ -506,6 +440,16 @@ std::string target_str(const AdaptTarget& target) {
       return fmt::format("[{}, {}, ...]", shape[0].str(), shape[1].str());
   }
   return shape_str(shape);
+}
+
+std::vector<OpDef> adapt_ops() {
+  using K = ParamDef::Kind;
+  // No shape rule and no lowering here: check plans the adapter (its target
+  // may be what a model expects, like=MODEL) and build writes that plan's
+  // steps with the other ops' lowerings.
+  return {{{"adapt", "adapt",
+            {required("x", K::Tensor), optional("to", K::Shape, Literal()),
+             optional("like", K::String, Literal())}}}};
 }
 
 }  // namespace stitch

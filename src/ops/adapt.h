@@ -2,7 +2,6 @@
 // adapt(x, to=SHAPE) and adapt(x, like=MODEL): choosing the smallest adapter
 // that makes a tensor fit, and writing it as spec text for `fix:` lines.
 
-#include "load/component.h"
 #include "stitch/graph.h"
 
 #include <map>
@@ -54,22 +53,16 @@ struct AdapterPlan {
   std::string spec_text(const std::string& x) const;
 };
 
-/// What a model's first layer expects, as an adapter target (N stays N,
-/// other unknown sizes match anything).
-AdaptTarget target_from_expectation(const Expectation& e, const std::string& model);
-
-/// The target of an adapt node: `to=` as written, or what model `like=`
-/// expects. nullopt when the model's expectation cannot be read from its
-/// first layer. Throws ShapeError for a malformed call.
-std::optional<AdaptTarget> adapt_target(
-    const Node& node, const std::map<std::string, Component>& components);
-
 /// The smallest adapter turning a tensor of `from` into `target`: nothing,
 /// flatten/squeeze, global pooling, permute, reshape, resize, and only when
 /// none of those fits a learned linear or 1x1 conv projection. nullopt when
 /// nothing fits.
 std::optional<AdapterPlan> plan_adapter(const ValueType& from,
                                         const AdaptTarget& target);
+
+/// A target dim that matches any size ("?" in messages).
+Dim any_dim();
+bool is_any_dim(const Dim& d);
 
 /// One-step shape-only adapters of a tensor (flatten, squeeze, unsqueeze,
 /// pooling, mean), to try on a model whose expectation is unknown.

@@ -1,6 +1,6 @@
 #include "stitch/ops.h"
 
-#include "core/op_signatures.h"
+#include "ops/registry.h"
 
 namespace stitch {
 

@@ -1,7 +1,8 @@
 #include "spec/expression_parser.h"
 
 #include "core/nearest_name.h"
-#include "core/op_signatures.h"
+#include "ops/expression_text.h"
+#include "ops/registry.h"
 #include "stitch/spec.h"
 
 #include <fmt/format.h>
@@ -227,11 +228,6 @@ std::string describe(const Token& t) {
       return "'" + s + "'";
     }
   }
-}
-
-bool is_keyword_literal(const std::string& word) {
-  return word == "true" || word == "false" || word == "none" || word == "True" ||
-         word == "False" || word == "None";
 }
 
 Literal keyword_literal(const std::string& word) {
@@ -506,14 +502,9 @@ class Parser {
     if (!in_keyword_) {
       for (auto& name : keys_of(scope_.values)) candidates.push_back(std::move(name));
     }
-    std::string near = nearest_name(t.text, candidates);
-    std::string hint;
-    if (!near.empty()) {
-      hint = fmt::format("\n  fix: did you mean '{}'?", near);
-    } else if (in_keyword_) {
-      hint = fmt::format("\n  fix: strings need quotes: \"{}\"", t.text);
-    }
-    fail(t, fmt::format("unknown name '{}'{}", t.text, hint));
+    throw SpecError::unknown_name(
+        loc(t), "name", t.text, candidates,
+        in_keyword_ ? fmt::format("\n  fix: strings need quotes: \"{}\"", t.text) : "");
   }
 
   // name(args...): a model call when `name` is a registered model, otherwise a
@@ -721,45 +712,6 @@ std::vector<std::string> identifiers_in(const std::string& text) {
     names.clear();  // the statement has its own syntax error, reported later
   }
   return names;
-}
-
-std::string format_literal(const Literal& lit) {
-  switch (lit.kind) {
-    case Literal::Kind::Float: {
-      if (!std::isfinite(lit.f)) {
-        return lit.str();  // NOTE: no spelling for inf/nan; the spec will not parse
-      }
-      // Shortest text that reads back as the same double.
-      std::string s = fmt::format("{}", lit.f);
-      if (s.find_first_of(".eE") == std::string::npos) s += ".0";
-      return s;
-    }
-    case Literal::Kind::String: {
-      std::string out = "\"";
-      for (char c : lit.s) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (c == '\n') {
-          out += "\\n";
-          continue;
-        }
-        out += c;
-      }
-      return out + "\"";
-    }
-    case Literal::Kind::List: {
-      std::string out = "[";
-      for (size_t k = 0; k < lit.items.size(); ++k) {
-        const Literal& item = lit.items[k];
-        out += k ? ", " : "";
-        // Names in lists read back as strings: write [N, 3] rather than ["N", 3].
-        const bool bare = item.kind == Literal::Kind::String && is_identifier(item.s) &&
-                          !is_keyword_literal(item.s);
-        out += bare ? item.s : format_literal(item);
-      }
-      return out + "]";
-    }
-    default: return lit.str();
-  }
 }
 
 }  // namespace detail

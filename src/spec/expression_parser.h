@@ -48,9 +48,6 @@ std::string statement_target(const std::string& text);
 /// The identifiers an expression mentions; empty when it does not tokenize.
 std::vector<std::string> identifiers_in(const std::string& text);
 
-/// `lit` written so that the parser reads it back: 3, 0.5, "a\"b", [N, 3].
-std::string format_literal(const Literal& lit);
-
 /// The deepest nesting of parentheses, calls and lists the parser accepts;
 /// deeper input is an error, never a stack overflow.
 constexpr int kMaxExpressionDepth = 200;

@@ -1,7 +1,8 @@
 #include "stitch/spec.h"
 
 #include "core/nearest_name.h"
-#include "core/op_signatures.h"
+#include "ops/expression_text.h"
+#include "ops/registry.h"
 #include "spec/expression_parser.h"
 #include "util/atomic_file.h"
 
@@ -138,11 +139,9 @@ class SpecReader {
       }
       const std::string& name = key.Scalar();
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-        std::string near = nearest_name(name, allowed);
-        std::string hint =
-            near.empty() ? fmt::format("\n  known keys: {}", fmt::join(allowed, ", "))
-                         : fmt::format("\n  fix: did you mean '{}'?", near);
-        fail(key, fmt::format("unknown key '{}' in {}{}", name, where, hint));
+        throw SpecError::unknown_name(loc(key), "key", name, allowed,
+                                      fmt::format("\n  known keys: {}", fmt::join(allowed, ", ")),
+                                      where);
       }
       check_unique(key, seen, where);
     }
@@ -224,11 +223,8 @@ class SpecReader {
     const std::string name = scalar(node, "dtype");
     auto dtype = parse_dtype(name);
     if (!dtype) {
-      std::string near = nearest_name(name, kDtypeNames);
-      fail(node, fmt::format("unknown dtype '{}'{}", name,
-                             near.empty() ? fmt::format(" (known: {})",
-                                                        fmt::join(kDtypeNames, ", "))
-                                          : fmt::format("; did you mean '{}'?", near)));
+      throw SpecError::unknown_name(loc(node), "dtype", name, kDtypeNames,
+                                    fmt::format("\n  known dtypes: {}", fmt::join(kDtypeNames, ", ")));
     }
     return *dtype;
   }
@@ -574,16 +570,9 @@ class SpecWriter {
     plan();
     out << YAML::Key << "graph" << YAML::Value << YAML::BeginSeq;
     const auto& nodes = graph_.nodes();
-    text_.resize(nodes.size());
     for (size_t id = 0; id < nodes.size(); ++id) {
-      if (nodes[id].kind == Node::Kind::Input) {
-        text_[id] = nodes[id].name;
-        continue;
-      }
-      text_[id] = expression(nodes[id]);
-      if (!inline_[id]) {
-        out << fmt::format("{} = {}", var_[id], text_[id]);
-        text_[id] = var_[id];
+      if (nodes[id].kind != Node::Kind::Input && !inline_[id]) {
+        out << fmt::format("{} = {}", var_[id], expression(static_cast<int>(id)));
       }
     }
     // Outputs whose value goes by another name.
@@ -645,98 +634,13 @@ class SpecWriter {
     }
   }
 
-  // Where an operand is written, for deciding on parentheses.
-  enum class Slot { Plain, Left, Right, Postfix };
-
-  std::string operand(const Arg& a, const Node* parent = nullptr,
-                      Slot slot = Slot::Plain) const {
-    if (const auto* lit = std::get_if<Literal>(&a)) {
-      return detail::format_literal(*lit);
-    }
-    const int id = std::get<Value>(a).id();
-    const Node& n = graph_.nodes()[id];
-    const bool parens = inline_[id] && is_infix(n) && needs_parens(n, parent, slot);
-    return parens ? "(" + text_[id] + ")" : text_[id];
-  }
-
-  static bool is_infix(const Node& n) {
-    return n.kind == Node::Kind::Op && n.args.size() == 2 &&
-           (n.op == "add" || n.op == "sub" || n.op == "mul");
-  }
-
-  // `*` binds tighter than `+` and `-`, and all three associate to the left.
-  static bool needs_parens(const Node& child, const Node* parent, Slot slot) {
-    switch (slot) {
-      case Slot::Plain: return false;
-      case Slot::Postfix: return true;
-      case Slot::Left: return parent->op == "mul" && child.op != "mul";
-      case Slot::Right: return parent->op == "mul" || child.op != "mul";
-    }
-    return true;
-  }
-
-  std::string expression(const Node& n) const {
-    switch (n.kind) {
-      case Node::Kind::Index:
-        return operand(n.args[0], &n, Slot::Postfix) + "[" + operand(n.args[1]) + "]";
-      case Node::Kind::Attr: return operand(n.args[0], &n, Slot::Postfix) + "." + n.op;
-      case Node::Kind::Call: return n.op + "(" + joined_args(n) + ")";
-      case Node::Kind::Op: {
-        if (is_infix(n)) {
-          const char* sym = n.op == "add" ? " + " : n.op == "sub" ? " - " : " * ";
-          return operand(n.args[0], &n, Slot::Left) + sym +
-                 operand(n.args[1], &n, Slot::Right);
-        }
-        return n.op + "(" + joined_args(n) + op_kwargs(n) + ")";
-      }
-      case Node::Kind::Input: return n.name;
-    }
-    return n.op;
-  }
-
-  // Required parameters go positionally, as a user writes them
-  // (`linear(x, 5)`); optional ones by keyword, and only when not the default.
-  static std::string op_kwargs(const Node& n) {
-    const OpSignature* sig = find_op(n.op);
-    std::string out;
-    bool positional = true;
-    for (const auto& [key, value] : n.kwargs) {
-      const ParamDef* p = nullptr;
-      if (sig != nullptr) {
-        for (const auto& q : sig->params) {
-          if (q.name == key) p = &q;
-        }
-      }
-      const bool required = p != nullptr && !p->fallback;
-      positional = positional && required;
-      if (positional) {
-        out += ", " + detail::format_literal(value);
-      } else if (p == nullptr || !is_default(*p, value) || key == "dim") {
-        // NOTE: `dim` is written even when it is the default: concat(a, b, dim=1)
-        // reads better than relying on the reader to know the default.
-        out += fmt::format(", {}={}", key, detail::format_literal(value));
-      }
-    }
-    return out;
-  }
-
-  std::string joined_args(const Node& n) const {
-    std::string out;
-    for (size_t k = 0; k < n.args.size(); ++k) {
-      out += (k ? ", " : "") + operand(n.args[k]);
-    }
-    return out;
-  }
-
-  static bool is_default(const ParamDef& p, const Literal& value) {
-    return p.fallback && p.fallback->kind == value.kind &&
-           p.fallback->str() == value.str();
+  std::string expression(int id) const {
+    return expression_text(graph_, id, [this](int v) { return inline_[v] ? "" : var_[v]; });
   }
 
   const Graph& graph_;
   std::vector<std::string> var_;  // statement name per node ("" when inlined)
   std::vector<bool> inline_;
-  std::vector<std::string> text_;  // what a user of the node writes
 };
 
 }  // namespace
@@ -749,6 +653,7 @@ Spec load_spec(const std::filesystem::path& file) {
 Spec parse_spec(const std::string& text, const std::filesystem::path& file) {
   Spec spec;
   spec.file = file;
+  spec.text = text;
   const std::string label = file.string();
   auto yaml_error = [&](const YAML::Exception& e, const char* what) {
     SourceLoc at{label};

@@ -97,13 +97,13 @@ struct Validation {
 class Trainer {
  public:
   Trainer(const Spec& spec, const TrainOptions& options)
-      : spec_(spec), options_(options), lead_(options.rank_ == 0) {
-    log_ = options.log_ ? options.log_ : [](const std::string& s) { std::cerr << s << "\n"; };
+      : spec_(spec), options_(options), lead_(options.rank() == 0) {
+    log_ = options.log() ? options.log() : [](const std::string& s) { std::cerr << s << "\n"; };
     quiet_ = [](const std::string&) {};
   }
 
   TrainResult run() {
-    config_ = parse_train_config(spec_.train_yaml, spec_.file, spec_.graph);
+    config_ = parse_train_config(spec_);
     data_ = load_dataset(config_, spec_.graph);
     module_ = build(spec_.graph, training_build_options());
     set_training_modes(module_, spec_.graph, lead_ ? log_ : quiet_);
@@ -113,7 +113,7 @@ class Trainer {
     comm_ = connect(options_);
     Metrics metrics(config_.out / "metrics.csv");
     Position at = start(metrics);
-    Progress progress(options_.progress_ && lead_, log_);
+    Progress progress(options_.progress() && lead_, log_);
 
     const int64_t steps = (data_.train_size + config_.batch - 1) / config_.batch;
     TrainResult result;
@@ -201,7 +201,7 @@ class Trainer {
     }
     if (comm_) comm_->barrier();
     auto files = list_checkpoints(config_.out);
-    if (options_.resume_ && !files.empty()) {
+    if (options_.resume() && !files.empty()) {
       Position at = load_checkpoint(files.back(), module_, *optimizer_, config_.optimizer);
       if (lead_) {
         metrics.keep_until(at.step);
@@ -210,7 +210,7 @@ class Trainer {
       }
       return at;
     }
-    if (options_.resume_ && lead_) {
+    if (options_.resume() && lead_) {
       log_(fmt::format("warning: no checkpoint in {} to resume from; starting from scratch",
                        (config_.out / "checkpoints").string()));
     }
@@ -231,7 +231,7 @@ class Trainer {
   double step(const torch::Tensor& index, const Position& at) {
     drop_gradients(*optimizer_);
     const int64_t global = index.size(0);
-    const int rank = options_.rank_, world = options_.world_size_;
+    const int rank = options_.rank(), world = options_.world_size();
     // Rank r takes its contiguous share of the global batch.
     const int64_t begin = global * rank / world, end = global * (rank + 1) / world;
     double loss_value = 0.0;

@@ -10,10 +10,14 @@
 #include <type_traits>
 
 #include "stitch/train.h"
+#include "train/loss_table.h"
 
 namespace stitch {
 
 namespace fs = std::filesystem;
+using train_detail::find_loss;
+using train_detail::LossDef;
+using train_detail::loss_names;
 
 namespace {
 
@@ -33,24 +37,6 @@ const std::vector<std::string> kTrainKeys = {"data",
                                              "out",
                                              "checkpoint_every",
                                              "keep_checkpoints"};
-
-const std::vector<std::string> kLosses = {"cross_entropy", "mse", "bce", "clip", "contrastive"};
-
-/// Positional arity and keyword options (with defaults) of each loss.
-struct LossSignature {
-  size_t arity;
-  std::map<std::string, double> options;
-};
-const std::map<std::string, LossSignature>& loss_signatures() {
-  static const std::map<std::string, LossSignature> table = {
-      {"cross_entropy", {2, {}}},
-      {"mse", {2, {}}},
-      {"bce", {2, {}}},
-      {"clip", {2, {{"temperature", 0.07}}}},
-      {"contrastive", {3, {{"margin", 1.0}}}},
-  };
-  return table;
-}
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -115,18 +101,18 @@ class LossParser {
     const size_t at = pos_;
     LossTerm t;
     t.fn = name();
-    auto sig = loss_signatures().find(t.fn);
-    if (sig == loss_signatures().end()) {
+    const LossDef* loss = find_loss(t.fn);
+    if (loss == nullptr) {
       pos_ = at;
-      fail(fmt::format("unknown loss '{}'; the losses are {}", t.fn, join(kLosses)));
+      fail(fmt::format("unknown loss '{}'; the losses are {}", t.fn, join(loss_names())));
     }
-    t.options = sig->second.options;
+    t.options = loss->options;
     std::set<std::string> given;  // options set, by keyword or position
     expect('(');
     while (true) {
       skip_space();
       if (peek_number()) {
-        positional_option(t, sig->second.arity, given);
+        positional_option(t, loss->arity, given);
       } else {
         std::string arg = name();
         skip_space();
@@ -145,8 +131,8 @@ class LossParser {
       expect(')');
       break;
     }
-    if (t.args.size() != sig->second.arity) {
-      fail(fmt::format("{} takes {} tensors, got {} ({})", t.fn, sig->second.arity, t.args.size(),
+    if (t.args.size() != loss->arity) {
+      fail(fmt::format("{} takes {} tensors, got {} ({})", t.fn, loss->arity, t.args.size(),
                        join(t.args)));
     }
     return t;
@@ -236,10 +222,25 @@ class LossParser {
   size_t pos_ = 0;
 };
 
+/// Where train's nodes are: "spec.yaml:12:7: " for a node read from the
+/// spec's text, "spec.yaml: " otherwise.
+struct TrainSource {
+  std::string file;
+  bool has_marks = false;
+
+  std::string at(const YAML::Node& node) const {
+    if (has_marks && node.IsDefined() && !node.Mark().is_null()) {
+      return SourceLoc{file, node.Mark().line + 1, node.Mark().column + 1}.prefix();
+    }
+    return file.empty() ? "" : file + ": ";
+  }
+};
+
 /// Reads train.<key> as T, or an error naming the key and what was found.
 template <typename T>
-T scalar(const YAML::Node& node, const std::string& key, const std::string& where,
+T scalar(const YAML::Node& node, const std::string& key, const TrainSource& src,
          const char* expected) {
+  const std::string where = src.at(node);
   T value;
   try {
     value = node.as<T>();
@@ -260,7 +261,8 @@ void check_positive(double v, const std::string& key, const std::string& where) 
   if (!(v > 0)) throw SpecError(fmt::format("{}train.{}: must be > 0, got {}", where, key, v));
 }
 
-std::map<std::string, std::string> read_feed(const YAML::Node& node, const std::string& where) {
+std::map<std::string, std::string> read_feed(const YAML::Node& node, const TrainSource& src) {
+  const std::string where = src.at(node);
   if (!node.IsMap()) {
     throw SpecError(
         fmt::format("{}train.feed: expected a map of spec inputs/targets to data keys, like "
@@ -270,7 +272,7 @@ std::map<std::string, std::string> read_feed(const YAML::Node& node, const std::
   std::map<std::string, std::string> feed;
   for (const auto& item : node) {
     feed[item.first.as<std::string>()] = scalar<std::string>(
-        item.second, "feed." + item.first.as<std::string>(), where, "a data key");
+        item.second, "feed." + item.first.as<std::string>(), src, "a data key");
   }
   return feed;
 }
@@ -291,7 +293,8 @@ bool is_input(const Graph& graph, const std::string& name) {
 
 /// Every loss name is an output or a target; feed keys are inputs or
 /// targets; lr_for keys are models (or layers, checked at build time).
-void check_against_graph(const TrainConfig& c, const Graph& graph, const std::string& where) {
+void check_against_graph(const TrainConfig& c, const Graph& graph, const std::string& loss_at,
+                         const std::string& feed_at) {
   std::vector<std::string> outputs;
   for (const auto& [out, v] : graph.outputs()) outputs.push_back(out);
   for (const auto& term : c.loss) {
@@ -300,7 +303,7 @@ void check_against_graph(const TrainConfig& c, const Graph& graph, const std::st
         throw SpecError(fmt::format(
             "{}train.loss: {}({}) reads '{}', which is a graph input; a loss reads graph "
             "outputs ({}) and targets fed from data",
-            where, term.fn, join(term.args), arg, join(outputs)));
+            loss_at, term.fn, join(term.args), arg, join(outputs)));
       }
     }
   }
@@ -310,7 +313,7 @@ void check_against_graph(const TrainConfig& c, const Graph& graph, const std::st
         is_input(graph, name) || std::find(targets.begin(), targets.end(), name) != targets.end();
     if (!known) {
       throw SpecError(fmt::format(
-          "{}train.feed: '{}' is neither a spec input nor a name the loss reads\n  {}", where,
+          "{}train.feed: '{}' is neither a spec input nor a name the loss reads\n  {}", feed_at,
           name,
           targets.empty() ? "the loss reads graph outputs only"
                           : "the loss reads from data: " + join(targets)));
@@ -336,27 +339,36 @@ std::vector<LossTerm> parse_loss(const std::string& text) {
   return LossParser(text, "").parse();
 }
 
-TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& spec_file,
-                               const Graph& graph) {
-  const std::string where = spec_file.empty() ? "" : spec_file.filename().string() + ": ";
-  if (train_yaml.empty()) {
+TrainConfig parse_train_config(const Spec& spec) {
+  const fs::path& spec_file = spec.file;
+  const Graph& graph = spec.graph;
+  TrainSource src{spec_file.string(), false};
+  YAML::Node root;
+  try {
+    if (!spec.text.empty()) {
+      root = YAML::Load(spec.text)["train"];
+      src.has_marks = true;
+    } else if (!spec.train_yaml.empty()) {
+      root = YAML::Load(spec.train_yaml);
+    }
+  } catch (const YAML::Exception& e) {
+    throw SpecError(fmt::format("{}train: {}", src.at(YAML::Node()), e.what()));
+  }
+  const std::string where = src.at(root);
+  if (!root || root.IsNull()) {
     throw SpecError(
         fmt::format("{}the spec has no train: section\n"
                     "  fix: add train: with at least data and loss (see docs/train.md)",
                     where));
   }
-  YAML::Node root;
-  try {
-    root = YAML::Load(train_yaml);
-  } catch (const YAML::Exception& e) {
-    throw SpecError(fmt::format("{}train: {}", where, e.what()));
-  }
   if (!root.IsMap()) throw SpecError(fmt::format("{}train: expected a map", where));
   for (const auto& item : root) {
     const auto key = item.first.as<std::string>();
     if (std::find(kTrainKeys.begin(), kTrainKeys.end(), key) == kTrainKeys.end()) {
-      throw SpecError(
-          fmt::format("{}train: unknown key '{}'; the keys are {}", where, key, join(kTrainKeys)));
+      throw SpecError::unknown_name(
+          spec_file.empty() ? SourceLoc{} : SourceLoc{src.file, item.first.Mark().line + 1,
+                                                      item.first.Mark().column + 1},
+          "key", key, kTrainKeys, fmt::format("\n  the keys are {}", join(kTrainKeys)), "train");
     }
   }
   const fs::path dir = spec_file.empty() ? fs::current_path() : spec_file.parent_path();
@@ -370,66 +382,71 @@ TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& sp
   if (!root["loss"] || root["loss"].IsNull()) {
     throw SpecError(fmt::format("{}train: needs loss:, like cross_entropy(logits, labels)", where));
   }
-  c.data = path_of(scalar<std::string>(root["data"], "data", where, "a file name"));
-  c.loss_text = scalar<std::string>(root["loss"], "loss", where, "a loss expression");
-  c.loss = LossParser(c.loss_text, where + "train.").parse();
-  if (root["feed"]) c.feed = read_feed(root["feed"], where);
+  c.data = path_of(scalar<std::string>(root["data"], "data", src, "a file name"));
+  c.loss_text = scalar<std::string>(root["loss"], "loss", src, "a loss expression");
+  c.loss = LossParser(c.loss_text, src.at(root["loss"]) + "train.").parse();
+  if (root["feed"]) c.feed = read_feed(root["feed"], src);
   if (root["optimizer"]) {
-    c.optimizer = scalar<std::string>(root["optimizer"], "optimizer", where, "a name");
+    c.optimizer = scalar<std::string>(root["optimizer"], "optimizer", src, "a name");
     if (c.optimizer != "sgd" && c.optimizer != "adam" && c.optimizer != "adamw") {
       throw SpecError(
           fmt::format("{}train.optimizer: unknown optimizer '{}'; use sgd, adam "
                       "or adamw",
-                      where, c.optimizer));
+                      src.at(root["optimizer"]), c.optimizer));
     }
   }
-  if (root["lr"]) c.lr = scalar<double>(root["lr"], "lr", where, "a number");
-  check_positive(c.lr, "lr", where);
+  if (root["lr"]) c.lr = scalar<double>(root["lr"], "lr", src, "a number");
+  check_positive(c.lr, "lr", src.at(root["lr"]));
   if (root["lr_for"]) {
     if (!root["lr_for"].IsMap()) {
-      throw SpecError(fmt::format("{}train.lr_for: expected a map like {{vision: 1e-5}}", where));
+      throw SpecError(fmt::format("{}train.lr_for: expected a map like {{vision: 1e-5}}",
+                                  src.at(root["lr_for"])));
     }
     for (const auto& item : root["lr_for"]) {
       const auto name = item.first.as<std::string>();
-      c.lr_for[name] = scalar<double>(item.second, "lr_for." + name, where, "a number");
-      check_positive(c.lr_for[name], "lr_for." + name, where);
+      c.lr_for[name] = scalar<double>(item.second, "lr_for." + name, src, "a number");
+      check_positive(c.lr_for[name], "lr_for." + name, src.at(item.second));
     }
   }
   if (root["weight_decay"]) {
-    const double decay = scalar<double>(root["weight_decay"], "weight_decay", where, "a number");
+    const double decay = scalar<double>(root["weight_decay"], "weight_decay", src, "a number");
     if (decay < 0) {
-      throw SpecError(fmt::format("{}train.weight_decay: must be >= 0, got {}", where, decay));
+      throw SpecError(fmt::format("{}train.weight_decay: must be >= 0, got {}",
+                                  src.at(root["weight_decay"]), decay));
     }
     c.weight_decay = decay;
   }
   if (root["momentum"]) {
-    c.momentum = scalar<double>(root["momentum"], "momentum", where, "a number");
+    c.momentum = scalar<double>(root["momentum"], "momentum", src, "a number");
     if (c.optimizer != "sgd") {
       throw SpecError(fmt::format("{}train.momentum: only sgd takes momentum (optimizer is {})",
-                                  where, c.optimizer));
+                                  src.at(root["momentum"]), c.optimizer));
     }
     if (c.momentum < 0) {
-      throw SpecError(fmt::format("{}train.momentum: must be >= 0, got {}", where, c.momentum));
+      throw SpecError(fmt::format("{}train.momentum: must be >= 0, got {}",
+                                  src.at(root["momentum"]), c.momentum));
     }
   }
-  if (root["epochs"]) c.epochs = scalar<int64_t>(root["epochs"], "epochs", where, "an integer");
-  check_positive(double(c.epochs), "epochs", where);
-  if (root["batch"]) c.batch = scalar<int64_t>(root["batch"], "batch", where, "an integer");
-  check_positive(double(c.batch), "batch", where);
+  if (root["epochs"]) c.epochs = scalar<int64_t>(root["epochs"], "epochs", src, "an integer");
+  check_positive(double(c.epochs), "epochs", src.at(root["epochs"]));
+  if (root["batch"]) c.batch = scalar<int64_t>(root["batch"], "batch", src, "an integer");
+  check_positive(double(c.batch), "batch", src.at(root["batch"]));
   if (root["val_split"]) {
-    c.val_split = scalar<double>(root["val_split"], "val_split", where, "a number");
+    c.val_split = scalar<double>(root["val_split"], "val_split", src, "a number");
     if (c.val_split < 0 || c.val_split >= 1) {
       throw SpecError(
-          fmt::format("{}train.val_split: must be in [0, 1), got {}", where, c.val_split));
+          fmt::format("{}train.val_split: must be in [0, 1), got {}",
+                      src.at(root["val_split"]), c.val_split));
     }
   }
-  if (root["shuffle"]) c.shuffle = scalar<bool>(root["shuffle"], "shuffle", where, "true or false");
-  if (root["seed"]) c.seed = scalar<uint64_t>(root["seed"], "seed", where, "an integer");
+  if (root["shuffle"]) c.shuffle = scalar<bool>(root["shuffle"], "shuffle", src, "true or false");
+  if (root["seed"]) c.seed = scalar<uint64_t>(root["seed"], "seed", src, "an integer");
   if (root["out"]) {
-    const auto out = scalar<std::string>(root["out"], "out", where, "a folder");
+    const auto out = scalar<std::string>(root["out"], "out", src, "a folder");
     if (out.empty()) {
       throw SpecError(fmt::format(
-          "{}train.out is empty\n  fix: name a folder (out: runs/NAME), or leave out: out", where));
+          "{}train.out is empty\n  fix: name a folder (out: runs/NAME), or leave out: out",
+          src.at(root["out"])));
     }
     c.out = path_of(out);
   } else {
@@ -437,14 +454,15 @@ TrainConfig parse_train_config(const std::string& train_yaml, const fs::path& sp
   }
   if (root["checkpoint_every"]) {
     c.checkpoint_every =
-        scalar<int64_t>(root["checkpoint_every"], "checkpoint_every", where, "an integer");
+        scalar<int64_t>(root["checkpoint_every"], "checkpoint_every", src, "an integer");
   }
   if (root["keep_checkpoints"]) {
     c.keep_checkpoints =
-        scalar<int64_t>(root["keep_checkpoints"], "keep_checkpoints", where, "an integer");
-    check_positive(double(c.keep_checkpoints), "keep_checkpoints", where);
+        scalar<int64_t>(root["keep_checkpoints"], "keep_checkpoints", src, "an integer");
+    check_positive(double(c.keep_checkpoints), "keep_checkpoints",
+                   src.at(root["keep_checkpoints"]));
   }
-  check_against_graph(c, graph, where);
+  check_against_graph(c, graph, src.at(root["loss"]), src.at(root["feed"]));
   return c;
 }
 

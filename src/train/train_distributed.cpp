@@ -43,21 +43,21 @@ class GlooCommunicator : public Communicator {
  public:
   explicit GlooCommunicator(const TrainOptions& o) {
     c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<std::uint16_t>(o.master_port_);
-    store_options.isServer = o.rank_ == 0;
-    store_options.numWorkers = o.world_size_;
+    store_options.port = static_cast<std::uint16_t>(o.master_port());
+    store_options.isServer = o.rank() == 0;
+    store_options.numWorkers = o.world_size();
     store_options.timeout = std::chrono::seconds(120);
     torch_compat::use_classic_tcp_store(store_options);
-    auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr_, store_options);
+    auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr(), store_options);
     auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(600));
     // On loopback every process is on this machine: bind Gloo to 127.0.0.1.
     // Otherwise let Gloo pick the interface of this host's name (or
     // GLOO_SOCKET_IFNAME, as with torchrun).
-    const bool loopback = o.master_addr_ == "127.0.0.1" || o.master_addr_ == "localhost";
+    const bool loopback = o.master_addr() == "127.0.0.1" || o.master_addr() == "localhost";
     options->devices.push_back(loopback
                                    ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                                    : c10d::ProcessGroupGloo::createDefaultDevice());
-    group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank_, o.world_size_, options);
+    group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank(), o.world_size(), options);
   }
 
   void all_reduce_sum(torch::Tensor& t) override {
@@ -75,12 +75,12 @@ class GlooCommunicator : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> connect(const TrainOptions& options) {
-  if (options.world_size_ <= 1) return nullptr;
+  if (options.world_size() <= 1) return nullptr;
   std::string why;
   if (!distributed_available(&why)) throw Error("cannot train on several processes: " + why);
 #if STITCH_HAVE_GLOO
-  return with_context(fmt::format("rank {} of {} cannot join {}:{} (c10d Gloo)", options.rank_,
-                                  options.world_size_, options.master_addr_, options.master_port_),
+  return with_context(fmt::format("rank {} of {} cannot join {}:{} (c10d Gloo)", options.rank(),
+                                  options.world_size(), options.master_addr(), options.master_port()),
                       [&]() -> std::unique_ptr<Communicator> {
                         return std::make_unique<GlooCommunicator>(options);
                       });

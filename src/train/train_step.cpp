@@ -65,7 +65,7 @@ struct TrainStep::State {
 
 TrainStep::TrainStep(const Spec& spec) {
   with_context("preparing a training step", [&] {
-    TrainConfig config = parse_train_config(spec.train_yaml, spec.file, spec.graph);
+    TrainConfig config = parse_train_config(spec);
     Dataset names;
     for (int id : spec.graph.inputs()) names.inputs.push_back(spec.graph.nodes()[id].name);
     names.targets = config.targets(spec.graph);

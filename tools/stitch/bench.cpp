@@ -40,13 +40,13 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--input", *inputs,
                   "NAME=SHAPE (1x3x224x224), or SHAPE with one input; a stitch artifact or "
                   "spec defaults to its declared shapes with N=1");
-  cmd->add_option("--runs", options->runs_, "timed runs (on each side)")->capture_default_str();
-  cmd->add_option("--warmup", options->warmup_, "untimed runs first (on each side)")
+  cmd->add_option("--runs", options->runs(), "timed runs (on each side)")->capture_default_str();
+  cmd->add_option("--warmup", options->warmup(), "untimed runs first (on each side)")
       ->capture_default_str();
-  cmd->add_option("--rounds", options->rounds_,
+  cmd->add_option("--rounds", options->rounds(),
                   "the timed runs come in R rounds; sides take turns round by round")
       ->capture_default_str();
-  cmd->add_flag("--compare-python", options->compare_python_,
+  cmd->add_flag("--compare-python", options->compare_python(),
                 "also time the same model in /usr/bin/python3 (torch.jit.load, and a stitch "
                 "artifact's forward as plain Python), rounds interleaved");
   cmd->add_flag("--json", *json, "print the same numbers as JSON");

@@ -47,7 +47,7 @@ Graph chain_graph(const std::vector<std::string>& files, const std::vector<int64
 /// not fit the first model, or a model's output is not one tensor).
 bool adapting_fits(const std::vector<std::string>& files, const std::vector<int64_t>& dims) {
   try {
-    check(chain_graph(files, dims, /*adapt=*/true));
+    (void)check(chain_graph(files, dims, /*adapt=*/true));
     return true;
   } catch (const Error&) {
     return false;
@@ -97,7 +97,7 @@ void add_chain(CLI::App& app) {
                        "\n  fix: add --adapt to insert the smallest adapter between "
                        "the models");
     }
-    save(build(g), *out);
+    save(build(g, report), *out);
     std::cout << report.table() << adapter_lines(g, report) << "wrote " << *out << "\n";
   });
 }

@@ -22,7 +22,7 @@ void add_compose(CLI::App& app) {
   cmd->callback([spec, out, optimize, concurrent] {
     Spec s = load_spec(*spec);
     CheckReport report = check(s.graph);
-    torch::jit::Module model = build(s.graph, BuildOptions().concurrent(*concurrent));
+    torch::jit::Module model = build(s.graph, report, BuildOptions().concurrent(*concurrent));
     if (*optimize) model = fold_weights(model);
     save(model, *out);
     std::cout << report.table() << "wrote " << *out << "\n";

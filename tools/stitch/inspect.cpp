@@ -27,21 +27,14 @@ std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
   for (size_t i = 1; i < schema.arguments().size(); ++i) {
     names.push_back(schema.arguments()[i].name());
   }
-  std::map<std::string, std::vector<int64_t>> given;
-  for (const auto& [given_name, shape] : named_inputs(args)) {
-    std::string name = given_name;
-    if (name.empty()) {
-      if (names.empty()) {
-        throw UsageError("the model takes no inputs; leave out --input");
-      }
-      name = names[0];
-    }
-    if (std::find(names.begin(), names.end(), name) == names.end()) {
-      throw UsageError(fmt::format("the model has no input '{}'; its inputs are: {}", name,
-                                   fmt::join(names, ", ")));
-    }
-    given[name] = parse_shape(shape);
+  std::vector<std::string> written, shapes;
+  for (const auto& [name, shape] : named_inputs(args)) {
+    written.push_back(name);
+    shapes.push_back(shape);
   }
+  const auto bound = bind_input_names("the model", names, written);
+  std::map<std::string, std::vector<int64_t>> given;
+  for (size_t k = 0; k < bound.size(); ++k) given[bound[k]] = parse_shape(shapes[k]);
   // Inputs up to the last one given; those left out must have defaults.
   std::vector<c10::IValue> inputs;
   for (size_t i = 0; i < names.size() && inputs.size() < given.size(); ++i) {
@@ -56,19 +49,16 @@ std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
 
 /// A spec's input sizes from --input NAME=SHAPE (or one bare SHAPE).
 InputSizes input_sizes(const Graph& graph, const std::vector<std::string>& args) {
-  InputSizes sizes;
-  for (const auto& [given_name, shape] : named_inputs(args)) {
-    std::string name = given_name;
-    if (name.empty()) {
-      if (graph.inputs().size() != 1) {
-        throw UsageError(fmt::format(
-            "the spec has {}; name each: --input NAME=SHAPE",
-            detail::count_of(static_cast<int64_t>(graph.inputs().size()), "input")));
-      }
-      name = graph.nodes()[graph.inputs()[0]].name;
-    }
-    sizes[name] = parse_shape(shape);
+  std::vector<std::string> names;
+  for (int id : graph.inputs()) names.push_back(graph.nodes()[id].name);
+  std::vector<std::string> written, shapes;
+  for (const auto& [name, shape] : named_inputs(args)) {
+    written.push_back(name);
+    shapes.push_back(shape);
   }
+  const auto bound = bind_input_names("the spec", names, written);
+  InputSizes sizes;
+  for (size_t k = 0; k < bound.size(); ++k) sizes[bound[k]] = parse_shape(shapes[k]);
   return sizes;
 }
 

@@ -32,21 +32,16 @@ std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
   for (size_t i = 1; i < schema.arguments().size(); ++i) {
     names.push_back(schema.arguments()[i].name());
   }
+  std::vector<std::string> written, files;
+  for (const auto& [name, file] : named_inputs(args)) {
+    written.push_back(name);
+    files.push_back(file);
+  }
+  const auto bound = bind_input_names("the model", names, written);
   std::map<std::string, torch::Tensor> given;
-  for (const auto& [given_name, file] : named_inputs(args)) {
-    std::string name = given_name;
-    if (name.empty()) {
-      if (names.size() != 1) {
-        throw UsageError(fmt::format("the model takes {} ({}); name each: --input NAME=FILE",
-                                     detail::count_of(static_cast<int64_t>(names.size()), "input"),
-                                     fmt::join(names, ", ")));
-      }
-      name = names[0];
-    }
-    if (std::find(names.begin(), names.end(), name) == names.end()) {
-      throw Error(fmt::format("the model has no input '{}'; its inputs are: {}", name,
-                              fmt::join(names, ", ")));
-    }
+  for (size_t k = 0; k < bound.size(); ++k) {
+    const std::string& name = bound[k];
+    const std::string& file = files[k];
     given[name] = pick(read_tensors(file), name, file);
     check_finite(given[name], fmt::format("input '{}' ({})", name, file));
   }
@@ -152,9 +147,11 @@ void add_run(CLI::App& app) {
   auto out = std::make_shared<std::string>();
   auto batch = std::make_shared<int64_t>(0);
   cmd->add_option("model", *model_file, "the model (.pt)")->required();
-  cmd->add_option("--input", *inputs, "NAME=FILE (.pt, .safetensors, .npy), or FILE")
+  cmd->add_option("--input", *inputs,
+                  fmt::format("NAME=FILE ({}), or FILE", stitch::tensor_file_types()))
       ->required();
-  cmd->add_option("-o,--output", *out, "where to write the outputs (.pt, .safetensors, .npy)")
+  cmd->add_option("-o,--output", *out,
+                  fmt::format("where to write the outputs ({})", stitch::tensor_file_types()))
       ->required();
   cmd->add_option("--batch", *batch, "run in batches of B samples")->check(at_least(1));
   cmd->callback([=] {

@@ -234,13 +234,14 @@ void add_train(CLI::App& app) {
     if (rank) {
       const auto world = env("WORLD_SIZE");
       if (!world) throw UsageError("RANK is set but WORLD_SIZE is not");
-      options.rank(env_int("RANK", *rank), env_int("WORLD_SIZE", *world));
-      options.master(env("MASTER_ADDR").value_or("127.0.0.1"),
-                     env_int("MASTER_PORT", env("MASTER_PORT").value_or("29500")));
+      options.rank(env_int("RANK", *rank))
+          .world_size(env_int("WORLD_SIZE", *world))
+          .master_addr(env("MASTER_ADDR").value_or("127.0.0.1"))
+          .master_port(env_int("MASTER_PORT", env("MASTER_PORT").value_or("29500")));
     }
     Spec spec = load_spec(*spec_file);
     TrainResult result = train(spec, options);
-    if (options.rank_ == 0) print_result(result);
+    if (options.rank() == 0) print_result(result);
   });
 }
 

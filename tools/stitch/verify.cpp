@@ -16,9 +16,9 @@ void add_verify(CLI::App& app) {
   auto options = std::make_shared<VerifyOptions>();
   cmd->add_option("artifact", *artifact, "the artifact (.pt) made by compose")->required();
   cmd->add_option("spec", *spec, "the spec it was made from (YAML)")->required();
-  cmd->add_option("--atol", options->atol_, "absolute tolerance (default 1e-5)");
-  cmd->add_option("--rtol", options->rtol_, "relative tolerance (default 1e-4)");
-  cmd->add_option("--size", options->dynamic_size_,
+  cmd->add_option("--atol", options->atol(), "absolute tolerance (default 1e-5)");
+  cmd->add_option("--rtol", options->rtol(), "relative tolerance (default 1e-4)");
+  cmd->add_option("--size", options->dynamic_size(),
                   "size of dynamic dims (N...) in the random inputs (default 2)")
       ->check(at_least(1));
   cmd->callback([artifact, spec, options] {

@@ -1,6 +1,8 @@
 #pragma once
 #include <c10/util/Exception.h>
 
+#include <new>
+
 #include <string>
 #include <string_view>
 
@@ -21,16 +23,18 @@ std::string count_of(int64_t count, const std::string& noun);
 std::string terminal_safe(std::string_view message);
 }  // namespace detail
 
-template <typename Fn>
+template <typename E, typename Fn>
 auto with_context(const std::string& context, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const Error&) {
     throw;
   } catch (const c10::Error& e) {
-    throw Error(context + ": " + detail::short_message(e));
+    throw E(context + ": " + detail::short_message(e));
+  } catch (const std::bad_alloc&) {
+    throw E(context + ": out of memory");
   } catch (const std::exception& e) {
-    throw Error(context + ": " + detail::first_line(e.what()));
+    throw E(context + ": " + detail::first_line(e.what()));
   }
 }
 }  // namespace stitch

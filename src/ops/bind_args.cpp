@@ -1,4 +1,7 @@
-#include "core/op_signatures.h"
+// Binding a call's arguments (positional or by keyword) to an op's
+// parameters, with the errors a spec author reads.
+
+#include "ops/registry.h"
 
 #include "core/nearest_name.h"
 
@@ -12,77 +15,6 @@ namespace stitch {
 namespace {
 
 using K = ParamDef::Kind;
-
-ParamDef req(std::string name, K kind) { return {std::move(name), kind, std::nullopt}; }
-ParamDef opt(std::string name, K kind, Literal fallback) {
-  return {std::move(name), kind, std::move(fallback)};
-}
-
-OpSignature unary(std::string name, std::string category) {
-  return {std::move(name), std::move(category), {req("x", K::Tensor)}};
-}
-
-std::map<std::string, OpSignature> make_table() {
-  std::vector<OpSignature> ops = {
-      // merge
-      {"concat", "merge", {req("xs", K::Tensors), opt("dim", K::Int, 1)}, 1, 0},
-      {"add", "merge", {req("xs", K::Scalar)}, 2, 0},
-      {"stack", "merge", {req("xs", K::Tensors), opt("dim", K::Int, 1)}, 1, 0},
-      {"mul", "merge", {req("xs", K::Scalar)}, 2, 2},
-      {"sub", "arithmetic", {req("xs", K::Scalar)}, 2, 2},
-      // shape
-      {"flatten", "shape", {req("x", K::Tensor), opt("start", K::Int, 1)}},
-      {"reshape", "shape", {req("x", K::Tensor), req("shape", K::IntList)}},
-      {"permute", "shape", {req("x", K::Tensor), req("dims", K::IntList)}},
-      {"unsqueeze", "shape", {req("x", K::Tensor), req("dim", K::Int)}},
-      {"squeeze", "shape", {req("x", K::Tensor), req("dim", K::Int)}},
-      {"mean", "shape", {req("x", K::Tensor), opt("dim", K::Int, 1)}},
-      {"pool", "shape", {req("x", K::Tensor), opt("kind", K::String, "avg")}},
-      {"resize", "shape", {req("x", K::Tensor), req("size", K::IntList)}},
-      {"select", "shape",
-       {req("x", K::Tensor), req("dim", K::Int), req("index", K::Int)}},
-      // learned
-      {"linear", "learned",
-       {req("x", K::Tensor), req("out", K::Int), opt("bias", K::Bool, true)}},
-      {"conv", "learned",
-       {req("x", K::Tensor), req("out", K::Int), opt("kernel", K::Int, 1),
-        opt("stride", K::Int, 1), opt("padding", K::Int, 0)}},
-      {"mlp", "learned",
-       {req("x", K::Tensor), req("sizes", K::IntList), opt("act", K::String, "relu"),
-        opt("dropout", K::Float, 0.0)}},
-      {"embedding", "learned",
-       {req("x", K::Tensor), req("vocab", K::Int), req("dim", K::Int)}},
-      unary("layernorm", "learned"),
-      unary("batchnorm", "learned"),
-      {"scale_offset", "learned",
-       {req("x", K::Tensor), opt("scale", K::Float, 1.0), opt("offset", K::Float, 0.0),
-        opt("learnable", K::Bool, true)}},
-      // fixed
-      {"normalize", "fixed",
-       {req("x", K::Tensor), req("mean", K::FloatList), req("std", K::FloatList)}},
-      unary("relu", "fixed"),
-      unary("gelu", "fixed"),
-      unary("sigmoid", "fixed"),
-      unary("tanh", "fixed"),
-      {"softmax", "fixed", {req("x", K::Tensor), req("dim", K::Int)}},
-      {"dropout", "fixed", {req("x", K::Tensor), req("p", K::Float)}},
-      {"l2norm", "fixed", {req("x", K::Tensor), opt("dim", K::Int, 1)}},
-      // adapt
-      {"adapt", "adapt",
-       {req("x", K::Tensor), opt("to", K::Shape, Literal()),
-        opt("like", K::String, Literal())}},
-  };
-  std::map<std::string, OpSignature> table;
-  for (auto& op : ops) {
-    table.emplace(op.name, std::move(op));
-  }
-  return table;
-}
-
-const std::map<std::string, OpSignature>& table() {
-  static const auto kTable = make_table();
-  return kTable;
-}
 
 const char* kind_name(K kind) {
   switch (kind) {
@@ -124,19 +56,6 @@ bool literal_fits(const Literal& v, K kind) {
 }
 
 }  // namespace
-
-const OpSignature* find_op(const std::string& name) {
-  auto it = table().find(name);
-  return it == table().end() ? nullptr : &it->second;
-}
-
-std::vector<std::string> op_names() {
-  std::vector<std::string> names;
-  for (const auto& [name, sig] : table()) {
-    names.push_back(name);
-  }
-  return names;
-}
 
 void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs,
                   const SourceLoc& loc) {
@@ -180,11 +99,10 @@ void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs
   for (auto& [key, value] : kwargs) {
     auto it = std::find_if(sig.params.begin(), sig.params.end(),
                            [&key = key](const ParamDef& p) { return p.name == key; });
-    if (it == sig.params.end() || it->kind == K::Tensor || it->kind == K::Tensors ||
-        it->kind == K::Scalar) {
+    if (it == sig.params.end() || it->takes_values()) {
       std::vector<std::string> names;
       for (const auto& p : sig.params) {
-        if (p.kind != K::Tensor && p.kind != K::Tensors && p.kind != K::Scalar) {
+        if (!p.takes_values()) {
           names.push_back(p.name);
         }
       }
@@ -198,7 +116,7 @@ void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs
     bound[key] = value;
   }
   for (const auto& p : sig.params) {
-    if (p.kind == K::Tensor || p.kind == K::Tensors || p.kind == K::Scalar) {
+    if (p.takes_values()) {
       continue;
     }
     auto it = bound.find(p.name);

@@ -1,0 +1,168 @@
+// Merge ops: concat, stack, add, mul, and sub (arithmetic). They take two or
+// more values; add, sub and mul also take numbers (2.0 * x).
+
+#include "ops/op_def.h"
+
+#include <fmt/format.h>
+
+namespace stitch {
+
+namespace {
+
+using K = ParamDef::Kind;
+
+/// `shape` with dim `d` free: the size concat may change.
+Shape free_dim(Shape shape, int64_t d) {
+  shape[d] = Dim::symbol("?");
+  return shape;
+}
+
+std::optional<Shape> broadcast(const Shape& a, const Shape& b) {
+  Shape out(std::max(a.size(), b.size()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const Dim* da = i < a.size() ? &a[a.size() - 1 - i] : nullptr;
+    const Dim* db = i < b.size() ? &b[b.size() - 1 - i] : nullptr;
+    Dim& o = out[out.size() - 1 - i];
+    if (!da) o = *db;
+    else if (!db) o = *da;
+    else if (*da == *db) o = *da;
+    else if (da->is_static() && da->size() == 1) o = *db;
+    else if (db->is_static() && db->size() == 1) o = *da;
+    else return std::nullopt;
+  }
+  return out;
+}
+
+ValueType merge_elementwise(const ShapeCall& c) {
+  const ValueType* result = nullptr;
+  Shape shape;
+  for (size_t i = 0; i < c.args.size(); ++i) {
+    if (c.args[i] == nullptr) continue;  // a number
+    const ValueType& t = c.tensor(i);
+    if (result == nullptr) {
+      result = &t;
+      shape = t.shape;
+      continue;
+    }
+    auto b = broadcast(shape, t.shape);
+    if (!b) {
+      c.fail(fmt::format(
+          "cannot {} {} {} and {} {}: the shapes do not broadcast\n"
+          "  fix: {}",
+          c.node.op, c.arg(0), result->str(), c.arg(i), t.str(),
+          adapt_fix(c.arg(i), t, shape)));
+    }
+    if (t.dtype != result->dtype) {
+      c.fail(fmt::format("cannot {} {} ({}) and {} ({}): different dtypes", c.node.op,
+                         c.arg(0), dtype_str(result->dtype), c.arg(i), dtype_str(t.dtype)));
+    }
+    shape = *b;
+  }
+  return ValueType::tensor(shape, result->dtype);
+}
+
+ValueType concat(const ShapeCall& c) {
+  const ValueType& first = c.tensor(0);
+  const int64_t rank = static_cast<int64_t>(first.shape.size());
+  const int64_t dim = c.axis(c.integer("dim"), rank);
+  Shape shape = first.shape;
+  for (size_t i = 1; i < c.args.size(); ++i) {
+    const ValueType& t = c.tensor(i);
+    auto mismatch = [&](const std::string& why, const std::string& fix) {
+      c.fail(fmt::format(
+          "cannot concat {} and {} along dim {}: {}\n  {} is {}\n  {} is {}\n  fix: {}",
+          c.arg(0), c.arg(i), dim, why, c.arg(0), first.str(), c.arg(i), t.str(), fix));
+    };
+    if (static_cast<int64_t>(t.shape.size()) != rank) {
+      // Bring the higher-rank one down to the other's rank.
+      const bool later = t.shape.size() > first.shape.size();
+      const ValueType& longer = later ? t : first;
+      const ValueType& shorter = later ? first : t;
+      const std::string why =
+          fmt::format("they have different ranks ({} and {})", rank, t.shape.size());
+      if (shorter.shape.empty()) {  // no dim to free: adapt cannot help
+        const std::string scalar = later ? c.arg(0) : c.arg(i);
+        mismatch(why, fmt::format("unsqueeze({}, 0) gives the 0-d {} a dim", scalar, scalar));
+      }
+      const int64_t d = std::min<int64_t>(dim, static_cast<int64_t>(shorter.shape.size()) - 1);
+      mismatch(why, adapt_fix(later ? c.arg(i) : c.arg(0), longer, free_dim(shorter.shape, d)));
+    }
+    if (t.dtype != first.dtype) {
+      mismatch("they have different dtypes", "convert one of them in its model");
+    }
+    for (int64_t d = 0; d < rank; ++d) {
+      if (d == dim) continue;
+      if (t.shape[d] != first.shape[d]) {
+        mismatch(fmt::format("dim {} differs ({} vs {}); only dim {} may differ", d,
+                             first.shape[d].str(), t.shape[d].str(), dim),
+                 adapt_fix(c.arg(i), t, free_dim(first.shape, dim)));
+      }
+    }
+    auto sum = shape[dim].plus(t.shape[dim]);
+    if (!sum) {
+      mismatch("the concatenated dims mix dynamic sizes", "concatenate along another dim");
+    }
+    shape[dim] = *sum;
+  }
+  return ValueType::tensor(shape, first.dtype);
+}
+
+ValueType stack(const ShapeCall& c) {
+  const ValueType& first = c.tensor(0);
+  for (size_t i = 1; i < c.args.size(); ++i) {
+    const ValueType& t = c.tensor(i);
+    if (t.shape != first.shape || t.dtype != first.dtype) {
+      c.fail(fmt::format("cannot stack {} {} and {} {}: stack needs equal shapes\n  fix: {}",
+                         c.arg(0), first.str(), c.arg(i), t.str(),
+                         adapt_fix(c.arg(i), t, first.shape)));
+    }
+  }
+  const int64_t rank = static_cast<int64_t>(first.shape.size()) + 1;
+  int64_t dim = c.integer("dim");
+  if (dim < -rank || dim >= rank) c.fail(fmt::format("stack: dim={} is out of range", dim));
+  if (dim < 0) dim += rank;
+  Shape shape = first.shape;
+  shape.insert(shape.begin() + dim, Dim(static_cast<int64_t>(c.args.size())));
+  return ValueType::tensor(shape, first.dtype);
+}
+
+std::string join(const std::vector<std::string>& xs, const char* sep) {
+  std::string out;
+  for (size_t i = 0; i < xs.size(); ++i) out += (i ? sep : "") + xs[i];
+  return out;
+}
+
+/// concat and stack: torch.cat([a, b], dim).
+template <const char* kFunction>
+std::string lower_list(const LowerCall& c) {
+  return fmt::format("torch.{}([{}], {})", kFunction, join(c.xs, ", "), c.kw("dim").i);
+}
+constexpr char kCat[] = "cat";
+constexpr char kStack[] = "stack";
+
+template <const char* kSymbol>
+std::string lower_infix(const LowerCall& c) {
+  return join(c.xs, kSymbol);
+}
+constexpr char kPlus[] = " + ";
+constexpr char kMinus[] = " - ";
+constexpr char kTimes[] = " * ";
+
+}  // namespace
+
+std::vector<OpDef> merge_ops() {
+  return {
+      {{"concat", "merge", {required("xs", K::Tensors), optional("dim", K::Int, 1)}, 1, 0},
+       concat, lower_list<kCat>},
+      {{"stack", "merge", {required("xs", K::Tensors), optional("dim", K::Int, 1)}, 1, 0},
+       stack, lower_list<kStack>},
+      {{"add", "merge", {required("xs", K::Scalar)}, 2, 0}, merge_elementwise,
+       lower_infix<kPlus>},
+      {{"mul", "merge", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise,
+       lower_infix<kTimes>},
+      {{"sub", "arithmetic", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise,
+       lower_infix<kMinus>},
+  };
+}
+
+}  // namespace stitch
