@@ -200,7 +200,11 @@ def build_tables(rounds):
     for label, key in [("load only (2 x torch::jit::load), absolute", None),
                        ("check (load, cut, probe) beyond loading", "compose/check"),
                        ("build (check + build) beyond loading", "compose/build"),
-                       ("build + save beyond loading", "compose/build_save")]:
+                       ("build + save beyond loading", "compose/build_save"),
+                       ("`stitch compose` as before #18 (check, then a build that "
+                        "checks again, save) beyond loading", "compose/cli_checking_twice"),
+                       ("`stitch compose` now (check, build from its report, save) "
+                        "beyond loading", "compose/cli")]:
         if key is None:
             values = [r["compose/load_only"] for r in rounds if "compose/load_only" in r]
             compose_rows.append((label, summarize(values), ""))

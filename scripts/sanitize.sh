@@ -30,7 +30,7 @@ export UBSAN_OPTIONS="exitcode=86:print_stacktrace=1"
 export LSAN_OPTIONS="exitcode=86:suppressions=$source_dir/fuzz/lsan.supp"
 
 step_build() {
-  bash scripts/install_packages.sh clang libclang-rt-dev llvm
+  bash scripts/install_packages.sh clang libclang-rt-dev llvm clang-format-14
   export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
   CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DSTITCH_SANITIZE=ON -DSTITCH_FUZZ=ON -DSTITCH_WERROR=ON -DSTITCH_BUILD_BENCH=OFF >/dev/null

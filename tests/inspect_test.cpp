@@ -121,7 +121,7 @@ TEST_F(InspectTest, GraphTakesInputSizesForItsSymbols) {
   EXPECT_EQ(report.nodes.back().type.str(), "float[4, 3]");
   EXPECT_EQ(report.inputs.at(0).second.str(), "float[4, 64]");
   EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4, 65}}}), ShapeError,
-                         "input 'x' is declared [N, 64], --input gives 4x65: dim 1 is 64, not 65");
+                         "input 'x' is declared [N, 64], the size given is 4x65: dim 1 is 64, not 65");
   EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4}}}), ShapeError, "1 dims, not 2");
   EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"image", {4, 64}}}), Error,
                          "the spec has no input 'image'; its inputs are: x");

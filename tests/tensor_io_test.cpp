@@ -490,3 +490,33 @@ TEST(TerminalSafeTest, ControlAndNonUtf8BytesAreEscapedAndLongLinesCut) {
   EXPECT_LT(safe.size(), 2100u);
   EXPECT_NE(safe.find("(98000 more bytes left out)"), std::string::npos);
 }
+
+namespace stitch {
+namespace {
+
+// Walks the format table through its extensions: each one writes and reads
+// back the same tensor, bit for bit.
+TEST(TensorFormats, EveryExtensionRoundTripsATensor) {
+  testing::TempDir dir;
+  const std::string types = tensor_file_types();
+  std::vector<std::string> extensions;
+  for (size_t start = 0; start < types.size();) {
+    const size_t end = std::min(types.find(", ", start), types.size());
+    extensions.push_back(types.substr(start, end - start));
+    start = end + 2;
+  }
+  EXPECT_GE(extensions.size(), 4u) << types;
+  const auto t = torch::arange(24, torch::kFloat).reshape({2, 3, 4});
+  for (const auto& ext : extensions) {
+    SCOPED_TRACE(ext);
+    const auto file = dir / ("t" + ext);
+    write_tensors(file, {{"t", t}});
+    const TensorMap back = read_tensors(file);
+    ASSERT_EQ(back.size(), 1u);
+    ASSERT_EQ(back.begin()->first, "t");
+    EXPECT_TRUE(torch::equal(back.begin()->second, t));
+  }
+}
+
+}  // namespace
+}  // namespace stitch

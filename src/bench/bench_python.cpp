@@ -32,7 +32,7 @@ PythonWorker::PythonWorker(const std::filesystem::path& interpreter,
     : interpreter_(interpreter) {
   int ends[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
-    throw Error(fmt::format("--compare-python: socketpair: {}", std::strerror(errno)));
+    throw Error(fmt::format("comparing with Python: socketpair: {}", std::strerror(errno)));
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -53,7 +53,7 @@ PythonWorker::PythonWorker(const std::filesystem::path& interpreter,
   if (spawned != 0) {
     pid_ = -1;
     stop();
-    throw Error(fmt::format("--compare-python: cannot run {}: {}\n{}", program,
+    throw Error(fmt::format("comparing with Python: cannot run {}: {}\n{}", program,
                             std::strerror(spawned), kPythonFix));
   }
 
@@ -80,7 +80,7 @@ PythonWorker::PythonWorker(const std::filesystem::path& interpreter,
     stop();  // the destructor does not run when the constructor throws
     const std::string what = e.what();
     if (what.find("No module named 'torch'") != std::string::npos) {
-      throw Error(fmt::format("--compare-python: {} cannot import torch\n{}", program, kPythonFix));
+      throw Error(fmt::format("comparing with Python: {} cannot import torch\n{}", program, kPythonFix));
     }
     throw;
   }
@@ -128,10 +128,10 @@ nlohmann::json PythonWorker::request(const nlohmann::json& message) {
   }
   nlohmann::json reply = nlohmann::json::parse(read_line(), nullptr, false);
   if (reply.is_discarded() || !reply.is_object()) {
-    throw Error("--compare-python: the Python worker sent something that is not JSON");
+    throw Error("comparing with Python: the Python worker sent something that is not JSON");
   }
   if (reply.contains("error")) {
-    throw Error(fmt::format("--compare-python: {}: {}", interpreter_.string(),
+    throw Error(fmt::format("comparing with Python: {}: {}", interpreter_.string(),
                             reply["error"].get<std::string>()));
   }
   return reply;
@@ -161,7 +161,7 @@ void PythonWorker::worker_gone() {
   } else if (WIFSIGNALED(status)) {
     how = fmt::format("was ended by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
   }
-  throw Error(fmt::format("--compare-python: the Python worker ({}) {} unexpectedly",
+  throw Error(fmt::format("comparing with Python: the Python worker ({}) {} unexpectedly",
                           interpreter_.string(), how));
 }
 

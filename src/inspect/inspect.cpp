@@ -139,7 +139,7 @@ std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& 
     if (it == sizes.end()) continue;
     const std::vector<int64_t>& dims = it->second;
     auto refuse = [&](const std::string& why) {
-      throw ShapeError(fmt::format("{}input '{}' is declared {}, --input gives {}: {}",
+      throw ShapeError(fmt::format("{}input '{}' is declared {}, the size given is {}: {}",
                                    n.loc.prefix(), n.name, shape_str(n.shape),
                                    fmt::join(dims, "x"), why));
     };

@@ -3,9 +3,9 @@
 
 #include "ops/registry.h"
 
-#include "core/nearest_name.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <map>
@@ -106,9 +106,10 @@ void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs
           names.push_back(p.name);
         }
       }
-      auto near = nearest_name(key, names);
-      fail(fmt::format("unknown argument '{}'{}", key,
-                       near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+      throw SpecError::unknown_name(
+          loc, "argument", key, names,
+          names.empty() ? "" : fmt::format("\n  {} takes {}", sig.name, fmt::join(names, ", ")),
+          sig.name);
     }
     if (bound.count(key)) {
       fail(fmt::format("argument '{}' given twice", key));

@@ -178,7 +178,7 @@ class Trainer {
       if (trained[i].sha256 != read[i].sha256) {
         throw Error(fmt::format(
             "model '{}': its file changed while training, so model.pt cannot be built from "
-            "it; the trained weights are in {}: put the file back and run again with --resume",
+            "it; the trained weights are in {}: put the file back and resume the run",
             trained[i].name, (config_.out / "checkpoints").string()));
       }
     }
@@ -263,7 +263,7 @@ class Trainer {
                     std::isnan(loss) ? "NaN" : "infinite", at.epoch + 1, at.step + 1,
                     files.empty() ? "no checkpoint of this run was written yet"
                                   : "the last good checkpoint is kept: " + files.back().string() +
-                                        " (stitch train --resume continues from it)",
+                                        " (resuming continues from it)",
                     config_.lr));
   }
 

@@ -122,7 +122,7 @@ Position load_checkpoint(const fs::path& file, torch::jit::Module& module,
         throw Error(fmt::format(
             "the checkpoint is of another model: '{}' {}\n"
             "  fix: put the spec's models back as they were, or train from the start "
-            "(without --resume, or with another out:)",
+            "(not resuming, or with another out:)",
             name, it == saved.end() ? "is not in it" : "has another shape in it"));
       }
       t.copy_(it->second);
@@ -132,7 +132,7 @@ Position load_checkpoint(const fs::path& file, torch::jit::Module& module,
         trained_with.toStringRef() != optimizer_name) {
       throw Error(fmt::format(
           "the checkpoint was trained with optimizer: {}, the spec now says {}\n"
-          "  fix: put optimizer: {} back, or train from the start (without --resume)",
+          "  fix: put optimizer: {} back, or train from the start (not resuming)",
           trained_with.toStringRef(), optimizer_name, trained_with.toStringRef()));
     }
     torch::serialize::InputArchive opt;
