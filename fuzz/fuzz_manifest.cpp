@@ -1,7 +1,7 @@
 // A saved artifact's metadata: the zip archive, then the stitch/spec.yaml
 // and stitch/manifest.json in it, read as `verify` and `graph` read them.
-#include "fuzz_util.h"
 #include "artifact/metadata.h"
+#include "fuzz_util.h"
 #include "stitch/spec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

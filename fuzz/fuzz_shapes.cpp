@@ -1,11 +1,11 @@
 // Shape checking on random graphs: inputs of random shapes and dtypes, then
 // built-in ops (chosen from the signature table) with random arguments and
 // keywords, built through the C++ API and checked.
+#include <fuzzer/FuzzedDataProvider.h>
+
 #include "fuzz_util.h"
 #include "ops/registry.h"
 #include "stitch/check.h"
-
-#include <fuzzer/FuzzedDataProvider.h>
 
 namespace {
 
@@ -43,9 +43,14 @@ class GraphMaker {
     const int rank = in_.ConsumeIntegralInRange(0, 5);
     for (int d = 0; d < rank; ++d) {
       switch (in_.ConsumeIntegralInRange(0, 3)) {
-        case 0: out.push_back(stitch::N); break;
-        case 1: out.push_back(Dim::symbol("T")); break;
-        default: out.push_back(in_.ConsumeIntegralInRange<int64_t>(1, 64));
+        case 0:
+          out.push_back(stitch::N);
+          break;
+        case 1:
+          out.push_back(Dim::symbol("T"));
+          break;
+        default:
+          out.push_back(in_.ConsumeIntegralInRange<int64_t>(1, 64));
       }
     }
     return out;
@@ -63,9 +68,12 @@ class GraphMaker {
 
   Literal literal(Kind kind) {
     switch (kind) {
-      case Kind::Int: return small_int();
-      case Kind::Float: return in_.ConsumeFloatingPointInRange(-2.0, 2.0);
-      case Kind::Bool: return in_.ConsumeBool();
+      case Kind::Int:
+        return small_int();
+      case Kind::Float:
+        return in_.ConsumeFloatingPointInRange(-2.0, 2.0);
+      case Kind::Bool:
+        return in_.ConsumeBool();
       case Kind::String: {
         constexpr const char* kWords[] = {"avg", "max", "relu", "gelu", "tanh", "x0", "x1", ""};
         return in_.PickValueInArray(kWords);
@@ -85,7 +93,8 @@ class GraphMaker {
         }
         return items;
       }
-      default: return Literal();
+      default:
+        return Literal();
     }
   }
 

@@ -1,11 +1,11 @@
 // The spec loader: YAML text -> graph. A spec that loads and names no model
 // files is also shape-checked, and the YAML written back from its graph must
 // load again (it is what an artifact carries as stitch/spec.yaml).
+#include <cstdlib>
+
 #include "fuzz_util.h"
 #include "stitch/check.h"
 #include "stitch/spec.h"
-
-#include <cstdlib>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   stitch::fuzz::expect_only_stitch_errors([&] {

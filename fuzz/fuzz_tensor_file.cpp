@@ -5,8 +5,7 @@
 #include "io/tensor_io_bytes.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  stitch::fuzz::expect_only_stitch_errors([&] {
-    stitch::detail::read_tensor_bytes(stitch::fuzz::text(data, size), FUZZ_FILE_NAME);
-  });
+  stitch::fuzz::expect_only_stitch_errors(
+      [&] { stitch::detail::read_tensor_bytes(stitch::fuzz::text(data, size), FUZZ_FILE_NAME); });
   return 0;
 }

@@ -3,11 +3,11 @@
 // input; anything else (another exception, a sanitizer report, a signal)
 // escapes to libFuzzer, which reports it as a crash with the input.
 
-#include "stitch/error.h"
-
 #include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include "stitch/error.h"
 
 namespace stitch::fuzz {
 

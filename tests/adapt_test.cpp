@@ -1,11 +1,10 @@
 // adapt(x, to=...) / adapt(x, like=...): the adapter chosen for each shape,
 // and the fixes shape mismatches carry.
 
-#include "test_util.h"
+#include <stitch/stitch.h>
 
 #include "check/adapt_target.h"
-
-#include <stitch/stitch.h>
+#include "test_util.h"
 
 namespace stitch {
 namespace {
@@ -28,7 +27,9 @@ AdapterPlan plan(Shape from, const AdaptTarget& target, at::ScalarType dtype = a
   return *p;
 }
 
-std::string ops(const AdapterPlan& p) { return p.spec_text("x"); }
+std::string ops(const AdapterPlan& p) {
+  return p.spec_text("x");
+}
 
 TEST_F(AdaptTest, NothingWhenTheShapeAlreadyFits) {
   auto p = plan({N, 5}, to({N, 5}));
@@ -102,7 +103,7 @@ TEST_F(AdaptTest, LikeAModelReadsItsFirstLayerAndRuns) {
   auto image = g.input("image", {N, 3, 64, 64});
   auto vision = load(fixture("resnet18.pt")).name("vision").cut("layer4");
   auto head = load(fixture("head.pt")).name("head");  // Flatten, Linear(512, 5)
-  auto features = vision(image);                       // [N, 512, 2, 2]
+  auto features = vision(image);                      // [N, 512, 2, 2]
   auto adapted = adapt(features, head);
   g.output("logits", head(adapted));
   CheckReport r = check(g);
@@ -120,8 +121,8 @@ TEST_F(AdaptTest, LikeAModelReadsItsFirstLayerAndRuns) {
   torch::NoGradGuard no_grad;
   auto input = torch::randn({2, 3, 64, 64});
   auto x = input;
-  for (const char* name : {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
-                           "layer4"}) {
+  for (const char* name :
+       {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"}) {
     x = v.attr(name).toModule().forward({x}).toTensor();
   }
   auto expected = h.forward({x.mean({2, 3})}).toTensor();
@@ -137,8 +138,7 @@ TEST_F(AdaptTest, TheCppHelperWritesWhatTheSpecSays) {
   const auto& node = g.nodes().back();
   ASSERT_NE(node.kwarg("to"), nullptr);
   EXPECT_EQ(node.kwarg("to")->str(), R"(["N", 8])");
-  EXPECT_NE(to_spec_yaml(g).find("y = adapt(x, to=[N, 8])"), std::string::npos)
-      << to_spec_yaml(g);
+  EXPECT_NE(to_spec_yaml(g).find("y = adapt(x, to=[N, 8])"), std::string::npos) << to_spec_yaml(g);
 }
 
 TEST_F(AdaptTest, LearnedAdapterIsATrainableSubmodule) {

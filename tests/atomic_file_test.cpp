@@ -4,9 +4,6 @@
 
 #include "util/atomic_file.h"
 
-#include "stitch/error.h"
-#include "test_util.h"
-
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -14,12 +11,15 @@
 #include <algorithm>
 #include <csignal>
 
+#include "stitch/error.h"
+#include "test_util.h"
+
 namespace fs = std::filesystem;
 using stitch::IoError;
 using stitch::read_file;
-using stitch::testing::TempDir;
 using stitch::write_atomically;
 using stitch::write_file_atomically;
+using stitch::testing::TempDir;
 
 namespace {
 

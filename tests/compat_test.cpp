@@ -22,9 +22,10 @@ c10::OperatorHandle sdpa() {
 at::Tensor call(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                 c10::optional<at::Tensor> mask, double dropout, bool causal,
                 c10::optional<double> scale, bool gqa) {
-  return sdpa().typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                 const c10::optional<at::Tensor>&, double, bool,
-                                 c10::optional<double>, bool)>()
+  return sdpa()
+      .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                        const c10::optional<at::Tensor>&, double, bool, c10::optional<double>,
+                        bool)>()
       .call(q, k, v, mask, dropout, causal, scale, gqa);
 }
 
@@ -57,8 +58,9 @@ TEST(CompatTest, MasksCausalScaleAndGroupedHeadsFollowTheFormula) {
   EXPECT_TRUE(torch::allclose(call(q, k, v, c10::nullopt, 0.0, true, 0.3, true),
                               by_formula(q, k4, v4, causal, 0.3), 1e-5, 1e-6));
   const auto allowed = torch::rand({2, 1, 5, 5}) > 0.3;
-  const auto additive = torch::zeros({2, 1, 5, 5}).masked_fill(allowed.logical_not(),
-                                                               -std::numeric_limits<float>::infinity());
+  const auto additive =
+      torch::zeros({2, 1, 5, 5})
+          .masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   EXPECT_TRUE(torch::allclose(call(q, q, q, allowed, 0.0, false, -0.5, false),
                               by_formula(q, q, q, additive, -0.5), 1e-5, 1e-6));
 }
@@ -82,7 +84,9 @@ TEST(CompatTest, ItTrainsAndRefusesAMaskWithIsCausal) {
 
 #else
 
-TEST(CompatTest, LibTorch2NeedsNone) { EXPECT_TRUE(stitch::compat_operators().empty()); }
+TEST(CompatTest, LibTorch2NeedsNone) {
+  EXPECT_TRUE(stitch::compat_operators().empty());
+}
 
 #endif
 

@@ -1,13 +1,11 @@
 // Building combined models through the C++ API and checking them against the
 // same components called by hand.
 
-#include "test_util.h"
+#include <stitch/stitch.h>
+#include <torch/csrc/jit/serialization/import.h>
 
 #include "check/analysis.h"
-
-#include <stitch/stitch.h>
-
-#include <torch/csrc/jit/serialization/import.h>
+#include "test_util.h"
 
 namespace stitch {
 namespace {
@@ -31,8 +29,8 @@ torch::jit::Module load_eval(const std::string& name) {
 /// resnet18's children up to and including `last`, called in order.
 torch::Tensor resnet_prefix(torch::jit::Module& r, torch::Tensor x, const std::string& last) {
   torch::NoGradGuard no_grad;
-  for (const char* name : {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
-                           "layer4", "avgpool"}) {
+  for (const char* name :
+       {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"}) {
     x = r.attr(name).toModule().forward({x}).toTensor();
     if (last == name) break;
   }
@@ -188,8 +186,7 @@ TEST_F(ComposeTest, CheckRowsWriteExpressionsAsASpecDoes) {
   // The parentheses precedence needs, required arguments positionally.
   EXPECT_NE(std::find(rows.begin(), rows.end(), "linear((a - b) * 2.0, 3)"), rows.end())
       << report.table();
-  EXPECT_NE(std::find(rows.begin(), rows.end(), "a - (b - a) * 0.5"), rows.end())
-      << report.table();
+  EXPECT_NE(std::find(rows.begin(), rows.end(), "a - (b - a) * 0.5"), rows.end()) << report.table();
 }
 
 TEST_F(ComposeTest, TwoResnetsWithTheSameClassNamesLiveInOneArtifact) {
@@ -306,8 +303,8 @@ TEST_F(ComposeTest, LearnedLayersMatchTheirTorchEquivalents) {
   auto input = torch::randn({2, 3, 8, 8});
   auto expected = torch::conv2d(input, p("conv.weight"), p("conv.bias"), 1, 1);
   expected = torch::layer_norm(expected, {8});
-  expected = torch::batch_norm(expected, {}, {}, torch::zeros({4}), torch::ones({4}), false,
-                               0.1, 1e-5, false);
+  expected = torch::batch_norm(expected, {}, {}, torch::zeros({4}), torch::ones({4}), false, 0.1,
+                               1e-5, false);
   expected = expected * 2.0 + 1.0;
   EXPECT_TRUE(torch::allclose(call(model, {input}), expected, 1e-5, 1e-5));
 }

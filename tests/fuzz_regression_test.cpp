@@ -2,18 +2,18 @@
 // function as its target and expected to end in a stitch::Error; plus the
 // promise that no tensor reader allocates more than its file can hold.
 
-#include "artifact/metadata.h"
-#include "stitch/check.h"
-#include "stitch/error.h"
-#include "stitch/spec.h"
-#include "io/tensor_io_bytes.h"
-#include "test_util.h"
-
 #include <caffe2/serialize/inline_container.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
+
+#include "artifact/metadata.h"
+#include "io/tensor_io_bytes.h"
+#include "stitch/check.h"
+#include "stitch/error.h"
+#include "stitch/spec.h"
+#include "test_util.h"
 
 namespace {
 
@@ -52,12 +52,12 @@ TEST(NeverAllocatesMoreThanTheFileHolds, Npy) {
 }
 
 TEST(NeverAllocatesMoreThanTheFileHolds, Safetensors) {
-  EXPECT_IO_ERROR(
-      read_tensor_bytes(
-          safetensors_bytes(R"({"a":{"dtype":"F32","shape":[100000,100000],"data_offsets":[0,16]}})",
-                      std::string(16, '\0')),
-          "x.safetensors"),
-      "declares 40000000000 bytes but the file holds 16");
+  EXPECT_IO_ERROR(read_tensor_bytes(
+                      safetensors_bytes(
+                          R"({"a":{"dtype":"F32","shape":[100000,100000],"data_offsets":[0,16]}})",
+                          std::string(16, '\0')),
+                      "x.safetensors"),
+                  "declares 40000000000 bytes but the file holds 16");
 }
 
 TEST(NeverAllocatesMoreThanTheFileHolds, SafetensorsEntriesSharingBytes) {
@@ -67,9 +67,9 @@ TEST(NeverAllocatesMoreThanTheFileHolds, SafetensorsEntriesSharingBytes) {
     header += fmt::format(R"({}"t{}":{{"dtype":"U8","shape":[64],"data_offsets":[0,64]}})",
                           i ? "," : "", i);
   }
-  EXPECT_IO_ERROR(read_tensor_bytes(safetensors_bytes(header + "}", std::string(64, '\0')),
-                                    "x.safetensors"),
-                  "overlap in the data section");
+  EXPECT_IO_ERROR(
+      read_tensor_bytes(safetensors_bytes(header + "}", std::string(64, '\0')), "x.safetensors"),
+      "overlap in the data section");
 }
 
 TEST(NeverAllocatesMoreThanTheFileHolds, PtZipEntry) {
@@ -84,10 +84,10 @@ TEST(NeverAllocatesMoreThanTheFileHolds, PtZipEntry) {
 
 TEST(NeverAllocatesMoreThanTheFileHolds, PtStorage) {
   // ('storage', torch.FloatStorage, '0', 'cpu', 1 << 30) over a 16-byte record.
-  const std::string pickle =
-      "\x80\x02"s + "ctorch._utils\n_rebuild_tensor_v2\n(" + "(X\x07\x00\x00\x00storage"s +
-      "ctorch\nFloatStorage\n" + "X\x01\x00\x00\x00"s + "0" + "X\x03\x00\x00\x00"s + "cpu" +
-      "J\x00\x00\x00\x40"s + "tQ" + "K\x00(K\x04tq\x00(K\x01tq\x01tR."s;
+  const std::string pickle = "\x80\x02"s + "ctorch._utils\n_rebuild_tensor_v2\n(" +
+                             "(X\x07\x00\x00\x00storage"s + "ctorch\nFloatStorage\n" +
+                             "X\x01\x00\x00\x00"s + "0" + "X\x03\x00\x00\x00"s + "cpu" +
+                             "J\x00\x00\x00\x40"s + "tQ" + "K\x00(K\x04tq\x00(K\x01tq\x01tR."s;
   const std::string zip = torch_zip({{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}});
   EXPECT_IO_ERROR(read_tensor_bytes(zip, "x.pt"),
                   "storage '0' declares 4294967296 bytes but the file holds 16");
@@ -108,12 +108,11 @@ TEST(FuzzRegression, PtMemoizedStringConcatenatedOverAndOver) {
 TEST(FuzzRegression, SafetensorsDeeplyNestedDtype) {
   // Writing the dtype into the message once recursed 100000 levels deep.
   const std::string nested = std::string(100000, '[') + std::string(100000, ']');
-  EXPECT_IO_ERROR(
-      read_tensor_bytes(safetensors_bytes(R"({"a":{"dtype":)" + nested +
-                                        R"(,"shape":[1],"data_offsets":[0,4]}})",
-                                    std::string(4, '\0')),
-                        "x.safetensors"),
-      "unsupported dtype a JSON array");
+  EXPECT_IO_ERROR(read_tensor_bytes(safetensors_bytes(R"({"a":{"dtype":)" + nested +
+                                                          R"(,"shape":[1],"data_offsets":[0,4]}})",
+                                                      std::string(4, '\0')),
+                                    "x.safetensors"),
+                  "unsupported dtype a JSON array");
 }
 
 TEST(FuzzRegression, SpecDimensionProductOverflows) {
@@ -142,8 +141,8 @@ TEST(FuzzRegression, ManifestWithMalformedComponentsGivesNoComponents) {
 }
 
 TEST(FuzzRegression, ArtifactMetadataIsReadWithoutLoadingTheModule) {
-  const std::string zip = torch_zip({{"extra/stitch/spec.yaml", "inputs: {}\n"},
-                                     {"extra/stitch/manifest.json", "{}"}});
+  const std::string zip =
+      torch_zip({{"extra/stitch/spec.yaml", "inputs: {}\n"}, {"extra/stitch/manifest.json", "{}"}});
   const auto meta = stitch::metadata_from_archive(zip, "a.pt");
   EXPECT_EQ(meta.spec_yaml, "inputs: {}\n");
   EXPECT_EQ(meta.manifest_json, "{}");
@@ -156,8 +155,9 @@ TEST(FuzzRegression, ArtifactMetadataIsReadWithoutLoadingTheModule) {
 // corrupt byte itself (a NUL, or bytes read past the text): the error was
 // several lines and not printable. Found by the sanitized hostile-input run.
 TEST(FuzzRegression, ParserErrorsBecomeOnePrintableLine) {
-  const std::string message = "expected a valid token but found '\x01\x1b' here:\n"
-                              "Serialized   File \"code/x.py\", line 1\n\x7f\x7f\n~ <--- HERE\n";
+  const std::string message =
+      "expected a valid token but found '\x01\x1b' here:\n"
+      "Serialized   File \"code/x.py\", line 1\n\x7f\x7f\n~ <--- HERE\n";
   EXPECT_EQ(stitch::detail::first_line(message),
             "expected a valid token but found '" + std::string(2, '?') + "' here:");
   EXPECT_EQ(stitch::detail::first_line("a\0b"s), "a?b");

@@ -1,10 +1,10 @@
 // stitch::inspect_module / inspect_graph: rows, output shapes, parameter
 // counts, freeze, depth, JSON.
 
-#include "test_util.h"
-
 #include <stitch/inspect.h>
 #include <stitch/stitch.h>
+
+#include "test_util.h"
 
 namespace stitch {
 namespace {
@@ -67,7 +67,8 @@ TEST_F(InspectTest, JsonHasTheSameRows) {
 TEST_F(InspectTest, GraphShowsModelsWithFreezeAndNodes) {
   Graph g;
   auto image = g.input("image", {N, 3, 64, 64});
-  auto vision = load(fixture("resnet18.pt")).name("vision").cut("avgpool").freeze({"conv1.*", "layer1.*"});
+  auto vision =
+      load(fixture("resnet18.pt")).name("vision").cut("avgpool").freeze({"conv1.*", "layer1.*"});
   auto logits = linear(flatten(vision(image)), 5);
   g.set_name(logits, "logits");
   g.output("logits", logits);
@@ -120,8 +121,9 @@ TEST_F(InspectTest, GraphTakesInputSizesForItsSymbols) {
   EXPECT_EQ(row(report, "encoder").output->str(), "float[4, 64]");
   EXPECT_EQ(report.nodes.back().type.str(), "float[4, 3]");
   EXPECT_EQ(report.inputs.at(0).second.str(), "float[4, 64]");
-  EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4, 65}}}), ShapeError,
-                         "input 'x' is declared [N, 64], the size given is 4x65: dim 1 is 64, not 65");
+  EXPECT_THROW_TYPE_WITH(
+      inspect_graph(g, -1, {{"x", {4, 65}}}), ShapeError,
+      "input 'x' is declared [N, 64], the size given is 4x65: dim 1 is 64, not 65");
   EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"x", {4}}}), ShapeError, "1 dims, not 2");
   EXPECT_THROW_TYPE_WITH(inspect_graph(g, -1, {{"image", {4, 64}}}), Error,
                          "the spec has no input 'image'; its inputs are: x");

@@ -2,14 +2,14 @@
 // defaults, and computes what PyTorch's formula for it gives, written out
 // here by hand. A new loss without a case fails the walk.
 
-#include "test_util.h"
-
 #include "train/loss_table.h"
 
 #include <stitch/train.h>
 
 #include <functional>
 #include <map>
+
+#include "test_util.h"
 
 namespace stitch::train_detail {
 namespace {
@@ -37,18 +37,19 @@ std::map<std::string, LossCase> loss_cases() {
   cases["cross_entropy"] = {{logits, torch::randint(4, {6})}, [](const Xs& x, const LossOptions&) {
                               return cross_entropy_by_hand(x[0], x[1]);
                             }};
-  cases["mse"] = {{a, b}, [](const Xs& x, const LossOptions&) { return (x[0] - x[1]).pow(2).mean(); }};
-  cases["bce"] = {{a, torch::rand({6, 5}).round()}, [](const Xs& x, const LossOptions&) {
-                    // F.binary_cross_entropy_with_logits, in its stable form.
-                    return (x[0].clamp_min(0) - x[0] * x[1] + torch::log1p(torch::exp(-x[0].abs())))
-                        .mean();
-                  }};
-  cases["clip"] = {{a, b}, [](const Xs& x, const LossOptions& o) {
-                     auto sim = unit_rows(x[0]).mm(unit_rows(x[1]).t()) / o.at("temperature");
-                     auto labels = torch::arange(x[0].size(0));
-                     return (cross_entropy_by_hand(sim, labels) +
-                             cross_entropy_by_hand(sim.t(), labels)) / 2;
-                   }};
+  cases["mse"] = {{a, b},
+                  [](const Xs& x, const LossOptions&) { return (x[0] - x[1]).pow(2).mean(); }};
+  cases["bce"] = {
+      {a, torch::rand({6, 5}).round()}, [](const Xs& x, const LossOptions&) {
+        // F.binary_cross_entropy_with_logits, in its stable form.
+        return (x[0].clamp_min(0) - x[0] * x[1] + torch::log1p(torch::exp(-x[0].abs()))).mean();
+      }};
+  cases["clip"] = {
+      {a, b}, [](const Xs& x, const LossOptions& o) {
+        auto sim = unit_rows(x[0]).mm(unit_rows(x[1]).t()) / o.at("temperature");
+        auto labels = torch::arange(x[0].size(0));
+        return (cross_entropy_by_hand(sim, labels) + cross_entropy_by_hand(sim.t(), labels)) / 2;
+      }};
   cases["contrastive"] = {{a, b, torch::randint(2, {6})}, [](const Xs& x, const LossOptions& o) {
                             // Seed 002's loss: every pair's squared distance.
                             auto d = torch::cdist(x[0], x[1]).pow(2);
@@ -80,8 +81,8 @@ TEST_F(LossTable, EveryLossParsesAndComputesWhatPyTorchsFormulaGives) {
 
     const torch::Tensor got = loss->compute(c.inputs, loss->options);
     const torch::Tensor want = c.reference(c.inputs, loss->options);
-    EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6)) << got.item<float>() << " vs "
-                                                        << want.item<float>();
+    EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6))
+        << got.item<float>() << " vs " << want.item<float>();
     if (loss->correct != nullptr) {
       const auto right = loss->correct(c.inputs);
       ASSERT_TRUE(right.has_value());

@@ -2,14 +2,13 @@
 // TorchScript save and load, and gives what LibTorch's own functions (the
 // kernels PyTorch runs) give. A new op without a case here fails the walk.
 
-#include "test_util.h"
-
-#include "ops/registry.h"
-
 #include <stitch/stitch.h>
 
 #include <functional>
 #include <map>
+
+#include "ops/registry.h"
+#include "test_util.h"
 
 namespace stitch {
 namespace {
@@ -42,47 +41,94 @@ std::map<std::string, OpCase> op_cases() {
   const Xs pair = {torch::randn({3, 8}), torch::randn({3, 8})};
   std::map<std::string, OpCase> cases;
   // merge
-  cases["concat"] = {[=](Graph& g) { auto [a, b] = two_rows(g); return concat({a, b}); }, pair,
-                     [](const Xs& x, const M&) { return torch::cat({x[0], x[1]}, 1); }};
-  cases["stack"] = {[=](Graph& g) { auto [a, b] = two_rows(g); return stack({a, b}); }, pair,
-                    [](const Xs& x, const M&) { return torch::stack({x[0], x[1]}, 1); }};
-  cases["add"] = {[=](Graph& g) { auto [a, b] = two_rows(g); return add({a, b}); }, pair,
-                  [](const Xs& x, const M&) { return x[0] + x[1]; }};
-  cases["mul"] = {[=](Graph& g) { auto [a, b] = two_rows(g); return mul(a, b); }, pair,
-                  [](const Xs& x, const M&) { return x[0] * x[1]; }};
-  cases["sub"] = {[=](Graph& g) { auto [a, b] = two_rows(g); return (a - b) * 2.0; }, pair,
-                  [](const Xs& x, const M&) { return (x[0] - x[1]) * 2.0; }};
+  cases["concat"] = {[=](Graph& g) {
+                       auto [a, b] = two_rows(g);
+                       return concat({a, b});
+                     },
+                     pair,
+                     [](const Xs& x, const M&) {
+                       return torch::cat({x[0], x[1]}, 1);
+                     }};
+  cases["stack"] = {[=](Graph& g) {
+                      auto [a, b] = two_rows(g);
+                      return stack({a, b});
+                    },
+                    pair,
+                    [](const Xs& x, const M&) {
+                      return torch::stack({x[0], x[1]}, 1);
+                    }};
+  cases["add"] = {[=](Graph& g) {
+                    auto [a, b] = two_rows(g);
+                    return add({a, b});
+                  },
+                  pair, [](const Xs& x, const M&) { return x[0] + x[1]; }};
+  cases["mul"] = {[=](Graph& g) {
+                    auto [a, b] = two_rows(g);
+                    return mul(a, b);
+                  },
+                  pair, [](const Xs& x, const M&) { return x[0] * x[1]; }};
+  cases["sub"] = {[=](Graph& g) {
+                    auto [a, b] = two_rows(g);
+                    return (a - b) * 2.0;
+                  },
+                  pair, [](const Xs& x, const M&) { return (x[0] - x[1]) * 2.0; }};
   // shape
-  cases["flatten"] = {[=](Graph& g) { return flatten(image_input(g)); }, {image},
+  cases["flatten"] = {[=](Graph& g) { return flatten(image_input(g)); },
+                      {image},
                       [](const Xs& x, const M&) { return x[0].flatten(1); }};
-  cases["reshape"] = {[=](Graph& g) { return reshape(image_input(g), {-1, 16, 9}); }, {image},
-                      [](const Xs& x, const M&) { return x[0].reshape({-1, 16, 9}); }};
-  cases["permute"] = {[=](Graph& g) { return permute(image_input(g), {0, 2, 3, 1}); }, {image},
-                      [](const Xs& x, const M&) { return x[0].permute({0, 2, 3, 1}); }};
-  cases["unsqueeze"] = {[=](Graph& g) { return unsqueeze(rows_input(g), 1); }, {rows},
+  cases["reshape"] = {[=](Graph& g) {
+                        return reshape(image_input(g), {-1, 16, 9});
+                      },
+                      {image},
+                      [](const Xs& x, const M&) {
+                        return x[0].reshape({-1, 16, 9});
+                      }};
+  cases["permute"] = {[=](Graph& g) {
+                        return permute(image_input(g), {0, 2, 3, 1});
+                      },
+                      {image},
+                      [](const Xs& x, const M&) {
+                        return x[0].permute({0, 2, 3, 1});
+                      }};
+  cases["unsqueeze"] = {[=](Graph& g) { return unsqueeze(rows_input(g), 1); },
+                        {rows},
                         [](const Xs& x, const M&) { return x[0].unsqueeze(1); }};
   cases["squeeze"] = {[=](Graph& g) { return squeeze(unsqueeze(rows_input(g), 2), 2); },
-                      {rows}, [](const Xs& x, const M&) { return x[0]; }};
-  cases["mean"] = {[=](Graph& g) { return mean(image_input(g), 2); }, {image},
+                      {rows},
+                      [](const Xs& x, const M&) { return x[0]; }};
+  cases["mean"] = {[=](Graph& g) { return mean(image_input(g), 2); },
+                   {image},
                    [](const Xs& x, const M&) { return x[0].mean(2); }};
-  cases["select"] = {[=](Graph& g) { return select(image_input(g), 1, 2); }, {image},
+  cases["select"] = {[=](Graph& g) { return select(image_input(g), 1, 2); },
+                     {image},
                      [](const Xs& x, const M&) { return x[0].select(1, 2); }};
-  cases["pool"] = {[=](Graph& g) { return pool(image_input(g), "max"); }, {image},
-                   [](const Xs& x, const M&) { return x[0].amax({2, 3}); }};
-  cases["resize"] = {[=](Graph& g) { return resize(image_input(g), {9, 4}); }, {image},
+  cases["pool"] = {[=](Graph& g) { return pool(image_input(g), "max"); },
+                   {image},
+                   [](const Xs& x, const M&) {
+                     return x[0].amax({2, 3});
+                   }};
+  cases["resize"] = {[=](Graph& g) {
+                       return resize(image_input(g), {9, 4});
+                     },
+                     {image},
                      [](const Xs& x, const M&) {  // F.interpolate(x, [9, 4], mode="bilinear")
                        return at::upsample_bilinear2d(x[0], {9, 4}, /*align_corners=*/false);
                      }};
   // learned: the reference applies the built layer's own weights
-  cases["linear"] = {[=](Graph& g) { return linear(rows_input(g), 5); }, {rows},
+  cases["linear"] = {[=](Graph& g) { return linear(rows_input(g), 5); },
+                     {rows},
                      [](const Xs& x, const M& l) {
                        return torch::linear(x[0], param(l, "weight"), param(l, "bias"));
                      }};
-  cases["conv"] = {[=](Graph& g) { return conv(image_input(g), 5, 3, 2, 1); }, {image},
+  cases["conv"] = {[=](Graph& g) { return conv(image_input(g), 5, 3, 2, 1); },
+                   {image},
                    [](const Xs& x, const M& l) {
                      return torch::conv2d(x[0], param(l, "weight"), param(l, "bias"), 2, 1);
                    }};
-  cases["mlp"] = {[=](Graph& g) { return mlp(rows_input(g), {6, 2}, "tanh"); }, {rows},
+  cases["mlp"] = {[=](Graph& g) {
+                    return mlp(rows_input(g), {6, 2}, "tanh");
+                  },
+                  {rows},
                   [](const Xs& x, const M& l) {
                     auto fc = [&](const char* name, torch::Tensor h) {
                       auto m = l.attr(name).toModule();
@@ -90,46 +136,61 @@ std::map<std::string, OpCase> op_cases() {
                     };
                     return fc("fc1", torch::tanh(fc("fc0", x[0])));
                   }};
-  cases["embedding"] = {[](Graph& g) { return embedding(g.input("ids", {N, 5}, at::kLong), 11, 4); },
-                        {torch::randint(11, {3, 5})},
-                        [](const Xs& x, const M& l) {
-                          return torch::embedding(param(l, "weight"), x[0]);
-                        }};
-  cases["layernorm"] = {[=](Graph& g) { return layernorm(rows_input(g)); }, {rows},
+  cases["embedding"] = {
+      [](Graph& g) {
+        return embedding(g.input("ids", {N, 5}, at::kLong), 11, 4);
+      },
+      {torch::randint(11, {3, 5})},
+      [](const Xs& x, const M& l) { return torch::embedding(param(l, "weight"), x[0]); }};
+  cases["layernorm"] = {[=](Graph& g) { return layernorm(rows_input(g)); },
+                        {rows},
                         [](const Xs& x, const M&) { return torch::layer_norm(x[0], {8}); }};
-  cases["batchnorm"] = {[=](Graph& g) { return batchnorm(image_input(g)); }, {image},
+  cases["batchnorm"] = {[=](Graph& g) { return batchnorm(image_input(g)); },
+                        {image},
                         [](const Xs& x, const M&) {  // eval: the initial running stats
                           return x[0] / std::sqrt(1.0 + 1e-5);
                         }};
   cases["scale_offset"] = {[=](Graph& g) { return scale_offset(rows_input(g), 2.5, -1.0); },
-                           {rows}, [](const Xs& x, const M&) { return x[0] * 2.5 - 1.0; }};
+                           {rows},
+                           [](const Xs& x, const M&) { return x[0] * 2.5 - 1.0; }};
   // fixed
-  cases["normalize"] = {[=](Graph& g) {
-                          return normalize(image_input(g), {0.1, 0.2, 0.3, 0.4},
-                                           {1.0, 2.0, 0.5, 4.0});
-                        },
-                        {image}, [](const Xs& x, const M&) {
-                          auto mean = torch::tensor({0.1, 0.2, 0.3, 0.4}).view({1, 4, 1, 1});
-                          auto std = torch::tensor({1.0, 2.0, 0.5, 4.0}).view({1, 4, 1, 1});
-                          return (x[0] - mean) / std;
-                        }};
-  cases["relu"] = {[=](Graph& g) { return relu(rows_input(g)); }, {rows},
+  cases["normalize"] = {
+      [=](Graph& g) {
+        return normalize(image_input(g), {0.1, 0.2, 0.3, 0.4}, {1.0, 2.0, 0.5, 4.0});
+      },
+      {image},
+      [](const Xs& x, const M&) {
+        auto mean = torch::tensor({0.1, 0.2, 0.3, 0.4}).view({1, 4, 1, 1});
+        auto std = torch::tensor({1.0, 2.0, 0.5, 4.0}).view({1, 4, 1, 1});
+        return (x[0] - mean) / std;
+      }};
+  cases["relu"] = {[=](Graph& g) { return relu(rows_input(g)); },
+                   {rows},
                    [](const Xs& x, const M&) { return torch::relu(x[0]); }};
-  cases["gelu"] = {[=](Graph& g) { return gelu(rows_input(g)); }, {rows},
+  cases["gelu"] = {[=](Graph& g) { return gelu(rows_input(g)); },
+                   {rows},
                    [](const Xs& x, const M&) { return torch::gelu(x[0]); }};
-  cases["sigmoid"] = {[=](Graph& g) { return sigmoid(rows_input(g)); }, {rows},
+  cases["sigmoid"] = {[=](Graph& g) { return sigmoid(rows_input(g)); },
+                      {rows},
                       [](const Xs& x, const M&) { return torch::sigmoid(x[0]); }};
-  cases["tanh"] = {[=](Graph& g) { return tanh(rows_input(g)); }, {rows},
+  cases["tanh"] = {[=](Graph& g) { return tanh(rows_input(g)); },
+                   {rows},
                    [](const Xs& x, const M&) { return torch::tanh(x[0]); }};
-  cases["softmax"] = {[=](Graph& g) { return softmax(rows_input(g), 1); }, {rows},
+  cases["softmax"] = {[=](Graph& g) { return softmax(rows_input(g), 1); },
+                      {rows},
                       [](const Xs& x, const M&) { return torch::softmax(x[0], 1); }};
-  cases["dropout"] = {[=](Graph& g) { return dropout(rows_input(g), 0.5); }, {rows},
+  cases["dropout"] = {[=](Graph& g) { return dropout(rows_input(g), 0.5); },
+                      {rows},
                       [](const Xs& x, const M&) { return x[0]; }};  // eval: the identity
-  cases["l2norm"] = {[=](Graph& g) { return l2norm(rows_input(g)); }, {rows},
+  cases["l2norm"] = {[=](Graph& g) { return l2norm(rows_input(g)); },
+                     {rows},
                      [](const Xs& x, const M&) {  // F.normalize(x, dim=1)
                        return x[0] / x[0].norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12);
                      }};
-  cases["adapt"] = {[=](Graph& g) { return adapt(image_input(g), Shape{N, 144}); }, {image},
+  cases["adapt"] = {[=](Graph& g) {
+                      return adapt(image_input(g), Shape{N, 144});
+                    },
+                    {image},
                     [](const Xs& x, const M&) { return x[0].flatten(1); }};
   return cases;
 }

@@ -1,11 +1,11 @@
 // The algebra of symbolic dims: what check relies on to keep N symbolic
 // through flatten, reshape and concat.
 
-#include "test_util.h"
-
 #include <stitch/shape.h>
 
 #include <limits>
+
+#include "test_util.h"
 
 namespace stitch {
 namespace {
@@ -33,8 +33,8 @@ TEST(DimAlgebra, DivisionIsExactOrNothing) {
   EXPECT_EQ((N * T * Dim(6)).divide(N * Dim(2)), T * Dim(3));
   EXPECT_EQ((N * Dim(12)).divide(Dim(12)), N);
   EXPECT_EQ(Dim(7).divide(Dim(2)), std::nullopt);
-  EXPECT_EQ(N.divide(T), std::nullopt);       // T is not a factor
-  EXPECT_EQ((N * N).divide(N), N);            // one N of two
+  EXPECT_EQ(N.divide(T), std::nullopt);  // T is not a factor
+  EXPECT_EQ((N * N).divide(N), N);       // one N of two
   EXPECT_EQ(Dim(8).divide(Dim(0)), std::nullopt);
   EXPECT_EQ(Dim(8).divide(N), std::nullopt);  // a static size over a dynamic one
 }

@@ -3,9 +3,6 @@
 // Parsing never loads model files, so the specs name files that do not exist.
 
 #include "stitch/spec.h"
-#include "stitch/ops.h"
-
-#include "test_util.h"
 
 #include <gtest/gtest.h>
 
@@ -14,9 +11,11 @@
 #include <fstream>
 #include <string>
 
+#include "stitch/ops.h"
+#include "test_util.h"
+
 namespace stitch {
 namespace {
-
 
 // Raw strings start on the line after R"Y(; drop that first newline so the
 // line numbers in assertions are the ones seen in the test.
@@ -25,7 +24,9 @@ std::string text(const char* raw) {
   return s.rfind('\n', 0) == 0 ? s.substr(1) : s;
 }
 
-Spec parse(const char* raw) { return parse_spec(text(raw), "spec.yaml"); }
+Spec parse(const char* raw) {
+  return parse_spec(text(raw), "spec.yaml");
+}
 
 const Node& named(const Graph& g, const std::string& name) {
   for (const auto& n : g.nodes()) {
@@ -518,8 +519,7 @@ TEST(SpecWriting, ArithmeticIsWrittenWithTheParenthesesItNeeds) {
     for (size_t j = 0; j < g.nodes()[k].args.size(); ++j) {
       const auto* v = std::get_if<Value>(&g.nodes()[k].args[j]);
       if (v != nullptr) {
-        EXPECT_EQ(std::get<Value>(h.nodes()[k].args.at(j)).id(), v->id()) << k << "\n"
-                                                                          << yaml;
+        EXPECT_EQ(std::get<Value>(h.nodes()[k].args.at(j)).id(), v->id()) << k << "\n" << yaml;
       }
     }
   }
@@ -628,8 +628,7 @@ outputs: [x]
 }
 
 TEST(SpecErrors, ValueNamedLikeAModelIsAnError) {
-  EXPECT_THROW_WITH(parse_expr("relu(a)\n  - head = relu(a)"),
-                    "'head' is the name of a model");
+  EXPECT_THROW_WITH(parse_expr("relu(a)\n  - head = relu(a)"), "'head' is the name of a model");
 }
 
 TEST(SpecErrors, ModelUsedWithoutCallingItIsAnError) {
@@ -648,23 +647,20 @@ TEST(SpecErrors, ModelCallsTakeTensorsOnly) {
 }
 
 TEST(SpecErrors, UnknownOpSuggestsNearestOp) {
-  EXPECT_THROW_WITH(parse_expr("flaten(a)"),
-                    "spec.yaml:7:9: unknown op or model 'flaten'");
+  EXPECT_THROW_WITH(parse_expr("flaten(a)"), "spec.yaml:7:9: unknown op or model 'flaten'");
   EXPECT_THROW_WITH(parse_expr("flaten(a)"), "did you mean 'flatten'?");
   EXPECT_THROW_WITH(parse_expr("heda(a)"), "did you mean the model 'head'?");
 }
 
 TEST(SpecErrors, OpArgumentErrorsCarryThePosition) {
-  EXPECT_THROW_WITH(parse_expr("linear(a)"),
-                    "spec.yaml:7:9: linear: missing argument 'out'");
+  EXPECT_THROW_WITH(parse_expr("linear(a)"), "spec.yaml:7:9: linear: missing argument 'out'");
   EXPECT_THROW_WITH(parse_expr("relu(a, dim=1)"), "unknown argument 'dim'");
   EXPECT_THROW_WITH(parse_expr("mean(a, dim=b)"),
                     "argument 'dim' must be a constant, not a tensor");
 }
 
 TEST(SpecErrors, UnquotedStringSuggestsQuotes) {
-  EXPECT_THROW_WITH(parse_expr("pool(a, kind=maximum)"),
-                    "fix: strings need quotes: \"maximum\"");
+  EXPECT_THROW_WITH(parse_expr("pool(a, kind=maximum)"), "fix: strings need quotes: \"maximum\"");
   // Not "did you mean 'a'": a keyword argument is never a tensor.
   EXPECT_THROW_WITH(parse_expr("pool(a, kind=avg)"), "strings need quotes: \"avg\"");
   EXPECT_THROW_WITH(parse_expr("adapt(a, like=haed)"), "did you mean 'head'?");
@@ -673,8 +669,7 @@ TEST(SpecErrors, UnquotedStringSuggestsQuotes) {
 TEST(SpecErrors, OutputNamingNothingIsAnError) {
   std::string yaml = text(kLateFusion);
   yaml.replace(yaml.find("outputs: [logits]"), 17, "outputs: [logit]");
-  EXPECT_THROW_WITH(parse_spec(yaml, "spec.yaml"),
-                    "spec.yaml:13:11: output 'logit' names nothing");
+  EXPECT_THROW_WITH(parse_spec(yaml, "spec.yaml"), "spec.yaml:13:11: output 'logit' names nothing");
   EXPECT_THROW_WITH(parse_spec(yaml, "spec.yaml"), "did you mean 'logits'?");
 }
 
@@ -697,13 +692,11 @@ TEST(SpecErrors, SyntaxErrorsSayWhatWasExpectedAndWhere) {
   EXPECT_THROW_WITH(parse_expr("\"s\" + a"), "'+' needs tensors or numbers");
   EXPECT_THROW_WITH(parse_expr("mean(dim=1, a)"), "positional argument after keyword");
   EXPECT_THROW_WITH(parse_expr("relu(a) 2x"), "'2x' is not a number or a name");
-  EXPECT_THROW_WITH(parse_expr("linear(a, 99999999999999999999)"),
-                    "does not fit in 64 bits");
+  EXPECT_THROW_WITH(parse_expr("linear(a, 99999999999999999999)"), "does not fit in 64 bits");
 }
 
 TEST(SpecErrors, GraphEntryMustBeAnAssignment) {
-  EXPECT_THROW_WITH(parse_expr("relu(a)\n  - relu(a)"),
-                    "spec.yaml:8:9: expected '=' after 'relu'");
+  EXPECT_THROW_WITH(parse_expr("relu(a)\n  - relu(a)"), "spec.yaml:8:9: expected '=' after 'relu'");
   EXPECT_THROW_WITH(parse_expr("relu(a)\n  - = relu(a)"), "expected a name to assign");
   EXPECT_THROW_WITH(parse_expr("relu(a)\n  - z ="), "expected an expression after 'z ='");
   EXPECT_THROW_WITH(parse_expr("relu(a)\n  - z: relu(a)"),
@@ -719,12 +712,10 @@ TEST(SpecErrors, DeepNestingIsAnErrorNotACrash) {
   for (int k = 0; k < 5000; ++k) calls += "relu(";
   calls += "a" + std::string(5000, ')');
   EXPECT_THROW_WITH(parse_expr(calls), "nested too deeply");
-  EXPECT_THROW_WITH(parse_expr("reshape(a, " + std::string(deep, '[') + ")"),
-                    "nested too deeply");
+  EXPECT_THROW_WITH(parse_expr("reshape(a, " + std::string(deep, '[') + ")"), "nested too deeply");
   EXPECT_THROW_WITH(parse_expr(std::string(deep, '-') + "a"), "nested too deeply");
   // yaml-cpp has its own depth limit; its error is a SpecError too.
-  EXPECT_THROW_WITH(parse_spec("inputs: " + std::string(deep, '['), "spec.yaml"),
-                    "spec.yaml:");
+  EXPECT_THROW_WITH(parse_spec("inputs: " + std::string(deep, '['), "spec.yaml"), "spec.yaml:");
   // Nesting within the limit is fine.
   Spec s = parse_expr(std::string(150, '(') + "a" + std::string(150, ')'));
   EXPECT_EQ(s.graph.node(s.graph.outputs()[0].second).name, "a");
@@ -761,13 +752,11 @@ TEST(SpecErrors, UnknownKeysSuggestTheNearestKnownKey) {
   EXPECT_THROW_WITH(parse_spec(top, "spec.yaml"), "did you mean 'outputs'?");
   std::string model = yaml;
   model.replace(model.find("freeze: true}   #"), 6, "frezee");
-  EXPECT_THROW_WITH(parse_spec(model, "spec.yaml"),
-                    "unknown key 'frezee' in models.vision");
+  EXPECT_THROW_WITH(parse_spec(model, "spec.yaml"), "unknown key 'frezee' in models.vision");
   EXPECT_THROW_WITH(parse_spec(model, "spec.yaml"), "did you mean 'freeze'?");
   std::string input = yaml;
   input.replace(input.find("dtype"), 5, "dtpye");
-  EXPECT_THROW_WITH(parse_spec(input, "spec.yaml"),
-                    "unknown key 'dtpye' in inputs.tokens");
+  EXPECT_THROW_WITH(parse_spec(input, "spec.yaml"), "unknown key 'dtpye' in inputs.tokens");
   std::string far = yaml;
   far.replace(far.find("outputs:"), 8, "zzzzzzzzzz:");
   EXPECT_THROW_WITH(parse_spec(far, "spec.yaml"), "known keys: inputs, models, graph");
@@ -818,8 +807,7 @@ TEST(SpecErrors, MissingOrEmptySectionsAreErrors) {
                     "the spec has no 'graph:' section");
   EXPECT_THROW_WITH(parse("inputs: {x: [N, 4]}\ngraph: []\noutputs: [x]\n"),
                     "spec.yaml:2:8: the graph is empty");
-  EXPECT_THROW_WITH(parse("inputs: {x: [N, 4]}\ngraph:\noutputs: [x]\n"),
-                    "graph must be a list");
+  EXPECT_THROW_WITH(parse("inputs: {x: [N, 4]}\ngraph:\noutputs: [x]\n"), "graph must be a list");
   EXPECT_THROW_WITH(parse("inputs: {x: [N, 4]}\ngraph: [\"y = relu(x)\"]\noutputs: []\n"),
                     "outputs must list the names");
   EXPECT_THROW_WITH(parse("graph: [\"y = relu(x)\"]\noutputs: [y]\n"),
@@ -834,13 +822,11 @@ TEST(SpecErrors, WrongNodeTypesAreErrors) {
   EXPECT_THROW_WITH(
       parse("inputs: {x: [N, 2.5]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
       "spec.yaml:1:17: a dimension of input 'x' must be an integer or a name like N, got '2.5'");
-  EXPECT_THROW_WITH(
-      parse("inputs: {x: [N, 0]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
-      "dimension 0 must be positive");
-  EXPECT_THROW_WITH(
-      parse("inputs: {x: {shape: [N], dtype: flaot}}\ngraph: [\"y = relu(x)\"]\n"
-            "outputs: [y]\n"),
-      "unknown dtype 'flaot'\n  fix: did you mean 'float'?");
+  EXPECT_THROW_WITH(parse("inputs: {x: [N, 0]}\ngraph: [\"y = relu(x)\"]\noutputs: [y]\n"),
+                    "dimension 0 must be positive");
+  EXPECT_THROW_WITH(parse("inputs: {x: {shape: [N], dtype: flaot}}\ngraph: [\"y = relu(x)\"]\n"
+                          "outputs: [y]\n"),
+                    "unknown dtype 'flaot'\n  fix: did you mean 'float'?");
   EXPECT_THROW_WITH(parse("inputs: {x: {dtype: int64}}\ngraph: [\"y = relu(x)\"]\n"
                           "outputs: [y]\n"),
                     "inputs.x has no 'shape:'");
@@ -886,8 +872,7 @@ TEST(SpecErrors, AModelNamedAfterItsFileGetsANameASpecCouldGiveIt) {
 TEST(SpecErrors, ErrorsAreSpecErrors) {
   EXPECT_THROW(parse_expr("relu(nothing)"), SpecError);
   EXPECT_THROW(parse("inputs: [x"), SpecError);
-  EXPECT_THROW(parse("inputs: {x: [N]}\ngraph: [\"y = relu(x)\"]\noutputs: [z]\n"),
-               SpecError);
+  EXPECT_THROW(parse("inputs: {x: [N]}\ngraph: [\"y = relu(x)\"]\noutputs: [z]\n"), SpecError);
 }
 
 }  // namespace

@@ -2,9 +2,9 @@
 // mid-network fusion) through the C++ API, each compared with the same thing
 // done by hand on the original model's children.
 
-#include "test_util.h"
-
 #include <stitch/stitch.h>
+
+#include "test_util.h"
 
 namespace stitch {
 namespace {
@@ -47,7 +47,7 @@ torch::Tensor children_until(const torch::jit::Module& m, const std::vector<std:
   return x;
 }
 
-const std::vector<std::string> kResnet = {"conv1", "bn1",    "relu",   "maxpool", "layer1",
+const std::vector<std::string> kResnet = {"conv1",  "bn1",    "relu",   "maxpool", "layer1",
                                           "layer2", "layer3", "layer4", "avgpool"};
 
 torch::Tensor run(torch::jit::Module& m, std::vector<c10::IValue> args) {
@@ -85,7 +85,8 @@ TEST_F(SurgeryTest, CutMobilenetAtFeatures6EqualsSequentialOfTheFirstSeven) {
   auto m = load_eval("mobilenet_v3_small.pt");
   auto x = torch::randn({2, 3, 96, 96});
   auto expected = x;
-  for (int i = 0; i <= 6; ++i) expected = forward(child(m, "features." + std::to_string(i)), expected);
+  for (int i = 0; i <= 6; ++i)
+    expected = forward(child(m, "features." + std::to_string(i)), expected);
   EXPECT_TRUE(torch::allclose(run(model, {x}), expected, 1e-5, 1e-5));
   // The layers after the cut, nested in `features`, are gone with their weights.
   auto features = model.attr("m").toModule().attr("features").toModule();
@@ -169,8 +170,8 @@ TEST_F(SurgeryTest, HeadSwapOnResnetEqualsFeaturesThenANewLinear) {
   auto r = load_eval("resnet18.pt");
   auto x = torch::randn({3, 3, 64, 64});
   auto features = children_until(r, kResnet, x, "avgpool").flatten(1);
-  auto expected = torch::linear(features, parameter(model, "linear.weight"),
-                                parameter(model, "linear.bias"));
+  auto expected =
+      torch::linear(features, parameter(model, "linear.weight"), parameter(model, "linear.bias"));
   EXPECT_TRUE(torch::allclose(run(model, {x}), expected, 1e-5, 1e-5));
   EXPECT_FALSE(parameter(model, "backbone.conv1.weight").requires_grad());
   EXPECT_TRUE(parameter(model, "linear.weight").requires_grad());

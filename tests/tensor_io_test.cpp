@@ -4,17 +4,16 @@
 
 #include "stitch/tensor_io.h"
 
-#include "stitch/error.h"
-
 #include <fmt/format.h>
-#include "test_util.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <random>
+
+#include "stitch/error.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using stitch::IoError;
@@ -54,8 +53,8 @@ class TensorIoTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           fmt::format("stitch_tensor_io_{}_{}", ::getpid(), info->name());
+    dir_ =
+        fs::temp_directory_path() / fmt::format("stitch_tensor_io_{}_{}", ::getpid(), info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -150,10 +149,9 @@ TEST_F(TensorIoTest, WritesOnlyTheElementsOfAView) {
 }
 
 TEST_F(TensorIoTest, ReadsSafetensorsBuiltByHandAndIgnoresMetadata) {
-  const std::string header = R"({"__metadata__":{"format":"pt"},)" +
-                             entry("b", "F32", "[2]", "[8,16]") + "," +
-                             entry("a", "F32", "[1,2]", "[0,8]") + "," +
-                             entry("e", "I8", "[0]", "[8,8]") + "}";
+  const std::string header =
+      R"({"__metadata__":{"format":"pt"},)" + entry("b", "F32", "[2]", "[8,16]") + "," +
+      entry("a", "F32", "[1,2]", "[0,8]") + "," + entry("e", "I8", "[0]", "[8,8]") + "}";
   write_bytes("x.safetensors", safetensors_bytes(header, floats({1, 2, 3, 4})));
   const auto read = read_tensors(path("x.safetensors"));
   ASSERT_EQ(read.size(), 3u);
@@ -346,18 +344,18 @@ TEST_F(TensorIoTest, RejectsSafetensorsWithBadSizes) {
     return read_tensors(write_bytes("x.safetensors", safetensors_bytes("{" + entries + "}", data)));
   };
   EXPECT_IO_ERROR(read(entry("a", "F32", "[1000000]", "[0,4000000]")),
-                    "x.safetensors: tensor 'a' declares 4000000 bytes but the file holds 12");
+                  "x.safetensors: tensor 'a' declares 4000000 bytes but the file holds 12");
   EXPECT_IO_ERROR(read(entry("a", "F32", "[2]", "[8,16]")),
-                    "data_offsets [8, 16] outside the 12-byte data section");
+                  "data_offsets [8, 16] outside the 12-byte data section");
   EXPECT_IO_ERROR(read(entry("a", "F32", "[2]", "[4,0]")), "outside");
   EXPECT_IO_ERROR(read(entry("a", "F32", "[2]", "[0,4]")),
-                    "(8 bytes) but data_offsets [0, 4] hold 4");
+                  "(8 bytes) but data_offsets [0, 4] hold 4");
   const auto overlapping =
       entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[1]", "[4,8]");
   EXPECT_IO_ERROR(read(overlapping), "tensors 'a' and 'b' overlap");
   EXPECT_IO_ERROR(read(entry("a", "F32", "[-1]", "[0,4]")), "negative value -1");
   EXPECT_IO_ERROR(read(entry("a", "U8", "[1099511627776]", "[0,4]")),
-                    "declares 1099511627776 bytes but the file holds 12");
+                  "declares 1099511627776 bytes but the file holds 12");
   EXPECT_IO_ERROR(read(entry("a", "F32", "[4294967296,4294967296]", "[0,4]")), "too large");
   EXPECT_IO_ERROR(read(entry("a", "F32", "[1e3]", "[0,4]")), "not an integer");
   EXPECT_IO_ERROR(read(entry("a", "F32", "[1]", "[0]")), "must be [begin, end]");
@@ -365,21 +363,21 @@ TEST_F(TensorIoTest, RejectsSafetensorsWithBadSizes) {
   EXPECT_IO_ERROR(read(R"("a":{"dtype":"F32","shape":[1]})"), "needs \"dtype\"");
   EXPECT_IO_ERROR(read(R"("a":{"dtype":"F32",)"), "header is not valid JSON");
   EXPECT_IO_ERROR(read_tensors(write_bytes("x.safetensors", safetensors_bytes("[]", ""))),
-                    "not a JSON object");
+                  "not a JSON object");
   EXPECT_IO_ERROR(read_tensors(write_bytes("x.safetensors", le64(uint64_t{1} << 62) + "{}")),
-                    "header declares 4611686018427387904 bytes but the file holds 2");
+                  "header declares 4611686018427387904 bytes but the file holds 2");
   EXPECT_IO_ERROR(read_tensors(write_bytes("x.safetensors", "abc")), "too short");
 }
 
 TEST_F(TensorIoTest, RejectsNpyWithBadHeadersOrSizes) {
   auto read = [&](const std::string& descr, const std::string& shape) {
-    const auto dict = fmt::format("{{'descr': {}, 'fortran_order': False, 'shape': {}, }}", descr,
-                                  shape);
+    const auto dict =
+        fmt::format("{{'descr': {}, 'fortran_order': False, 'shape': {}, }}", descr, shape);
     return read_tensors(write_bytes("x.npy", npy_bytes(dict, floats({1, 2}))));
   };
   EXPECT_IO_ERROR(read("'<f4'", "(3,)"),
-                    "x.npy: array of shape [3] and dtype '<f4' declares 12 bytes but the file "
-                    "holds 8");
+                  "x.npy: array of shape [3] and dtype '<f4' declares 12 bytes but the file "
+                  "holds 8");
   EXPECT_IO_ERROR(read("'<f4'", "(1099511627776,)"), "declares 4398046511104 bytes");
   EXPECT_IO_ERROR(read("'<f4'", "(2**40,)"), "malformed dimension '2**40'");
   EXPECT_IO_ERROR(read("'<f4'", "(-2,)"), "negative dimension");
@@ -393,33 +391,30 @@ TEST_F(TensorIoTest, RejectsNpyWithBadHeadersOrSizes) {
     return read_tensors(write_bytes("x.npy", npy_bytes(dict, floats({1, 2}))));
   };
   EXPECT_IO_ERROR(read_dict("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }"),
-                    "Fortran order");
+                  "Fortran order");
   EXPECT_IO_ERROR(read_dict("{'descr': '<f4', 'shape': (2,), }"), "no 'fortran_order'");
   EXPECT_IO_ERROR(read_tensors(write_bytes("x.npy", "\x93NUMPY\x01")), "truncated");
   EXPECT_IO_ERROR(read_tensors(write_bytes("x.npy", std::string("\x93NUMPY\x09\x00", 8))),
-                    "unsupported .npy version 9.0");
-  EXPECT_IO_ERROR(
-      read_tensors(write_bytes("x.npy", std::string("\x93NUMPY\x01\x00\xff\xff{", 11))),
-      "truncated");
+                  "unsupported .npy version 9.0");
+  EXPECT_IO_ERROR(read_tensors(write_bytes("x.npy", std::string("\x93NUMPY\x01\x00\xff\xff{", 11))),
+                  "truncated");
   EXPECT_IO_ERROR(read_tensors(write_bytes("x.npy", "PK\x03\x04")), "not a .npy file");
 }
 
 TEST_F(TensorIoTest, RejectsWritesFormatsCannotHold) {
   const auto two = TensorMap{{"a", torch::ones(1)}, {"b", torch::ones(1)}};
-  EXPECT_IO_ERROR(write_tensors(path("x.npy"), two),
-                    "x.npy: .npy holds exactly one tensor, not 2");
+  EXPECT_IO_ERROR(write_tensors(path("x.npy"), two), "x.npy: .npy holds exactly one tensor, not 2");
   EXPECT_IO_ERROR(write_tensors(path("x.npy"), {}), "not 0");
   EXPECT_IO_ERROR(write_tensors(path("x.npy"), {{"a", torch::ones(1, torch::kBFloat16)}}),
-                    "BFloat16 has no .npy equivalent");
-  EXPECT_IO_ERROR(write_tensors(path("x.safetensors"),
-                                  {{"c", torch::ones(1, torch::kComplexFloat)}}),
-                    "tensor 'c' has dtype ComplexFloat, which .safetensors cannot hold");
+                  "BFloat16 has no .npy equivalent");
+  EXPECT_IO_ERROR(
+      write_tensors(path("x.safetensors"), {{"c", torch::ones(1, torch::kComplexFloat)}}),
+      "tensor 'c' has dtype ComplexFloat, which .safetensors cannot hold");
   EXPECT_IO_ERROR(write_tensors(path("x.safetensors"), {{"__metadata__", torch::ones(1)}}),
-                    "reserved");
-  EXPECT_IO_ERROR(write_tensors(path("x.pt"), {{"u", torch::Tensor()}}),
-                    "tensor 'u' is undefined");
+                  "reserved");
+  EXPECT_IO_ERROR(write_tensors(path("x.pt"), {{"u", torch::Tensor()}}), "tensor 'u' is undefined");
   EXPECT_IO_ERROR(write_tensors(path("x.pt"), {{"s", torch::ones({2, 2}).to_sparse()}}),
-                    "not a dense tensor");
+                  "not a dense tensor");
   EXPECT_IO_ERROR(write_tensors(path("missing/x.pt"), {{"a", torch::ones(1)}}), "does not exist");
   EXPECT_FALSE(fs::exists(path("x.npy")));
   EXPECT_FALSE(fs::exists(path("x.safetensors")));
@@ -485,7 +480,10 @@ TEST(TerminalSafeTest, ControlAndNonUtf8BytesAreEscapedAndLongLinesCut) {
   using stitch::detail::terminal_safe;
   EXPECT_EQ(terminal_safe("plain\n  fix: é ok"), "plain\n  fix: é ok");
   EXPECT_EQ(terminal_safe("a\x1b[31mred\r\x07"), "a\\x1b[31mred\\x0d\\x07");
-  EXPECT_EQ(terminal_safe(std::string("\xff\xfe" "x\xc3", 4)), "\\xff\\xfex\\xc3");
+  EXPECT_EQ(terminal_safe(std::string("\xff\xfe"
+                                      "x\xc3",
+                                      4)),
+            "\\xff\\xfex\\xc3");
   const std::string safe = terminal_safe(std::string(100000, 'n'));
   EXPECT_LT(safe.size(), 2100u);
   EXPECT_NE(safe.find("(98000 more bytes left out)"), std::string::npos);

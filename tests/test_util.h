@@ -4,32 +4,28 @@
 #include <gtest/gtest.h>
 #include <stitch/error.h>
 #include <torch/script.h>
-
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
 
 /// Expects `expr` to throw `type` with `substring` in its message.
-#define EXPECT_THROW_TYPE_WITH(expr, type, substring)                          \
-  do {                                                                         \
-    try {                                                                      \
-      (void)(expr);                                                            \
-      ADD_FAILURE() << "expected " #type " containing \"" << (substring)       \
-                    << "\" from " #expr;                                       \
-    } catch (const type& e_) {                                                 \
-      EXPECT_NE(std::string(e_.what()).find(substring), std::string::npos)     \
-          << "message: " << e_.what() << "\nexpected to contain: " << (substring); \
-    }                                                                          \
+#define EXPECT_THROW_TYPE_WITH(expr, type, substring)                                         \
+  do {                                                                                        \
+    try {                                                                                     \
+      (void)(expr);                                                                           \
+      ADD_FAILURE() << "expected " #type " containing \"" << (substring) << "\" from " #expr; \
+    } catch (const type& e_) {                                                                \
+      EXPECT_NE(std::string(e_.what()).find(substring), std::string::npos)                    \
+          << "message: " << e_.what() << "\nexpected to contain: " << (substring);            \
+    }                                                                                         \
   } while (0)
 
 /// Expects `expr` to throw with `substring` in its message.
-#define EXPECT_THROW_WITH(expr, substring) \
-  EXPECT_THROW_TYPE_WITH(expr, std::exception, substring)
+#define EXPECT_THROW_WITH(expr, substring) EXPECT_THROW_TYPE_WITH(expr, std::exception, substring)
 
 /// Expects `expr` to throw stitch::IoError with `substring` in its message.
-#define EXPECT_IO_ERROR(expr, substring) \
-  EXPECT_THROW_TYPE_WITH(expr, stitch::IoError, substring)
+#define EXPECT_IO_ERROR(expr, substring) EXPECT_THROW_TYPE_WITH(expr, stitch::IoError, substring)
 
 namespace stitch::testing {
 

@@ -98,8 +98,9 @@ TEST_F(TrainTest, ConfigErrorsNameTheKey) {
     Spec spec = small_spec(dir, train);
     return parse_train_config(spec);
   };
-  EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  optimiser: sgd\n"),
-                    "spec.yaml:10:3: unknown key 'optimiser' in train\n  fix: did you mean 'optimizer'?");
+  EXPECT_THROW_WITH(
+      parse("  data: d.pt\n  loss: mse(logits, y)\n  optimiser: sgd\n"),
+      "spec.yaml:10:3: unknown key 'optimiser' in train\n  fix: did you mean 'optimizer'?");
   // Every error carries the line and column of the key's value in the spec.
   EXPECT_THROW_WITH(parse("  data: d.pt\n  loss: mse(logits, y)\n  lr: -1\n"),
                     "spec.yaml:10:7: train.lr: must be > 0, got -1");

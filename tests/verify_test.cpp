@@ -1,12 +1,12 @@
 // stitch::verify: an artifact equals running its parts; a changed weight in a
 // component is caught.
 
-#include "test_util.h"
-
 #include <stitch/stitch.h>
 #include <stitch/verify.h>
 
 #include <fstream>
+
+#include "test_util.h"
 
 namespace stitch {
 namespace {
@@ -21,7 +21,8 @@ class VerifyTest : public testing::SeededTest {
     std::ofstream(dir_ / "spec.yaml") << "inputs:\n"
                                          "  image: [N, 3, 32, 32]\n"
                                          "models:\n"
-                                         "  vision: {file: " << fixture("resnet18.pt")
+                                         "  vision: {file: "
+                                      << fixture("resnet18.pt")
                                       << ", cut: avgpool, freeze: true}\n"
                                          "graph:\n"
                                          "  - logits = linear(flatten(vision(image)), 5)\n"

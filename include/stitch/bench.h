@@ -109,9 +109,9 @@ struct BenchReport {
 /// shape its stitch metadata declares, dynamic dims (N) set to 1; the dtype
 /// is the declared one (float without metadata). Throws Error for an unknown
 /// name, a missing shape or a shape that contradicts the declared one.
-[[nodiscard]] std::vector<torch::Tensor> random_inputs(const torch::jit::Module& module,
-                                         const std::map<std::string, std::vector<int64_t>>& shapes,
-                                         uint64_t seed = 0);
+[[nodiscard]] std::vector<torch::Tensor> random_inputs(
+    const torch::jit::Module& module, const std::map<std::string, std::vector<int64_t>>& shapes,
+    uint64_t seed = 0);
 
 /// Times `module` on `inputs` in eval mode without autograd: options.warmup
 /// untimed runs, then options.runs timed ones, in options.rounds rounds.
@@ -120,6 +120,6 @@ struct BenchReport {
 /// shapes and dtypes, and the sides take turns. Throws Error for bad options,
 /// a forward that fails, or a Python without torch.
 [[nodiscard]] BenchReport bench(torch::jit::Module module, const std::vector<torch::Tensor>& inputs,
-                  const BenchOptions& options = {});
+                                const BenchOptions& options = {});
 
 }  // namespace stitch

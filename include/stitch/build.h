@@ -2,13 +2,13 @@
 // Graph -> torch::jit::Module: components registered under their spec names,
 // built-in layers as submodules, generated TorchScript for forward.
 
-#include "stitch/check.h"
-#include "stitch/graph.h"
-
 #include <torch/arg.h>
 #include <torch/script.h>
 
 #include <string>
+
+#include "stitch/check.h"
+#include "stitch/graph.h"
 
 namespace stitch {
 

@@ -2,11 +2,11 @@
 // Shape and dtype checking: propagates shapes through every node with dynamic
 // dims kept symbolic, before anything is built or run.
 
-#include "stitch/graph.h"
-
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 
@@ -16,7 +16,7 @@ struct NodeReport {
   std::string name;        // spec name, or "" for an intermediate value
   std::string expression;  // how it is computed: linear(flatten(x), 5)
   ValueType type;
-  std::string note;        // e.g. "Linear(512 -> 5), 2565 parameters"
+  std::string note;  // e.g. "Linear(512 -> 5), 2565 parameters"
   SourceLoc loc;
 };
 

@@ -28,7 +28,7 @@ class Error : public std::runtime_error {
   /// "OWNER has no input 'NAME'; its inputs are: a, b" (OWNER: "the model",
   /// "the spec").
   [[nodiscard]] static Error no_such_input(const std::string& owner, const std::string& name,
-                             const std::vector<std::string>& inputs);
+                                           const std::vector<std::string>& inputs);
 };
 
 /// The spec (YAML or graph expressions) is malformed or refers to unknown
@@ -41,10 +41,10 @@ class SpecError : public Error {
   /// "  fix: did you mean 'X'?" when one of `candidates` is close, else
   /// `otherwise` (a further line, or "").
   [[nodiscard]] static SpecError unknown_name(const SourceLoc& loc, const std::string& what,
-                                const std::string& name,
-                                const std::vector<std::string>& candidates,
-                                const std::string& otherwise = "",
-                                const std::string& where = "");
+                                              const std::string& name,
+                                              const std::vector<std::string>& candidates,
+                                              const std::string& otherwise = "",
+                                              const std::string& where = "");
 };
 
 /// Shapes or dtypes do not fit together.
@@ -54,7 +54,7 @@ class ShapeError : public Error {
 
   /// "LOC WHAT" then "  fix: FIX".
   [[nodiscard]] static ShapeError with_fix(const SourceLoc& loc, const std::string& what,
-                             const std::string& fix);
+                                           const std::string& fix);
 };
 
 /// A model file could not be loaded, or a layer path does not exist.

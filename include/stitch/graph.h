@@ -2,9 +2,6 @@
 // The graph: the one model of a combined network. The spec loader and the
 // C++ API both build it; the checker, the builder, inspect and graph read it.
 
-#include "stitch/error.h"
-#include "stitch/shape.h"
-
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -12,6 +9,9 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include "stitch/error.h"
+#include "stitch/shape.h"
 
 namespace torch {
 namespace jit {
@@ -34,15 +34,15 @@ struct Literal {
   std::vector<Literal> items;
 
   Literal() = default;
-  Literal(bool v) : kind(Kind::Bool), b(v) {}                 // NOLINT
-  Literal(int v) : kind(Kind::Int), i(v) {}                   // NOLINT
-  Literal(int64_t v) : kind(Kind::Int), i(v) {}               // NOLINT
-  Literal(double v) : kind(Kind::Float), f(v) {}              // NOLINT
-  Literal(const char* v) : kind(Kind::String), s(v) {}        // NOLINT
-  Literal(std::string v) : kind(Kind::String), s(std::move(v)) {}  // NOLINT
+  Literal(bool v) : kind(Kind::Bool), b(v) {}                                 // NOLINT
+  Literal(int v) : kind(Kind::Int), i(v) {}                                   // NOLINT
+  Literal(int64_t v) : kind(Kind::Int), i(v) {}                               // NOLINT
+  Literal(double v) : kind(Kind::Float), f(v) {}                              // NOLINT
+  Literal(const char* v) : kind(Kind::String), s(v) {}                        // NOLINT
+  Literal(std::string v) : kind(Kind::String), s(std::move(v)) {}             // NOLINT
   Literal(std::vector<Literal> v) : kind(Kind::List), items(std::move(v)) {}  // NOLINT
-  Literal(std::vector<int64_t> v);                            // NOLINT
-  Literal(std::vector<double> v);                             // NOLINT
+  Literal(std::vector<int64_t> v);                                            // NOLINT
+  Literal(std::vector<double> v);                                             // NOLINT
 
   bool is_number() const { return kind == Kind::Int || kind == Kind::Float; }
   double number() const { return kind == Kind::Int ? double(i) : f; }
@@ -109,10 +109,10 @@ struct ModelSpec {
 struct Node {
   enum class Kind { Input, Call, Index, Attr, Op };
   Kind kind = Kind::Op;
-  std::string op;      // op name (Op), model name (Call), attr name (Attr)
+  std::string op;  // op name (Op), model name (Call), attr name (Attr)
   std::vector<Arg> args;
   Kwargs kwargs;
-  std::string name;    // the name it is assigned to in the spec, if any
+  std::string name;  // the name it is assigned to in the spec, if any
   SourceLoc loc;
   // Input only
   Shape shape;
@@ -138,8 +138,8 @@ class Graph {
   Graph& operator=(Graph&& other) noexcept;
 
   /// Declares an input; inputs become forward's arguments, in this order.
-  Value input(const std::string& name, Shape shape,
-              at::ScalarType dtype = at::kFloat, SourceLoc loc = {});
+  Value input(const std::string& name, Shape shape, at::ScalarType dtype = at::kFloat,
+              SourceLoc loc = {});
   /// The value every element of integer input `input` takes when stitch runs
   /// the graph on example inputs (check's shape probes, verify): an integer
   /// or a dim of the inputs, like T for a lengths input. Without it, integer
@@ -154,11 +154,9 @@ class Graph {
   /// different model.
   void add_model(ModelSpec spec);
   /// A built-in op node (ops.h lists them).
-  Value op(const std::string& op, std::vector<Arg> args, Kwargs kwargs = {},
-           SourceLoc loc = {});
+  Value op(const std::string& op, std::vector<Arg> args, Kwargs kwargs = {}, SourceLoc loc = {});
   /// Calls a registered model.
-  Value call(const std::string& model, std::vector<Value> args,
-             SourceLoc loc = {});
+  Value call(const std::string& model, std::vector<Value> args, SourceLoc loc = {});
   Value index(Value of, Literal key, SourceLoc loc = {});
   Value attr(Value of, const std::string& name, SourceLoc loc = {});
   /// Gives a value its spec name (the left side of `name = ...`).
@@ -170,9 +168,7 @@ class Graph {
   const std::vector<Node>& nodes() const { return nodes_; }
   const Node& node(Value v) const { return nodes_.at(v.id()); }
   const std::vector<int>& inputs() const { return inputs_; }
-  const std::vector<std::pair<std::string, Value>>& outputs() const {
-    return outputs_;
-  }
+  const std::vector<std::pair<std::string, Value>>& outputs() const { return outputs_; }
   const std::vector<SourceLoc>& output_locs() const { return output_locs_; }
   const std::map<std::string, ModelSpec>& models() const { return models_; }
   /// Model names in the order they were added.

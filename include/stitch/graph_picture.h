@@ -4,11 +4,11 @@
 // marked. Written as Graphviz DOT; rendered to SVG (or PNG, PDF) by
 // Graphviz's `dot` program.
 
-#include "stitch/check.h"
-#include "stitch/graph.h"
-
 #include <filesystem>
 #include <string>
+
+#include "stitch/check.h"
+#include "stitch/graph.h"
 
 namespace stitch {
 
@@ -16,7 +16,7 @@ namespace stitch {
 /// and nodes their notes; without, the structure alone. `caption` is shown
 /// under the picture (e.g. why shapes are missing).
 [[nodiscard]] std::string graph_dot(const Graph& graph, const CheckReport* report,
-                      const std::string& caption = "");
+                                    const std::string& caption = "");
 
 /// DOT for a plain TorchScript model (not made by stitch): its inputs, one
 /// box with its class and children, its output.

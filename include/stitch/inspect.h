@@ -2,10 +2,6 @@
 // A summary of a TorchScript model or a spec, torchinfo-style: one row per
 // submodule with its type, output shape, parameters and whether they train.
 
-#include "stitch/check.h"
-#include "stitch/graph.h"
-#include "stitch/shape.h"
-
 #include <ATen/core/ivalue.h>
 
 #include <map>
@@ -13,6 +9,10 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "stitch/check.h"
+#include "stitch/graph.h"
+#include "stitch/shape.h"
 
 namespace stitch {
 
@@ -36,7 +36,7 @@ struct InspectReport {
   std::vector<NodeReport> nodes;    // a spec's graph nodes (inspect_graph)
   int64_t parameters = 0;
   int64_t trainable = 0;
-  std::string note;                 // e.g. "output shapes for N=1"
+  std::string note;  // e.g. "output shapes for N=1"
   /// Operators of a newer PyTorch the models call, which stitch adds to
   /// this LibTorch (stitch/compat.h); empty when none.
   std::vector<std::string> compat_operators;
@@ -55,8 +55,8 @@ struct InspectReport {
 ///   auto report = stitch::inspect_module(m, {torch::randn({1, 3, 224, 224})});
 ///   std::cout << report.table();
 [[nodiscard]] InspectReport inspect_module(torch::jit::Module module,
-                             const std::vector<c10::IValue>& inputs = {},
-                             int depth = -1);
+                                           const std::vector<c10::IValue>& inputs = {},
+                                           int depth = -1);
 
 /// Concrete sizes of a spec's inputs, by input name (`--input x=8x10`).
 using InputSizes = std::map<std::string, std::vector<int64_t>>;
@@ -67,6 +67,7 @@ using InputSizes = std::map<std::string, std::vector<int64_t>>;
 /// take the sizes given (`x: [N, 10]` with x=8x10: N=8) and the shapes
 /// shown are those. Throws what check() throws, and ShapeError when a size
 /// contradicts the declaration.
-[[nodiscard]] InspectReport inspect_graph(const Graph& graph, int depth = -1, const InputSizes& sizes = {});
+[[nodiscard]] InspectReport inspect_graph(const Graph& graph, int depth = -1,
+                                          const InputSizes& sizes = {});
 
 }  // namespace stitch

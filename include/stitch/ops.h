@@ -3,10 +3,10 @@
 // exactly as the same call written in a spec's `graph:` does.
 //   auto logits = stitch::linear(stitch::flatten(features), 5);
 
-#include "stitch/graph.h"
-
 #include <string>
 #include <vector>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 
@@ -30,15 +30,13 @@ Value select(Value x, int64_t dim, int64_t index);
 
 // learned: input sizes are inferred from the checked shapes
 Value linear(Value x, int64_t out, bool bias = true);
-Value conv(Value x, int64_t out, int64_t kernel = 1, int64_t stride = 1,
-           int64_t padding = 0);
+Value conv(Value x, int64_t out, int64_t kernel = 1, int64_t stride = 1, int64_t padding = 0);
 Value mlp(Value x, std::vector<int64_t> sizes, const std::string& act = "relu",
           double dropout = 0.0);
 Value embedding(Value x, int64_t vocab, int64_t dim);
 Value layernorm(Value x);
 Value batchnorm(Value x);
-Value scale_offset(Value x, double scale = 1.0, double offset = 0.0,
-                   bool learnable = true);
+Value scale_offset(Value x, double scale = 1.0, double offset = 0.0, bool learnable = true);
 
 // fixed
 Value normalize(Value x, std::vector<double> mean, std::vector<double> std);

@@ -60,8 +60,8 @@ extern const Dim N;
 
 using Shape = std::vector<Dim>;
 
-std::string shape_str(const Shape& shape);                  // [N, 3, 224, 224]
-std::string dtype_str(at::ScalarType dtype);                // float, int64
+std::string shape_str(const Shape& shape);    // [N, 3, 224, 224]
+std::string dtype_str(at::ScalarType dtype);  // float, int64
 std::optional<at::ScalarType> parse_dtype(const std::string& name);
 /// "float[N, 512]"
 std::string tensor_type_str(at::ScalarType dtype, const Shape& shape);

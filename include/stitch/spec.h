@@ -3,10 +3,10 @@
 // builds the same stitch::Graph the C++ API builds. Errors carry the spec's
 // file:line:column.
 
-#include "stitch/graph.h"
-
 #include <filesystem>
 #include <string>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 
@@ -30,8 +30,7 @@ struct Spec {
 /// resolving names through `scope` (names already assigned) and models
 /// registered in the graph. `loc` is where the expression starts.
 Value parse_expression(Graph& graph, const std::string& text,
-                       const std::map<std::string, Value>& scope,
-                       const SourceLoc& loc);
+                       const std::map<std::string, Value>& scope, const SourceLoc& loc);
 
 /// Writes a graph as spec YAML (inputs, models, graph, outputs), for graphs
 /// built from C++ and for the artifact's stitch/spec.yaml.

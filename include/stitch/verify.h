@@ -4,13 +4,14 @@
 // the learned built-in layers' weights from the artifact), both run on random
 // inputs of the declared shapes, and the outputs are compared.
 
-#include "stitch/error.h"
-
 #include <torch/arg.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "stitch/error.h"
 
 namespace stitch {
 
@@ -57,7 +58,8 @@ struct VerifyReport {
 /// they agree; throws VerifyError with the first difference when they do not,
 /// and SpecError / ModelError / ShapeError / IoError when the spec cannot be
 /// built or the artifact was not built from it.
-[[nodiscard]] VerifyReport verify(const std::filesystem::path& artifact, const std::filesystem::path& spec,
-                    const VerifyOptions& options = {});
+[[nodiscard]] VerifyReport verify(const std::filesystem::path& artifact,
+                                  const std::filesystem::path& spec,
+                                  const VerifyOptions& options = {});
 
 }  // namespace stitch

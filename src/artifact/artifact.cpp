@@ -1,15 +1,17 @@
 #include "stitch/artifact.h"
 
-#include "util/atomic_file.h"
-#include "artifact/metadata.h"
-#include "stitch/error.h"
-
 #include <fmt/format.h>
 #include <torch/csrc/jit/serialization/export.h>
 
+#include "artifact/metadata.h"
+#include "stitch/error.h"
+#include "util/atomic_file.h"
+
 namespace stitch {
 
-const char* version() { return STITCH_VERSION; }
+const char* version() {
+  return STITCH_VERSION;
+}
 
 void save(const torch::jit::Module& module, const std::filesystem::path& file) {
   const StoredMetadata meta = stored_metadata(module);

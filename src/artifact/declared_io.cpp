@@ -88,10 +88,10 @@ void check_inputs(const torch::jit::Module& module, const std::vector<torch::Ten
       const auto [it, fresh] =
           symbols.emplace(d.dims[k].get<std::string>(), std::make_pair(shape[k], d.name));
       if (!fresh && it->second.first != shape[k]) {
-        throw ShapeError(fmt::format(
-            "input '{}': {} is {} here but {} in input '{}' (shape {}, declared {})", d.name,
-            it->first, shape[k], it->second.first, it->second.second, fmt::join(shape, "x"),
-            d.type_str()));
+        throw ShapeError(
+            fmt::format("input '{}': {} is {} here but {} in input '{}' (shape {}, declared {})",
+                        d.name, it->first, shape[k], it->second.first, it->second.second,
+                        fmt::join(shape, "x"), d.type_str()));
       }
     }
     if (t.scalar_type() != d.dtype) {

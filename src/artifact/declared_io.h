@@ -7,7 +7,6 @@
 #include <torch/script.h>
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 #include <vector>
 
@@ -20,7 +19,7 @@ struct DeclaredInput {
   bool declared = false;             // the manifest lists it
   std::vector<nlohmann::json> dims;  // sizes, or names of dynamic dims
   at::ScalarType dtype = at::kFloat;
-  std::string probe;                 // the spec's probe: value ("T", "16"), if any
+  std::string probe;  // the spec's probe: value ("T", "16"), if any
 
   /// "float[N, 10]"
   std::string type_str() const;

@@ -1,11 +1,12 @@
 // stitch::fold_weights: the inference artifact of `stitch compose --optimize`.
 
 #include "artifact/fold_weights.h"
+
+#include <torch/csrc/jit/ir/ir.h>
+
 #include "artifact/metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/error.h"
-
-#include <torch/csrc/jit/ir/ir.h>
 
 namespace stitch {
 
@@ -86,8 +87,9 @@ torch::jit::Module fold(const torch::jit::Module& module, const std::string& met
 }  // namespace
 
 torch::jit::Module fold_weights(const torch::jit::Module& module) {
-  return with_context("optimizing the model for inference",
-                      [&] { return fold(module, "forward", {kSpecAttr, kManifestAttr}); });
+  return with_context("optimizing the model for inference", [&] {
+    return fold(module, "forward", {kSpecAttr, kManifestAttr});
+  });
 }
 
 namespace detail {

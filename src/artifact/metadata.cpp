@@ -1,13 +1,13 @@
 #include "artifact/metadata.h"
 
+#include <fmt/format.h>
+#include <torch/version.h>
+
+#include <nlohmann/json.hpp>
+
 #include "stitch/compat.h"
 #include "stitch/spec.h"
 #include "util/zip_reader.h"
-
-#include <fmt/format.h>
-
-#include <nlohmann/json.hpp>
-#include <torch/version.h>
 
 namespace stitch {
 
@@ -31,8 +31,7 @@ nlohmann::json tensor_json(const std::string& name, const ValueType& t) {
 
 }  // namespace
 
-void attach_metadata(torch::jit::Module& module, const Graph& graph,
-                     const Analysis& analysis) {
+void attach_metadata(torch::jit::Module& module, const Graph& graph, const Analysis& analysis) {
   nlohmann::json manifest;
   manifest["stitch_version"] = STITCH_VERSION;
   manifest["libtorch_version"] = TORCH_VERSION;

@@ -4,10 +4,6 @@
 // Kept as string attributes on the module so stitch::save can write them as
 // the archive's stitch/spec.yaml and stitch/manifest.json.
 
-#include "check/analysis.h"
-#include "core/artifact_names.h"
-#include "stitch/artifact.h"
-
 #include <torch/script.h>
 
 #include <filesystem>
@@ -15,10 +11,13 @@
 #include <string_view>
 #include <vector>
 
+#include "check/analysis.h"
+#include "core/artifact_names.h"
+#include "stitch/artifact.h"
+
 namespace stitch {
 
-void attach_metadata(torch::jit::Module& module, const Graph& graph,
-                     const Analysis& analysis);
+void attach_metadata(torch::jit::Module& module, const Graph& graph, const Analysis& analysis);
 
 struct StoredMetadata {
   std::string spec_yaml;

@@ -14,12 +14,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "stitch/bind_inputs.h"
-#include "bench/bench_python.h"
 #include "artifact/declared_io.h"
-#include "check/example_inputs.h"
 #include "artifact/metadata.h"
+#include "bench/bench_python.h"
+#include "check/example_inputs.h"
 #include "stitch/artifact.h"
+#include "stitch/bind_inputs.h"
 #include "stitch/error.h"
 #include "stitch/shape.h"
 

@@ -80,7 +80,8 @@ PythonWorker::PythonWorker(const std::filesystem::path& interpreter,
     stop();  // the destructor does not run when the constructor throws
     const std::string what = e.what();
     if (what.find("No module named 'torch'") != std::string::npos) {
-      throw Error(fmt::format("comparing with Python: {} cannot import torch\n{}", program, kPythonFix));
+      throw Error(
+          fmt::format("comparing with Python: {} cannot import torch\n{}", program, kPythonFix));
     }
     throw;
   }

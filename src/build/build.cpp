@@ -1,21 +1,20 @@
 #include "stitch/build.h"
 
-#include "core/assert.h"
-
-#include "check/adapt_target.h"
-#include "build/builder.h"
-#include "artifact/fold_weights.h"
-#include "ops/registry.h"
-#include "artifact/metadata.h"
-#include "build/schedule.h"
-#include "build/small_matmul.h"
-
 #include <fmt/format.h>
 #include <fnmatch.h>
 #include <torch/csrc/jit/frontend/resolver.h>
 
 #include <algorithm>
 #include <set>
+
+#include "artifact/fold_weights.h"
+#include "artifact/metadata.h"
+#include "build/builder.h"
+#include "build/schedule.h"
+#include "build/small_matmul.h"
+#include "check/adapt_target.h"
+#include "core/assert.h"
+#include "ops/registry.h"
 
 namespace stitch {
 
@@ -81,8 +80,8 @@ class Builder {
       Component& c = a_.components.at(name);
       freeze_parameters(c.module, c.spec);
       const bool fold = options.training() && options.fold_frozen() && c.spec.freeze_all;
-      top_.register_module(name, fold ? detail::fold_frozen_model(c.module, c.spec.method)
-                                      : c.module);
+      top_.register_module(name,
+                           fold ? detail::fold_frozen_model(c.module, c.spec.method) : c.module);
       attributes_.insert(name);
     }
     std::vector<std::string> params;

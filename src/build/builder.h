@@ -1,13 +1,13 @@
 #pragma once
 // stitch::build's entry for callers that have checked the graph already.
 
-#include "check/analysis.h"
-#include "stitch/build.h"
-
 #include <torch/script.h>
 
 #include <map>
 #include <string>
+
+#include "check/analysis.h"
+#include "stitch/build.h"
 
 namespace stitch {
 

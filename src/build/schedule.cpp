@@ -74,8 +74,7 @@ class Scheduler {
     for (int call : calls_) {
       if (state_[call] != State::Pending || !ready(call)) continue;
       const bool heavier_pending = std::any_of(calls_.begin(), calls_.end(), [&](int other) {
-        return other != call && state_[other] == State::Pending &&
-               independent(call, other) &&
+        return other != call && state_[other] == State::Pending && independent(call, other) &&
                std::make_pair(weight_of(other), other) > std::make_pair(weight_of(call), call);
       });
       if (!heavier_pending) continue;

@@ -28,7 +28,6 @@ struct Step {
 /// runs inline, on the calling thread and its intra-op threads, so a small
 /// branch beside a large model costs the large one nothing.
 using ModelWeights = std::map<std::string, int64_t>;
-std::vector<Step> schedule(const Graph& graph, bool concurrent,
-                           const ModelWeights& weight = {});
+std::vector<Step> schedule(const Graph& graph, bool concurrent, const ModelWeights& weight = {});
 
 }  // namespace stitch

@@ -5,7 +5,9 @@
 namespace stitch {
 
 namespace {
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const char* prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 }  // namespace
 
 AdaptTarget target_from_expectation(const Expectation& e, const std::string& model) {
@@ -31,17 +33,17 @@ AdaptTarget target_from_expectation(const Expectation& e, const std::string& mod
   return t;
 }
 
-std::optional<AdaptTarget> adapt_target(
-    const Node& node, const std::map<std::string, Component>& components) {
+std::optional<AdaptTarget> adapt_target(const Node& node,
+                                        const std::map<std::string, Component>& components) {
   const Literal* to = node.kwarg("to");
   const Literal* like = node.kwarg("like");
   const bool has_to = to != nullptr && to->kind != Literal::Kind::None;
   const bool has_like = like != nullptr && like->kind != Literal::Kind::None;
   if (has_to == has_like) {
-    throw ShapeError(fmt::format(
-        "{}adapt needs exactly one of to=SHAPE and like=MODEL\n"
-        "  fix: adapt(x, to=[N, 512])   or   adapt(x, like=MODEL)",
-        node.loc.prefix()));
+    throw ShapeError(
+        fmt::format("{}adapt needs exactly one of to=SHAPE and like=MODEL\n"
+                    "  fix: adapt(x, to=[N, 512])   or   adapt(x, like=MODEL)",
+                    node.loc.prefix()));
   }
   if (has_to) {
     AdaptTarget t;
@@ -51,10 +53,10 @@ std::optional<AdaptTarget> adapt_target(
       } else if (item.kind == Literal::Kind::Int && (item.i > 0 || item.i == -1)) {
         t.shape.push_back(item.i == -1 ? any_dim() : Dim(item.i));
       } else {
-        throw ShapeError(fmt::format(
-            "{}adapt: to={} has the size {}; sizes are positive numbers, dim names "
-            "like N, or -1 for any size",
-            node.loc.prefix(), to->str(), item.str()));
+        throw ShapeError(
+            fmt::format("{}adapt: to={} has the size {}; sizes are positive numbers, dim names "
+                        "like N, or -1 for any size",
+                        node.loc.prefix(), to->str(), item.str()));
       }
     }
     if (t.shape.empty()) {
@@ -66,9 +68,8 @@ std::optional<AdaptTarget> adapt_target(
   if (it == components.end()) {
     std::string names;
     for (const auto& [name, c] : components) names += (names.empty() ? "" : ", ") + name;
-    throw ShapeError(fmt::format("{}adapt: like={} names no model (models: {})",
-                                 node.loc.prefix(), like->s,
-                                 names.empty() ? "none" : names));
+    throw ShapeError(fmt::format("{}adapt: like={} names no model (models: {})", node.loc.prefix(),
+                                 like->s, names.empty() ? "none" : names));
   }
   auto expected = expected_input(it->second, 0);
   if (!expected) return std::nullopt;

@@ -2,23 +2,23 @@
 // The checked graph: loaded components and every node's type. What `check`
 // reports and what `build` generates code from (build/builder.h).
 
-#include "load/component.h"
-#include "stitch/check.h"
-#include "stitch/graph.h"
-
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "load/component.h"
+#include "stitch/check.h"
+#include "stitch/graph.h"
+
 namespace stitch {
 
 struct Analysis {
   const Graph* graph = nullptr;
   std::map<std::string, Component> components;  // by model name
-  std::vector<ValueType> types;                  // by node id
-  std::vector<std::string> notes;                // by node id
+  std::vector<ValueType> types;                 // by node id
+  std::vector<std::string> notes;               // by node id
 };
 
 namespace detail {

@@ -1,15 +1,15 @@
 #include "stitch/check.h"
 
-#include "core/assert.h"
-#include "check/adapt_target.h"
-#include "check/analysis.h"
-#include "check/example_inputs.h"
-#include "ops/expression_text.h"
-#include "ops/registry.h"
-
 #include <fmt/format.h>
 
 #include <set>
+
+#include "check/adapt_target.h"
+#include "check/analysis.h"
+#include "check/example_inputs.h"
+#include "core/assert.h"
+#include "ops/expression_text.h"
+#include "ops/registry.h"
 
 namespace stitch {
 
@@ -198,12 +198,16 @@ class Analyzer {
       args.push_back(v ? &a_.types.at(v->id()) : nullptr);
     }
     switch (n.kind) {
-      case Node::Kind::Input: return ValueType::tensor(n.shape, n.dtype);
+      case Node::Kind::Input:
+        return ValueType::tensor(n.shape, n.dtype);
       case Node::Kind::Op:
         return op(id, n, args);
-      case Node::Kind::Call: return call(id, n, args);
-      case Node::Kind::Index: return index(n, *args[0], std::get<Literal>(n.args[1]));
-      case Node::Kind::Attr: return index(n, *args[0], Literal(n.op));
+      case Node::Kind::Call:
+        return call(id, n, args);
+      case Node::Kind::Index:
+        return index(n, *args[0], std::get<Literal>(n.args[1]));
+      case Node::Kind::Attr:
+        return index(n, *args[0], Literal(n.op));
     }
     return {};
   }
@@ -224,8 +228,8 @@ class Analyzer {
       }
       int64_t i = key.i < 0 ? key.i + size : key.i;
       if (i < 0 || i >= size) {
-        shape_error(n, fmt::format("index {} is out of range: {} has {} elements ({})",
-                                   key.i, what, size, of.str()));
+        shape_error(n, fmt::format("index {} is out of range: {} has {} elements ({})", key.i, what,
+                                   size, of.str()));
       }
       return of.elements[i];
     }
@@ -247,8 +251,7 @@ class Analyzer {
 
   /// Runs the model twice on probe inputs of `args`' types (two sizes for
   /// each dynamic dim); what failed, if a run did.
-  static std::optional<ProbeFailure> probe_failure(Component& c,
-                                                   const std::vector<ProbeArg>& args,
+  static std::optional<ProbeFailure> probe_failure(Component& c, const std::vector<ProbeArg>& args,
                                                    c10::IValue out[2], Assignment values[2]) {
     for (int run = 0; run < 2; ++run) {
       values[run] = probe_assignment(args, run);
@@ -310,8 +313,8 @@ class Analyzer {
       std::string names;
       for (const auto& p : params) names += (names.empty() ? "" : ", ") + p.name();
       shape_error(n, fmt::format("model '{}' ({}) takes {} argument{} ({}), got {}", n.op,
-                                 c.spec.describe(), params.size(),
-                                 params.size() == 1 ? "" : "s", names, args.size()));
+                                 c.spec.describe(), params.size(), params.size() == 1 ? "" : "s",
+                                 names, args.size()));
     }
     c10::IValue out[2];
     Assignment values[2];
@@ -328,8 +331,8 @@ class Analyzer {
     const std::string source = value_text(*a_.graph, std::get<Value>(n.args[0]));
     const ValueType& x = *args[0];
     if (!x.is_tensor()) {
-      shape_error(n, fmt::format("adapt: {} is {}, not a tensor\n  fix: adapt({}[0], ...)",
-                                 source, x.str(), source));
+      shape_error(n, fmt::format("adapt: {} is {}, not a tensor\n  fix: adapt({}[0], ...)", source,
+                                 x.str(), source));
     }
     auto target = adapt_target(n, a_.components);
     if (!target) return adapt_by_trial(id, n, x, source);
@@ -341,8 +344,7 @@ class Analyzer {
 
   /// like=MODEL when the model's first layer does not tell what it expects:
   /// x passes unchanged if a test run of the model accepts it.
-  ValueType adapt_by_trial(int id, const Node& n, const ValueType& x,
-                           const std::string& source) {
+  ValueType adapt_by_trial(int id, const Node& n, const ValueType& x, const std::string& source) {
     const std::string& model = n.kwarg("like")->s;
     Component& c = a_.components.at(model);
     const auto params = c.arguments();
@@ -361,16 +363,17 @@ class Analyzer {
     std::string fix = "adapt(" + source + ", to=[N, ...]) with the shape " + model + " takes";
     for (const auto& plan : simple_adapters(x)) {
       if (accepts(c, probe, ValueType::tensor(plan.to, x.dtype))) {
-        fix = plan.spec_text(source) + "   (" + model + " accepts " +
-              shape_str(plan.to) + " in a test run)";
+        fix = plan.spec_text(source) + "   (" + model + " accepts " + shape_str(plan.to) +
+              " in a test run)";
         break;
       }
     }
-    shape_error(n, fmt::format(
-        "adapt({}, like={}): cannot tell what {} ({}) expects: its input does not go "
-        "straight into a Linear, Conv, LayerNorm, BatchNorm or Embedding layer, and "
-        "it fails on {} as it is: {}\n  fix: {}",
-        source, model, model, c.spec.describe(), x.str(), failed->why, fix));
+    shape_error(
+        n,
+        fmt::format("adapt({}, like={}): cannot tell what {} ({}) expects: its input does not go "
+                    "straight into a Linear, Conv, LayerNorm, BatchNorm or Embedding layer, and "
+                    "it fails on {} as it is: {}\n  fix: {}",
+                    source, model, model, c.spec.describe(), x.str(), failed->why, fix));
   }
 
   /// Why no adapter turns x into the target, and what to write instead.
@@ -378,21 +381,22 @@ class Analyzer {
                                                                const AdaptTarget& target,
                                                                const std::string& source) {
     if (target.needs_integers) {
-      return {"the model starts with an Embedding, which takes integer token ids, "
-              "not features",
-              "feed the model int64 token ids (inputs: {shape: [N, L], dtype: int64})"};
+      return {
+          "the model starts with an Embedding, which takes integer token ids, "
+          "not features",
+          "feed the model int64 token ids (inputs: {shape: [N, L], dtype: int64})"};
     }
     if (!at::isFloatingType(x.dtype)) {
       return {"only shape changes apply to " + dtype_str(x.dtype) + " values",
-              fmt::format("embedding({}, VOCAB, DIM) to turn token ids into features",
-                          source)};
+              fmt::format("embedding({}, VOCAB, DIM) to turn token ids into features", source)};
     }
-    return {"no shape-only adapter fits and a learned projection needs a known "
-            "(static) feature size",
-            fmt::format("write the steps yourself, e.g. reshape({}, [-1, ...]), "
-                        "pool({}, \"avg\"), resize({}, [H, W]), linear({}, OUT) or "
-                        "conv({}, OUT)",
-                        source, source, source, source, source)};
+    return {
+        "no shape-only adapter fits and a learned projection needs a known "
+        "(static) feature size",
+        fmt::format("write the steps yourself, e.g. reshape({}, [-1, ...]), "
+                    "pool({}, \"avg\"), resize({}, [H, W]), linear({}, OUT) or "
+                    "conv({}, OUT)",
+                    source, source, source, source, source)};
   }
 
   static std::string no_adapter_message(const ValueType& x, const AdaptTarget& target,
@@ -402,8 +406,8 @@ class Analyzer {
       want += fmt::format(" ({} expects it: {})", target.model, target.description);
     }
     auto [why, fix] = no_adapter_reason(x, target, source);
-    return fmt::format("adapt: nothing turns {} {} into {}: {}\n  fix: {}", source, x.str(),
-                       want, why, fix);
+    return fmt::format("adapt: nothing turns {} {} into {}: {}\n  fix: {}", source, x.str(), want,
+                       why, fix);
   }
 
   /// Why a model call fails its probe run. When the model's first layer
@@ -429,14 +433,14 @@ class Analyzer {
           return fmt::format(
               "cannot feed {} into {}: {} ({}) fails on {} in a test run\n{}"
               "  fix: {}   ({} accepts {} in a test run)",
-              source, n.op, n.op, c.spec.describe(), produced.str(), run,
-              plan.spec_text(source), n.op, shape_str(plan.to));
+              source, n.op, n.op, c.spec.describe(), produced.str(), run, plan.spec_text(source),
+              n.op, shape_str(plan.to));
         }
       }
     }
-    std::string lines = fmt::format(
-        "{} ({}) fails in the test run stitch makes to learn its output shape\n{}", n.op,
-        c.spec.describe(), run);
+    std::string lines =
+        fmt::format("{} ({}) fails in the test run stitch makes to learn its output shape\n{}",
+                    n.op, c.spec.describe(), run);
     return lines + probe_fix(n, c, args);
   }
 
@@ -498,12 +502,11 @@ class Analyzer {
       flat = fmt::format("  ({} features after flattening)",
                          numel(Shape(s.begin() + 1, s.end())).str());
     }
-    lines += fmt::format("  {:<{}}{}{}\n", source_desc + " produces ", width, produced.str(),
-                         flat);
-    lines += fmt::format("  {:<{}}{}  (first layer{}: {}{})\n", target_desc + " expects ",
-                         width, tensor_type_str(at::kFloat, expected.shape),
-                         expected.layer.empty() ? "" : " " + expected.layer,
-                         expected.description, expected.flattened ? ", after flattening" : "");
+    lines += fmt::format("  {:<{}}{}{}\n", source_desc + " produces ", width, produced.str(), flat);
+    lines += fmt::format("  {:<{}}{}  (first layer{}: {}{})\n", target_desc + " expects ", width,
+                         tensor_type_str(at::kFloat, expected.shape),
+                         expected.layer.empty() ? "" : " " + expected.layer, expected.description,
+                         expected.flattened ? ", after flattening" : "");
     const std::string like = fmt::format("adapt({}, like={})", source, n.op);
     if (plan) return lines + fmt::format("  fix: {}   or   {}", plan->spec_text(source), like);
     const AdaptTarget target = target_from_expectation(expected, n.op);
@@ -543,7 +546,9 @@ class Analyzer {
 
 }  // namespace
 
-Analysis analyze(const Graph& graph) { return Analyzer(graph).run(); }
+Analysis analyze(const Graph& graph) {
+  return Analyzer(graph).run();
+}
 
 ValueType value_type(const c10::IValue& value) {
   // One sample: every dim is static.
@@ -560,8 +565,8 @@ std::string call_note(const Graph& graph, const Analysis& a, const std::string& 
   if (args.size() < 2) return note;
   std::vector<std::string> names;
   for (size_t i = 1; i < args.size(); ++i) names.push_back(args[i].name());
-  return fmt::format("{}; also takes {} (the model's own input{})", note,
-                     fmt::join(names, ", "), names.size() > 1 ? "s, in order" : "");
+  return fmt::format("{}; also takes {} (the model's own input{})", note, fmt::join(names, ", "),
+                     names.size() > 1 ? "s, in order" : "");
 }
 
 std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& a) {
@@ -642,8 +647,8 @@ std::string CheckReport::table() const {
                                 expr_w, "shape", type_w, "note");
   for (const auto& r : nodes) {
     std::string expr = r.expression.size() > 60 ? r.expression.substr(0, 57) + "..." : r.expression;
-    out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", r.name.empty() ? "-" : r.name, name_w,
-                       expr, expr_w, r.type.str(), type_w, r.note);
+    out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", r.name.empty() ? "-" : r.name, name_w, expr,
+                       expr_w, r.type.str(), type_w, r.note);
   }
   return out;
 }

@@ -1,8 +1,8 @@
 #include "check/example_inputs.h"
 
-#include "stitch/shape.h"
-
 #include <fmt/format.h>
+
+#include "stitch/shape.h"
 
 namespace stitch {
 
@@ -62,8 +62,8 @@ std::string example_text(const std::vector<ExampleSlot>& slots) {
       values = fmt::format("all {}", *fill);
       if (!slot.probe) values += " (a lengths input: the sequence length)";
     }
-    text += fmt::format("{}{}: {} {}", text.empty() ? "" : ", ", slot.name, type_text(slot),
-                        values);
+    text +=
+        fmt::format("{}{}: {} {}", text.empty() ? "" : ", ", slot.name, type_text(slot), values);
   }
   return text;
 }

@@ -4,8 +4,6 @@
 // differentiates it, and its numbers follow PyTorch's own reference
 // ("math") implementation.
 
-#include "stitch/compat.h"
-
 #include <torch/library.h>
 #include <torch/version.h>
 
@@ -13,6 +11,8 @@
 #include <functional>
 #include <limits>
 #include <set>
+
+#include "stitch/compat.h"
 
 namespace stitch {
 
@@ -33,8 +33,8 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& query, const at::Tenso
   TORCH_CHECK(query.dim() >= 2 && key.dim() >= 2 && value.dim() >= 2,
               "scaled_dot_product_attention: query, key and value need at least 2 dims");
   TORCH_CHECK(query.size(-1) == key.size(-1),
-              "scaled_dot_product_attention: query's and key's last dims differ (",
-              query.size(-1), " and ", key.size(-1), ")");
+              "scaled_dot_product_attention: query's and key's last dims differ (", query.size(-1),
+              " and ", key.size(-1), ")");
   TORCH_CHECK(dropout_p >= 0.0 && dropout_p <= 1.0,
               "scaled_dot_product_attention: dropout_p must be in [0, 1], got ", dropout_p);
   const double factor = scale.has_value() ? *scale : 1.0 / std::sqrt(double(query.size(-1)));
@@ -58,18 +58,16 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& query, const at::Tenso
 
   at::Tensor k = key, v = value;
   if (enable_gqa && query.dim() >= 3 && key.dim() >= 3 && query.size(-3) != key.size(-3)) {
-    TORCH_CHECK(key.size(-3) > 0 && query.size(-3) % key.size(-3) == 0 &&
-                    key.size(-3) == value.size(-3),
-                "scaled_dot_product_attention: with enable_gqa, the query's heads (",
-                query.size(-3), ") must be a multiple of the key's and value's (", key.size(-3),
-                ", ", value.size(-3), ")");
+    TORCH_CHECK(
+        key.size(-3) > 0 && query.size(-3) % key.size(-3) == 0 && key.size(-3) == value.size(-3),
+        "scaled_dot_product_attention: with enable_gqa, the query's heads (", query.size(-3),
+        ") must be a multiple of the key's and value's (", key.size(-3), ", ", value.size(-3), ")");
     const int64_t repeats = query.size(-3) / key.size(-3);
     k = key.repeat_interleave(repeats, -3);
     v = value.repeat_interleave(repeats, -3);
   }
 
-  at::Tensor scores =
-      at::matmul(query * (factor < 0 ? -root : root), k.transpose(-2, -1) * root);
+  at::Tensor scores = at::matmul(query * (factor < 0 ? -root : root), k.transpose(-2, -1) * root);
   if (mask.has_value()) scores = scores + *mask;
   at::Tensor weights = at::softmax(scores, -1);
   // _safe_softmax: a row with every position masked attends to nothing (0),

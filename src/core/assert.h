@@ -6,11 +6,11 @@
 //   STITCH_INTERNAL_ASSERT(cond, "format", args...)
 //     a bug in stitch itself: throws stitch::Error saying so, with where.
 
-#include "stitch/error.h"
-
 #include <fmt/format.h>
 
 #include <string>
+
+#include "stitch/error.h"
 
 namespace stitch::detail {
 
@@ -20,14 +20,14 @@ namespace stitch::detail {
 
 }  // namespace stitch::detail
 
-#define STITCH_CHECK(cond, ErrorType, ...)            \
-  do {                                                \
+#define STITCH_CHECK(cond, ErrorType, ...)                  \
+  do {                                                      \
     if (!(cond)) throw ErrorType(fmt::format(__VA_ARGS__)); \
   } while (0)
 
-#define STITCH_INTERNAL_ASSERT(cond, ...)                                                   \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
+#define STITCH_INTERNAL_ASSERT(cond, ...)                                                    \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       ::stitch::detail::internal_error(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
-    }                                                                                       \
+    }                                                                                        \
   } while (0)

@@ -1,12 +1,12 @@
 #include "stitch/bind_inputs.h"
 
-#include "stitch/error.h"
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <set>
+
+#include "stitch/error.h"
 
 namespace stitch {
 

@@ -1,12 +1,12 @@
 #include "stitch/error.h"
 
-#include "core/assert.h"
-#include "core/nearest_name.h"
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <sstream>
+
+#include "core/assert.h"
+#include "core/nearest_name.h"
 
 namespace stitch {
 
@@ -45,13 +45,13 @@ IoError IoError::at(const std::filesystem::path& file, const std::string& what) 
 
 namespace detail {
 
-void internal_error(const char* file, int line, const char* condition,
-                    const std::string& message) {
+void internal_error(const char* file, int line, const char* condition, const std::string& message) {
   const std::string_view path(file);
   const size_t src = path.rfind("src/");
-  throw Error(fmt::format("internal error in {}:{} ({}): {}\n  this is a bug in stitch, not in "
-                          "what you gave it; please report it with the command that hit it",
-                          src == path.npos ? path : path.substr(src), line, condition, message));
+  throw Error(
+      fmt::format("internal error in {}:{} ({}): {}\n  this is a bug in stitch, not in "
+                  "what you gave it; please report it with the command that hit it",
+                  src == path.npos ? path : path.substr(src), line, condition, message));
 }
 
 namespace {

@@ -1,15 +1,15 @@
 #include "stitch/graph.h"
 
-#include "core/artifact_names.h"
-#include "core/identifiers.h"
-#include "core/nearest_name.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <iterator>
 #include <sstream>
+
+#include "core/artifact_names.h"
+#include "core/identifiers.h"
+#include "core/nearest_name.h"
 
 namespace stitch {
 
@@ -25,9 +25,12 @@ Literal::Literal(std::vector<double> v) : kind(Kind::List) {
 
 std::string Literal::str() const {
   switch (kind) {
-    case Kind::None: return "none";
-    case Kind::Bool: return b ? "true" : "false";
-    case Kind::Int: return std::to_string(i);
+    case Kind::None:
+      return "none";
+    case Kind::Bool:
+      return b ? "true" : "false";
+    case Kind::Int:
+      return std::to_string(i);
     case Kind::Float: {
       std::string s = fmt::format("{}", f);  // shortest form that reads back
       if (std::isfinite(f) && s.find_first_of(".eE") == std::string::npos) {
@@ -35,7 +38,8 @@ std::string Literal::str() const {
       }
       return s;
     }
-    case Kind::String: return "\"" + s + "\"";
+    case Kind::String:
+      return "\"" + s + "\"";
     case Kind::List: {
       std::string out = "[";
       for (size_t k = 0; k < items.size(); ++k) {
@@ -56,29 +60,51 @@ Graph& Value::graph() const {
   return *graph_;
 }
 
-Value Value::operator[](int64_t index) const { return graph().index(*this, index); }
+Value Value::operator[](int64_t index) const {
+  return graph().index(*this, index);
+}
 Value Value::operator[](const std::string& key) const {
   return graph().index(*this, key);
 }
-Value Value::attr(const std::string& name) const { return graph().attr(*this, name); }
+Value Value::attr(const std::string& name) const {
+  return graph().attr(*this, name);
+}
 
 namespace {
 Value arith(const char* op, Arg a, Arg b) {
-  Graph& g = std::holds_alternative<Value>(a) ? std::get<Value>(a).graph()
-                                              : std::get<Value>(b).graph();
+  Graph& g =
+      std::holds_alternative<Value>(a) ? std::get<Value>(a).graph() : std::get<Value>(b).graph();
   return g.op(op, {std::move(a), std::move(b)});
 }
 }  // namespace
 
-Value operator+(Value a, Value b) { return arith("add", a, b); }
-Value operator-(Value a, Value b) { return arith("sub", a, b); }
-Value operator*(Value a, Value b) { return arith("mul", a, b); }
-Value operator+(Value a, double b) { return arith("add", a, Literal(b)); }
-Value operator-(Value a, double b) { return arith("sub", a, Literal(b)); }
-Value operator*(Value a, double b) { return arith("mul", a, Literal(b)); }
-Value operator+(double a, Value b) { return arith("add", Literal(a), b); }
-Value operator-(double a, Value b) { return arith("sub", Literal(a), b); }
-Value operator*(double a, Value b) { return arith("mul", Literal(a), b); }
+Value operator+(Value a, Value b) {
+  return arith("add", a, b);
+}
+Value operator-(Value a, Value b) {
+  return arith("sub", a, b);
+}
+Value operator*(Value a, Value b) {
+  return arith("mul", a, b);
+}
+Value operator+(Value a, double b) {
+  return arith("add", a, Literal(b));
+}
+Value operator-(Value a, double b) {
+  return arith("sub", a, Literal(b));
+}
+Value operator*(Value a, double b) {
+  return arith("mul", a, Literal(b));
+}
+Value operator+(double a, Value b) {
+  return arith("add", Literal(a), b);
+}
+Value operator-(double a, Value b) {
+  return arith("sub", Literal(a), b);
+}
+Value operator*(double a, Value b) {
+  return arith("mul", Literal(a), b);
+}
 
 // ---- ModelSpec, Node ---------------------------------------------------------
 
@@ -107,7 +133,9 @@ const Literal* Node::kwarg(const std::string& key) const {
 
 // ---- Graph -----------------------------------------------------------------
 
-Graph::Graph(Graph&& other) noexcept { *this = std::move(other); }
+Graph::Graph(Graph&& other) noexcept {
+  *this = std::move(other);
+}
 
 Graph& Graph::operator=(Graph&& other) noexcept {
   nodes_ = std::move(other.nodes_);
@@ -134,10 +162,9 @@ void Graph::rebind() {
 Value Graph::add(Node node) {
   for (const auto& arg : node.args) {
     if (const auto* v = std::get_if<Value>(&arg)) {
-      if (&v->graph() != this || v->id() < 0 ||
-          v->id() >= static_cast<int>(nodes_.size())) {
-        throw Error(fmt::format("{}a value from another graph was passed to {}",
-                                node.loc.prefix(), node.op));
+      if (&v->graph() != this || v->id() < 0 || v->id() >= static_cast<int>(nodes_.size())) {
+        throw Error(fmt::format("{}a value from another graph was passed to {}", node.loc.prefix(),
+                                node.op));
       }
     }
   }
@@ -145,8 +172,7 @@ Value Graph::add(Node node) {
   return Value(this, static_cast<int>(nodes_.size()) - 1);
 }
 
-Value Graph::input(const std::string& name, Shape shape, at::ScalarType dtype,
-                   SourceLoc loc) {
+Value Graph::input(const std::string& name, Shape shape, at::ScalarType dtype, SourceLoc loc) {
   check_identifier("input", name, loc);
   for (int id : inputs_) {
     if (nodes_[id].name == name) {
@@ -155,8 +181,8 @@ Value Graph::input(const std::string& name, Shape shape, at::ScalarType dtype,
   }
   for (const auto& d : shape) {
     if (d.is_static() && d.size() <= 0) {
-      throw SpecError(fmt::format("{}input '{}': dimension {} must be positive",
-                                  loc.prefix(), name, d.size()));
+      throw SpecError(
+          fmt::format("{}input '{}': dimension {} must be positive", loc.prefix(), name, d.size()));
     }
     if (d.is_static() && d.size() > kMaxSize) {
       throw SpecError(fmt::format("{}input '{}': dimension {} is too large (at most 2^31)",
@@ -181,9 +207,10 @@ void Graph::probe_with(Value input, Dim value) {
   }
   Node& n = nodes_[input.id()];
   if (at::isFloatingType(n.dtype)) {
-    throw SpecError(fmt::format("{}input '{}': probe: sets the value of integer inputs; {} "
-                                "inputs are random",
-                                n.loc.prefix(), n.name, dtype_str(n.dtype)));
+    throw SpecError(
+        fmt::format("{}input '{}': probe: sets the value of integer inputs; {} "
+                    "inputs are random",
+                    n.loc.prefix(), n.name, dtype_str(n.dtype)));
   }
   for (const auto& s : value.symbols()) {
     bool known = false;
@@ -193,9 +220,10 @@ void Graph::probe_with(Value input, Dim value) {
       }
     }
     if (!known) {
-      throw SpecError(fmt::format("{}input '{}': probe: {} uses '{}', which no input's shape "
-                                  "has",
-                                  n.loc.prefix(), n.name, value.str(), s));
+      throw SpecError(
+          fmt::format("{}input '{}': probe: {} uses '{}', which no input's shape "
+                      "has",
+                      n.loc.prefix(), n.name, value.str(), s));
     }
   }
   n.probe = std::move(value);
@@ -236,8 +264,8 @@ Value Graph::call(const std::string& model, std::vector<Value> args, SourceLoc l
 
 Value Graph::index(Value of, Literal key, SourceLoc loc) {
   if (key.kind != Literal::Kind::Int && key.kind != Literal::Kind::String) {
-    throw SpecError(fmt::format("{}an index must be an integer or a string, got {}",
-                                loc.prefix(), key.str()));
+    throw SpecError(
+        fmt::format("{}an index must be an integer or a string, got {}", loc.prefix(), key.str()));
   }
   Node n;
   n.kind = Node::Kind::Index;
@@ -321,6 +349,8 @@ Value Model::operator()(std::vector<Value> args) const {
   return g.call(spec_.name, std::move(args));
 }
 
-Model load(std::filesystem::path file) { return Model(std::move(file)); }
+Model load(std::filesystem::path file) {
+  return Model(std::move(file));
+}
 
 }  // namespace stitch

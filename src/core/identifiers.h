@@ -2,9 +2,9 @@
 // The rules for the names a spec or the C++ API gives inputs, models and
 // values: identifiers that forward's generated TorchScript can use.
 
-#include "stitch/graph.h"
-
 #include <string>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 

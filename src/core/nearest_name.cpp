@@ -4,8 +4,7 @@
 
 namespace stitch {
 
-std::string nearest_name(const std::string& name,
-                         const std::vector<std::string>& candidates) {
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates) {
   auto distance = [](const std::string& a, const std::string& b) {
     std::vector<size_t> row(b.size() + 1);
     for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -14,8 +13,7 @@ std::string nearest_name(const std::string& name,
       row[0] = i;
       for (size_t j = 1; j <= b.size(); ++j) {
         size_t up = row[j];
-        row[j] = std::min({row[j] + 1, row[j - 1] + 1,
-                           diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
         diag = up;
       }
     }

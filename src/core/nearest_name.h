@@ -8,7 +8,6 @@ namespace stitch {
 
 /// The closest of `candidates` to `name` (edit distance), or "" if none is
 /// close.
-std::string nearest_name(const std::string& name,
-                         const std::vector<std::string>& candidates);
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates);
 
 }  // namespace stitch

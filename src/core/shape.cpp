@@ -1,11 +1,11 @@
 #include "stitch/shape.h"
 
-#include "stitch/error.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <numeric>
+
+#include "stitch/error.h"
 
 namespace stitch {
 
@@ -86,8 +86,7 @@ Dim Dim::operator*(const Dim& other) const {
     return out;
   }
   out.symbols_ = symbols_;
-  out.symbols_.insert(out.symbols_.end(), other.symbols_.begin(),
-                      other.symbols_.end());
+  out.symbols_.insert(out.symbols_.end(), other.symbols_.begin(), other.symbols_.end());
   std::sort(out.symbols_.begin(), out.symbols_.end());
   return out;
 }
@@ -147,30 +146,38 @@ std::string shape_str(const Shape& shape) {
 
 std::string dtype_str(at::ScalarType dtype) {
   switch (dtype) {
-    case at::kFloat: return "float";
-    case at::kDouble: return "float64";
-    case at::kHalf: return "float16";
-    case at::kBFloat16: return "bfloat16";
-    case at::kLong: return "int64";
-    case at::kInt: return "int32";
-    case at::kShort: return "int16";
-    case at::kChar: return "int8";
-    case at::kByte: return "uint8";
-    case at::kBool: return "bool";
-    default: return c10::toString(dtype);
+    case at::kFloat:
+      return "float";
+    case at::kDouble:
+      return "float64";
+    case at::kHalf:
+      return "float16";
+    case at::kBFloat16:
+      return "bfloat16";
+    case at::kLong:
+      return "int64";
+    case at::kInt:
+      return "int32";
+    case at::kShort:
+      return "int16";
+    case at::kChar:
+      return "int8";
+    case at::kByte:
+      return "uint8";
+    case at::kBool:
+      return "bool";
+    default:
+      return c10::toString(dtype);
   }
 }
 
 std::optional<at::ScalarType> parse_dtype(const std::string& name) {
   static const std::map<std::string, at::ScalarType> kNames = {
-      {"float", at::kFloat},     {"float32", at::kFloat},
-      {"float64", at::kDouble},  {"double", at::kDouble},
-      {"float16", at::kHalf},    {"half", at::kHalf},
-      {"bfloat16", at::kBFloat16},
-      {"int64", at::kLong},      {"long", at::kLong},
-      {"int32", at::kInt},       {"int", at::kInt},
-      {"int16", at::kShort},     {"int8", at::kChar},
-      {"uint8", at::kByte},      {"bool", at::kBool}};
+      {"float", at::kFloat},       {"float32", at::kFloat}, {"float64", at::kDouble},
+      {"double", at::kDouble},     {"float16", at::kHalf},  {"half", at::kHalf},
+      {"bfloat16", at::kBFloat16}, {"int64", at::kLong},    {"long", at::kLong},
+      {"int32", at::kInt},         {"int", at::kInt},       {"int16", at::kShort},
+      {"int8", at::kChar},         {"uint8", at::kByte},    {"bool", at::kBool}};
   auto it = kNames.find(name);
   if (it == kNames.end()) {
     return std::nullopt;
@@ -211,16 +218,24 @@ std::string ValueType::str() const {
     return out;
   };
   switch (kind) {
-    case Kind::Tensor: return tensor_type_str(dtype, shape);
+    case Kind::Tensor:
+      return tensor_type_str(dtype, shape);
     case Kind::Tuple:
       return keys.empty() ? "(" + join(false) + ")" : "(" + join(true) + ")";
-    case Kind::List: return "[" + join(false) + "]";
-    case Kind::Dict: return "{" + join(true) + "}";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::Bool: return "bool";
-    case Kind::String: return "str";
-    case Kind::None: return "None";
+    case Kind::List:
+      return "[" + join(false) + "]";
+    case Kind::Dict:
+      return "{" + join(true) + "}";
+    case Kind::Int:
+      return "int";
+    case Kind::Float:
+      return "float";
+    case Kind::Bool:
+      return "bool";
+    case Kind::String:
+      return "str";
+    case Kind::None:
+      return "None";
   }
   return "?";
 }

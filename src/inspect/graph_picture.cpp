@@ -1,23 +1,22 @@
 #include "stitch/graph_picture.h"
 
-#include "util/atomic_file.h"
-#include "ops/expression_text.h"
-#include "ops/registry.h"
-#include "stitch/artifact.h"
-#include "stitch/spec.h"
-
-#include <fmt/format.h>
-#include <torch/script.h>
-
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <torch/script.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <set>
+
+#include "ops/expression_text.h"
+#include "ops/registry.h"
+#include "stitch/artifact.h"
+#include "stitch/spec.h"
+#include "util/atomic_file.h"
 
 namespace fs = std::filesystem;
 
@@ -38,11 +37,20 @@ std::string escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -57,11 +65,10 @@ std::string label(const std::string& title, const std::vector<std::string>& line
   return out + ">";
 }
 
-std::string node_line(const std::string& id, const std::string& label_text,
-                      const std::string& fill, const std::string& style = "rounded,filled",
-                      const std::string& extra = "") {
-  return fmt::format("  {} [label={}, fillcolor=\"{}\", style=\"{}\"{}];\n", id, label_text,
-                     fill, style, extra);
+std::string node_line(const std::string& id, const std::string& label_text, const std::string& fill,
+                      const std::string& style = "rounded,filled", const std::string& extra = "") {
+  return fmt::format("  {} [label={}, fillcolor=\"{}\", style=\"{}\"{}];\n", id, label_text, fill,
+                     style, extra);
 }
 
 bool is_learned(const std::string& op) {
@@ -110,10 +117,11 @@ class DotWriter {
         "  graph [rankdir=TB, fontname=\"Helvetica\", fontsize=10, nodesep=0.35, "
         "ranksep=0.45, labelloc=b, labeljust=l";
     if (!caption.empty()) out += ", label=\"" + escape(caption) + "\"";
-    out += "];\n"
-           "  node [fontname=\"Helvetica\", fontsize=11, shape=box, margin=\"0.15,0.06\"];\n"
-           "  edge [fontname=\"Helvetica\", fontsize=9, color=\"#4b5563\", "
-           "fontcolor=\"#1f2937\"];\n";
+    out +=
+        "];\n"
+        "  node [fontname=\"Helvetica\", fontsize=11, shape=box, margin=\"0.15,0.06\"];\n"
+        "  edge [fontname=\"Helvetica\", fontsize=9, color=\"#4b5563\", "
+        "fontcolor=\"#1f2937\"];\n";
     for (size_t id = 0; id < g_.nodes().size(); ++id) out += node(static_cast<int>(id));
     for (size_t id = 0; id < g_.nodes().size(); ++id) out += edges_into(static_cast<int>(id));
     out += outputs();
@@ -145,9 +153,7 @@ class DotWriter {
     return report_->nodes.at(id).type.str();
   }
 
-  std::string note(int id) const {
-    return report_ == nullptr ? "" : report_->nodes.at(id).note;
-  }
+  std::string note(int id) const { return report_ == nullptr ? "" : report_->nodes.at(id).note; }
 
   std::string node(int id) {
     const Node& n = g_.nodes()[id];
@@ -156,16 +162,18 @@ class DotWriter {
       case Node::Kind::Input:
         return node_line(id_of(id), label(n.name, {"input"}), kInputFill);
       case Node::Kind::Index:
-      case Node::Kind::Attr: return "";
+      case Node::Kind::Attr:
+        return "";
       case Node::Kind::Call: {
         const ModelSpec& spec = g_.model(n.op);
         const std::string frozen = freeze_text(spec);
-        return node_line(id_of(id),
-                         label(n.name.empty() ? n.op : n.name + " = " + n.op,
-                               {spec.describe(), frozen}),
-                         frozen.empty() ? kModelFill : kFrozenFill, "filled,bold");
+        return node_line(
+            id_of(id),
+            label(n.name.empty() ? n.op : n.name + " = " + n.op, {spec.describe(), frozen}),
+            frozen.empty() ? kModelFill : kFrozenFill, "filled,bold");
       }
-      case Node::Kind::Op: break;
+      case Node::Kind::Op:
+        break;
     }
     if (n.op == "adapt") {
       // "to [N, 512]", the shapes, then one line per step of the adapter.
@@ -203,8 +211,7 @@ class DotWriter {
 
   std::string edges_into(int id) const {
     const Node& n = g_.nodes()[id];
-    if (n.kind == Node::Kind::Index || n.kind == Node::Kind::Attr ||
-        n.kind == Node::Kind::Input) {
+    if (n.kind == Node::Kind::Index || n.kind == Node::Kind::Attr || n.kind == Node::Kind::Input) {
       return "";
     }
     std::string out;
@@ -295,8 +302,7 @@ struct Pipe {
 
 }  // namespace
 
-std::string graph_dot(const Graph& graph, const CheckReport* report,
-                      const std::string& caption) {
+std::string graph_dot(const Graph& graph, const CheckReport* report, const std::string& caption) {
   return DotWriter(graph, report).write(caption);
 }
 
@@ -316,11 +322,13 @@ std::string module_dot(const torch::jit::Module& module, const std::string& name
   int64_t params = 0;
   for (const auto& p : module.named_parameters(true)) params += p.value.numel();
   const std::string type = module.type()->name() ? module.type()->name()->name() : "Module";
-  out += node_line("model",
-                   label(name, {type, children.empty() ? "" : "children: " +
-                                                                 fmt::format("{}", fmt::join(children, ", ")),
-                                fmt::format("{} parameters", params)}),
-                   kModelFill, "filled,bold");
+  out += node_line(
+      "model",
+      label(name,
+            {type,
+             children.empty() ? "" : "children: " + fmt::format("{}", fmt::join(children, ", ")),
+             fmt::format("{} parameters", params)}),
+      kModelFill, "filled,bold");
   for (size_t i = 1; i < schema.arguments().size(); ++i) {
     const auto& a = schema.arguments()[i];
     out += node_line(fmt::format("in{}", i), label(a.name(), {"input"}), kInputFill);
@@ -392,8 +400,8 @@ std::string render_dot(const std::string& dot_text, const std::string& format) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw IoError(fmt::format("Graphviz's dot failed ({}): {}", dot,
-                              errors.substr(0, errors.find('\n'))));
+    throw IoError(
+        fmt::format("Graphviz's dot failed ({}): {}", dot, errors.substr(0, errors.find('\n'))));
   }
   return result;
 }

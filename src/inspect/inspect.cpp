@@ -1,22 +1,21 @@
 #include "stitch/inspect.h"
 
-#include "stitch/bind_inputs.h"
-#include "build/builder.h"
-#include "ops/expression_text.h"
-#include "artifact/metadata.h"
-#include "stitch/compat.h"
-#include "load/surgery.h"
-
 #include <fmt/format.h>
 #include <fnmatch.h>
-#include <nlohmann/json.hpp>
-
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/version.h>
 
 #include <algorithm>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
+
+#include "artifact/metadata.h"
+#include "build/builder.h"
+#include "load/surgery.h"
+#include "ops/expression_text.h"
+#include "stitch/bind_inputs.h"
+#include "stitch/compat.h"
 
 namespace stitch {
 
@@ -140,8 +139,8 @@ std::map<std::string, int64_t> bind_sizes(const Graph& graph, const InputSizes& 
     const std::vector<int64_t>& dims = it->second;
     auto refuse = [&](const std::string& why) {
       throw ShapeError(fmt::format("{}input '{}' is declared {}, the size given is {}: {}",
-                                   n.loc.prefix(), n.name, shape_str(n.shape),
-                                   fmt::join(dims, "x"), why));
+                                   n.loc.prefix(), n.name, shape_str(n.shape), fmt::join(dims, "x"),
+                                   why));
     };
     if (dims.size() != n.shape.size()) {
       refuse(fmt::format("{} dims, not {}", dims.size(), n.shape.size()));
@@ -229,7 +228,8 @@ InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::I
   }
   // A file's own requires_grad flags say what trains.
   std::map<std::string, bool> requires_grad;
-  for (const auto& p : module.named_parameters(true)) requires_grad[p.name] = p.value.requires_grad();
+  for (const auto& p : module.named_parameters(true))
+    requires_grad[p.name] = p.value.requires_grad();
   auto frozen = [&](const std::string& name) { return !requires_grad[name]; };
   report.modules = module_rows(module, depth, frozen, outputs, "");
   for (const auto& p : module.named_parameters(true)) {
@@ -293,8 +293,8 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
     report.trainable += top.trainable;
     report.modules.push_back(top);
     if (depth < 0 || depth > 1) {
-      for (auto& row : module_rows(c.module, depth < 0 ? -1 : depth - 1, frozen, outputs,
-                                   name + ".")) {
+      for (auto& row :
+           module_rows(c.module, depth < 0 ? -1 : depth - 1, frozen, outputs, name + ".")) {
         report.modules.push_back(std::move(row));
       }
     }
@@ -362,14 +362,11 @@ std::string InspectReport::json() const {
   j["output"] = type_json(output);
   j["nodes"] = nlohmann::json::array();
   for (const auto& n : nodes) {
-    j["nodes"].push_back({{"name", n.name},
-                          {"expression", n.expression},
-                          {"type", n.type.str()},
-                          {"note", n.note}});
+    j["nodes"].push_back(
+        {{"name", n.name}, {"expression", n.expression}, {"type", n.type.str()}, {"note", n.note}});
   }
-  j["total"] = {{"parameters", parameters},
-                {"trainable", trainable},
-                {"frozen", parameters - trainable}};
+  j["total"] = {
+      {"parameters", parameters}, {"trainable", trainable}, {"frozen", parameters - trainable}};
   j["compat_operators"] = compat_operators;
   if (!built_with.empty()) j["built_with"] = built_with;
   if (!note.empty()) j["note"] = note;

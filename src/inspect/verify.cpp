@@ -1,19 +1,19 @@
 #include "stitch/verify.h"
 
-#include "util/atomic_file.h"
-#include "load/component.h"
-#include "check/example_inputs.h"
-#include "artifact/metadata.h"
-#include "stitch/artifact.h"
-#include "stitch/build.h"
-#include "stitch/spec.h"
-
 #include <fmt/format.h>
 #include <torch/script.h>
 
 #include <cmath>
 #include <map>
 #include <set>
+
+#include "artifact/metadata.h"
+#include "check/example_inputs.h"
+#include "load/component.h"
+#include "stitch/artifact.h"
+#include "stitch/build.h"
+#include "stitch/spec.h"
+#include "util/atomic_file.h"
 
 namespace fs = std::filesystem;
 
@@ -29,9 +29,8 @@ bool VerifyReport::ok() const {
 std::string VerifyReport::table() const {
   std::string out;
   for (const auto& o : outputs) {
-    out += fmt::format("{}  [{}]  max abs diff {:.3g}  {}\n", o.name,
-                       fmt::join(o.shape, ", "), o.max_abs_diff,
-                       o.ok ? "ok" : "DIFFERS");
+    out += fmt::format("{}  [{}]  max abs diff {:.3g}  {}\n", o.name, fmt::join(o.shape, ", "),
+                       o.max_abs_diff, o.ok ? "ok" : "DIFFERS");
   }
   for (const auto& note : notes) out += "note: " + note + "\n";
   return out;
@@ -69,8 +68,8 @@ void copy_builtin_weights(const torch::jit::Module& artifact, torch::jit::Module
     }
     if (!it->second.sizes().equals(tensor.sizes())) {
       throw VerifyError(fmt::format(
-          "{} was not built from this spec: its '{}' is {}, the spec's is {}", file.string(),
-          name, sizes_str(it->second.sizes()), sizes_str(tensor.sizes())));
+          "{} was not built from this spec: its '{}' is {}, the spec's is {}", file.string(), name,
+          sizes_str(it->second.sizes()), sizes_str(tensor.sizes())));
     }
     tensor.copy_(it->second);
   }
@@ -123,9 +122,10 @@ std::vector<std::string> changed_files(const std::string& manifest_json, const G
     std::error_code ec;
     if (!fs::is_regular_file(file, ec)) continue;
     if (sha256_hex(read_file(file)) != c.sha256) {
-      notes.push_back(fmt::format("{} ({}) has changed since the artifact was saved "
-                                  "(its sha256 differs from the manifest's)",
-                                  name, file.filename().string()));
+      notes.push_back(
+          fmt::format("{} ({}) has changed since the artifact was saved "
+                      "(its sha256 differs from the manifest's)",
+                      name, file.filename().string()));
     }
   }
   return notes;
@@ -133,8 +133,7 @@ std::vector<std::string> changed_files(const std::string& manifest_json, const G
 
 }  // namespace
 
-VerifyReport verify(const fs::path& artifact, const fs::path& spec,
-                    const VerifyOptions& options) {
+VerifyReport verify(const fs::path& artifact, const fs::path& spec, const VerifyOptions& options) {
   torch::jit::Module saved = load_module(artifact);
   saved.eval();
   const ArtifactMetadata meta = read_metadata(artifact);
@@ -159,8 +158,8 @@ VerifyReport verify(const fs::path& artifact, const fs::path& spec,
     (void)value;
     auto it = got.find(name);
     if (it == got.end()) {
-      throw VerifyError(fmt::format("{} has no output '{}', which the spec declares",
-                                    artifact.string(), name));
+      throw VerifyError(
+          fmt::format("{} has no output '{}', which the spec declares", artifact.string(), name));
     }
     const torch::Tensor& a = it->second;
     const torch::Tensor& b = expected.at(name);
@@ -169,8 +168,7 @@ VerifyReport verify(const fs::path& artifact, const fs::path& spec,
     c.shape = b.sizes().vec();
     if (!a.sizes().equals(b.sizes())) {
       throw VerifyError(fmt::format("output '{}' of {} is {}, its parts give {}", name,
-                                    artifact.string(), sizes_str(a.sizes()),
-                                    sizes_str(b.sizes())));
+                                    artifact.string(), sizes_str(a.sizes()), sizes_str(b.sizes())));
     }
     const auto diff = (a.to(torch::kDouble) - b.to(torch::kDouble)).abs();
     c.max_abs_diff = diff.numel() ? diff.max().item<double>() : 0.0;
@@ -184,8 +182,8 @@ VerifyReport verify(const fs::path& artifact, const fs::path& spec,
           "diff; tolerance atol {:g} + rtol {:g} * |value|){}\n"
           "  the parts: {}'s models from their files, its learned layers' weights from the "
           "artifact",
-          artifact.string(), name, sizes_str(c.shape),
-          c.max_abs_diff, options.atol(), options.rtol(), detail, spec.string()));
+          artifact.string(), name, sizes_str(c.shape), c.max_abs_diff, options.atol(),
+          options.rtol(), detail, spec.string()));
     }
   }
   return report;

@@ -23,11 +23,11 @@ int64_t byte_size(c10::IntArrayRef shape, c10::ScalarType dtype, const std::stri
 }
 
 namespace {
-constexpr DtypeName kDtypes[] = {
-    {at::kDouble, "F64", "<f8"}, {at::kFloat, "F32", "<f4"}, {at::kHalf, "F16", "<f2"},
-    {at::kBFloat16, "BF16", nullptr}, {at::kLong, "I64", "<i8"}, {at::kInt, "I32", "<i4"},
-    {at::kShort, "I16", "<i2"}, {at::kChar, "I8", "|i1"}, {at::kByte, "U8", "|u1"},
-    {at::kBool, "BOOL", "|b1"}};
+constexpr DtypeName kDtypes[] = {{at::kDouble, "F64", "<f8"}, {at::kFloat, "F32", "<f4"},
+                                 {at::kHalf, "F16", "<f2"},   {at::kBFloat16, "BF16", nullptr},
+                                 {at::kLong, "I64", "<i8"},   {at::kInt, "I32", "<i4"},
+                                 {at::kShort, "I16", "<i2"},  {at::kChar, "I8", "|i1"},
+                                 {at::kByte, "U8", "|u1"},    {at::kBool, "BOOL", "|b1"}};
 }  // namespace
 
 std::optional<c10::ScalarType> dtype_named(std::string_view name, NameField field) {

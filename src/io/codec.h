@@ -5,8 +5,6 @@
 // safetensors.cpp, npy.cpp. tensor_io.cpp's table says which extension
 // goes to which.
 
-#include "stitch/tensor_io.h"
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/types.h>
@@ -15,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "stitch/tensor_io.h"
 
 namespace stitch::io_detail {
 

@@ -1,10 +1,9 @@
 // .npy: numpy's one-tensor format.
 
-#include "io/codec.h"
-
-#include "util/zip_reader.h"
-
 #include <charconv>
+
+#include "io/codec.h"
+#include "util/zip_reader.h"
 
 namespace stitch::io_detail {
 
@@ -110,8 +109,8 @@ std::string encode_npy(const TensorMap& tensors) {
                                    descr, fmt::join(dims, ", "), dims.size() == 1 ? "," : "");
   // Like numpy: pad with spaces and a newline so the data starts 64-byte aligned.
   header.append(63 - (10 + header.size()) % 64, ' ').push_back('\n');
-  return std::string(kNpyMagic) + std::string("\x01\x00", 2) + le_bytes(header.size(), 2) +
-         header + std::string(bytes_of(t));
+  return std::string(kNpyMagic) + std::string("\x01\x00", 2) + le_bytes(header.size(), 2) + header +
+         std::string(bytes_of(t));
 }
 
 }  // namespace stitch::io_detail

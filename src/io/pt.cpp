@@ -1,16 +1,15 @@
 // .pt and .pth: torch.save's zip archive, its pickle read by a small unpickler that
 // accepts only tensors, dicts, lists and tuples of them.
 
-#include "io/codec.h"
-
-#include "util/zip_reader.h"
-
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
 #include <deque>
 #include <unordered_map>
+
+#include "io/codec.h"
+#include "util/zip_reader.h"
 
 namespace stitch::io_detail {
 
@@ -23,8 +22,19 @@ namespace {
 /// A Python value in a torch.save pickle. Values live in the Unpickler's
 /// arena and point at each other, so cycles and deep nesting are harmless.
 struct PyValue {
-  enum class Kind { kNone, kBool, kInt, kFloat, kStr, kGlobal, kTuple, kList, kDict, kStorage,
-                    kTensor };
+  enum class Kind {
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kStr,
+    kGlobal,
+    kTuple,
+    kList,
+    kDict,
+    kStorage,
+    kTensor
+  };
   Kind kind = Kind::kNone;
   int64_t number = 0;
   std::string text;             // kStr; kGlobal as "module.name"
@@ -34,7 +44,7 @@ struct PyValue {
 using Kind = PyValue::Kind;
 
 std::string describe(const PyValue& v) {
-  constexpr const char* kNames[] = {"None", "a bool", "an int", "a float", "a string", "",
+  constexpr const char* kNames[] = {"None",    "a bool", "an int", "a float",   "a string", "",
                                     "a tuple", "a list", "a dict", "a storage", "a tensor"};
   return v.kind == Kind::kGlobal ? "'" + v.text + "'" : kNames[static_cast<int>(v.kind)];
 }
@@ -52,20 +62,49 @@ class Unpickler {
     for (;;) {
       const auto op = static_cast<uint8_t>(arg(1));
       switch (op) {
-        case 0x80: arg(1); break;  // PROTO
-        case 0x95: arg(8); break;  // FRAME, a size hint
-        case '(': marks_.push_back(stack_.size()); break;
-        case '.': return *pop();
-        case 'N': push(Kind::kNone); break;
-        case 0x88: case 0x89: push(Kind::kBool, op == 0x88); break;
-        case 'K': push(Kind::kInt, arg(1)); break;
-        case 'M': push(Kind::kInt, arg(2)); break;
-        case 'J': push(Kind::kInt, static_cast<int32_t>(arg(4))); break;
-        case 0x8a: push(Kind::kInt, long1()); break;
-        case 'G': arg(8); push(Kind::kFloat); break;
-        case 'X': push(Kind::kStr, 0, bytes(arg(4))); break;
-        case 0x8c: push(Kind::kStr, 0, bytes(arg(1))); break;
-        case 0x8d: push(Kind::kStr, 0, bytes(arg(8))); break;
+        case 0x80:
+          arg(1);
+          break;  // PROTO
+        case 0x95:
+          arg(8);
+          break;  // FRAME, a size hint
+        case '(':
+          marks_.push_back(stack_.size());
+          break;
+        case '.':
+          return *pop();
+        case 'N':
+          push(Kind::kNone);
+          break;
+        case 0x88:
+        case 0x89:
+          push(Kind::kBool, op == 0x88);
+          break;
+        case 'K':
+          push(Kind::kInt, arg(1));
+          break;
+        case 'M':
+          push(Kind::kInt, arg(2));
+          break;
+        case 'J':
+          push(Kind::kInt, static_cast<int32_t>(arg(4)));
+          break;
+        case 0x8a:
+          push(Kind::kInt, long1());
+          break;
+        case 'G':
+          arg(8);
+          push(Kind::kFloat);
+          break;
+        case 'X':
+          push(Kind::kStr, 0, bytes(arg(4)));
+          break;
+        case 0x8c:
+          push(Kind::kStr, 0, bytes(arg(1)));
+          break;
+        case 0x8d:
+          push(Kind::kStr, 0, bytes(arg(8)));
+          break;
         case 'c': {  // GLOBAL "module\nname\n"
           const std::string module(line());
           push(Kind::kGlobal, 0, module + "." + std::string(line()));
@@ -76,37 +115,68 @@ class Unpickler {
           push(Kind::kGlobal, 0, pop()->text + "." + name->text);
           break;
         }
-        case ')': push(Kind::kTuple); break;
-        case ']': push(Kind::kList); break;
-        case '}': push(Kind::kDict); break;
-        case 't': case 0x85: case 0x86: case 0x87: {  // TUPLE, TUPLE1..3
+        case ')':
+          push(Kind::kTuple);
+          break;
+        case ']':
+          push(Kind::kList);
+          break;
+        case '}':
+          push(Kind::kDict);
+          break;
+        case 't':
+        case 0x85:
+        case 0x86:
+        case 0x87: {  // TUPLE, TUPLE1..3
           std::vector<PyValue*> items(op == 't' ? 0 : op - 0x84);
           for (auto it = items.rbegin(); it != items.rend(); ++it) *it = pop();
           if (op == 't') items = pop_mark();
           push(Kind::kTuple)->items = std::move(items);
           break;
         }
-        case 'a': add_to(Kind::kList, {pop()}); break;
-        case 'e': add_to(Kind::kList, pop_mark()); break;
+        case 'a':
+          add_to(Kind::kList, {pop()});
+          break;
+        case 'e':
+          add_to(Kind::kList, pop_mark());
+          break;
         case 's': {
           auto* value = pop();
           add_to(Kind::kDict, {pop(), value});
           break;
         }
-        case 'u': add_to(Kind::kDict, pop_mark()); break;
-        case 'q': memo_[arg(1)] = top(); break;
-        case 'r': memo_[arg(4)] = top(); break;
-        case 0x94: memo_[memo_.size()] = top(); break;
-        case 'h': stack_.push_back(memo(arg(1))); break;
-        case 'j': stack_.push_back(memo(arg(4))); break;
-        case 'Q': stack_.push_back(persistent_load(*pop())); break;
-        case 'R': case 0x81: {  // REDUCE, NEWOBJ
+        case 'u':
+          add_to(Kind::kDict, pop_mark());
+          break;
+        case 'q':
+          memo_[arg(1)] = top();
+          break;
+        case 'r':
+          memo_[arg(4)] = top();
+          break;
+        case 0x94:
+          memo_[memo_.size()] = top();
+          break;
+        case 'h':
+          stack_.push_back(memo(arg(1)));
+          break;
+        case 'j':
+          stack_.push_back(memo(arg(4)));
+          break;
+        case 'Q':
+          stack_.push_back(persistent_load(*pop()));
+          break;
+        case 'R':
+        case 0x81: {  // REDUCE, NEWOBJ
           const auto* args = pop();
           stack_.push_back(reduce(*pop(), *args));
           break;
         }
-        case 'b': pop(), top(); break;  // BUILD sets attributes, e.g. a state_dict's _metadata
-        default: fail("unsupported pickle opcode 0x{:02x} at byte {}", op, pos_ - 1);
+        case 'b':
+          pop(), top();
+          break;  // BUILD sets attributes, e.g. a state_dict's _metadata
+        default:
+          fail("unsupported pickle opcode 0x{:02x} at byte {}", op, pos_ - 1);
       }
     }
   }
@@ -130,7 +200,8 @@ class Unpickler {
 
   PyValue* make(Kind kind, int64_t number = 0, std::string_view text = {}) {
     if (arena_.size() >= (1u << 22)) fail("pickle holds over 4M values; not a dict of tensors");
-    charge(static_cast<int64_t>(text.size()));  // memoized strings can be concatenated again and again
+    charge(
+        static_cast<int64_t>(text.size()));  // memoized strings can be concatenated again and again
     return &arena_.emplace_back(PyValue{kind, number, std::string(text), {}, {}});
   }
   PyValue* push(Kind kind, int64_t number = 0, std::string_view text = {}) {
@@ -183,9 +254,9 @@ class Unpickler {
     const std::string& key = a[2]->text;
     if (const auto it = storages_.find(key); it != storages_.end()) return it->second;
     std::optional<c10::ScalarType> dtype;
-    for (auto type : {at::kDouble, at::kFloat, at::kHalf, at::kBFloat16, at::kLong, at::kInt,
-                      at::kShort, at::kChar, at::kByte, at::kBool, at::kComplexFloat,
-                      at::kComplexDouble}) {
+    for (auto type :
+         {at::kDouble, at::kFloat, at::kHalf, at::kBFloat16, at::kLong, at::kInt, at::kShort,
+          at::kChar, at::kByte, at::kBool, at::kComplexFloat, at::kComplexDouble}) {
       if (a[1]->text == fmt::format("torch.{}Storage", c10::toString(type))) dtype = type;
     }
     if (!dtype) fail("unsupported storage type {}", a[1]->text);
@@ -255,7 +326,8 @@ class Unpickler {
     // A Parameter wraps its tensor; C++'s pickle_save tags dicts with their type.
     if ((name == "torch._utils._rebuild_parameter" ||
          name == "torch._utils._rebuild_parameter_with_state" ||
-         name == "torch.jit._pickle.restore_type_tag") && !args.items.empty()) {
+         name == "torch.jit._pickle.restore_type_tag") &&
+        !args.items.empty()) {
       return args.items[0];
     }
     fail("holds {}; save a tensor or a dict of tensors (e.g. model.state_dict())", name);
@@ -316,8 +388,8 @@ std::string encode_pt(const TensorMap& tensors) {
   // (weights_only=True by default) refuses torch.jit._pickle.restore_type_tag.
   std::vector<char> pickle;
   torch::jit::Pickler pickler(
-      [&](const char* data, size_t n) { pickle.insert(pickle.end(), data, data + n); },
-      nullptr, nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+      [&](const char* data, size_t n) { pickle.insert(pickle.end(), data, data + n); }, nullptr,
+      nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
   pickler.protocol();
   pickler.pushIValue(value);
   pickler.stop();

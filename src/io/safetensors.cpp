@@ -1,12 +1,10 @@
 // .safetensors: an 8-byte header size, a JSON header, then the data.
 
-#include "io/codec.h"
-
-#include "util/zip_reader.h"
-
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
+#include "io/codec.h"
+#include "util/zip_reader.h"
 
 namespace stitch::io_detail {
 
@@ -55,7 +53,8 @@ SafetensorsEntry safetensors_entry(const std::string& name, const nlohmann::json
   }
   const auto& dtype_name = info.at("dtype");
   const auto dtype = dtype_name.is_string()
-      ? dtype_named(dtype_name.get<std::string>(), &DtypeName::safetensors) : std::nullopt;
+                         ? dtype_named(dtype_name.get<std::string>(), &DtypeName::safetensors)
+                         : std::nullopt;
   if (!dtype) {
     fail("{} has unsupported dtype {} (supported: {})", what, json_excerpt(dtype_name),
          all_names(&DtypeName::safetensors));
@@ -129,7 +128,8 @@ std::string encode_safetensors(const TensorMap& tensors) {
       fail("tensor '{}' has dtype {}, which .safetensors cannot hold", name,
            c10::toString(t.scalar_type()));
     }
-    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()},
+    header[name] = {{"dtype", dtype},
+                    {"shape", t.sizes().vec()},
                     {"data_offsets", {data.size(), data.size() + t.nbytes()}}};
     data.append(bytes_of(t));
   }

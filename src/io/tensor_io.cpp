@@ -3,15 +3,14 @@
 
 #include "stitch/tensor_io.h"
 
-#include "stitch/error.h"
-
-#include "io/codec.h"
-#include "io/tensor_io_bytes.h"
-#include "util/atomic_file.h"
-
 #include <fmt/format.h>
 
 #include <cctype>
+
+#include "io/codec.h"
+#include "io/tensor_io_bytes.h"
+#include "stitch/error.h"
+#include "util/atomic_file.h"
 
 namespace fs = std::filesystem;
 
@@ -55,8 +54,9 @@ const TensorFormat& format_of(const fs::path& file) {
       if (e == ext) return format;
     }
   }
-  throw IoError(fmt::format("{}: unknown tensor file type '{}' (expected {} or a folder of {} files)",
-                            file.string(), ext, tensor_file_types(), kFolderExtension));
+  throw IoError(
+      fmt::format("{}: unknown tensor file type '{}' (expected {} or a folder of {} files)",
+                  file.string(), ext, tensor_file_types(), kFolderExtension));
 }
 
 TensorMap read_folder(const fs::path& dir) {

@@ -1,10 +1,10 @@
 #pragma once
 // read_tensors for bytes already in memory, for the fuzz targets and tests.
 
-#include "stitch/tensor_io.h"
-
 #include <filesystem>
 #include <string_view>
+
+#include "stitch/tensor_io.h"
 
 namespace stitch::detail {
 

@@ -1,15 +1,15 @@
 #include "load/component.h"
 
-#include "util/atomic_file.h"
-#include "load/load_failure.h"
-#include "stitch/compat.h"
-#include "load/surgery.h"
-
 #include <fmt/format.h>
 #include <openssl/evp.h>
-
 #include <torch/csrc/jit/passes/inliner.h>
+
 #include <sstream>
+
+#include "load/load_failure.h"
+#include "load/surgery.h"
+#include "stitch/compat.h"
+#include "util/atomic_file.h"
 
 namespace fs = std::filesystem;
 
@@ -33,8 +33,7 @@ Component load_component(const ModelSpec& spec) {
   try {
     bytes = read_file(spec.file);
   } catch (const IoError& e) {
-    throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name,
-                                 e.what()));
+    throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name, e.what()));
   }
   c.sha256 = sha256_hex(bytes);
   if (auto why = not_torchscript(spec.file, bytes)) {
@@ -54,9 +53,8 @@ Component load_component(const ModelSpec& spec) {
                      load_failure(spec.file, bytes, detail::first_line(e.what()), true));
   }
   if (!c.module.find_method(spec.method)) {
-    throw ModelError(fmt::format("{}model '{}' ({}) has no method '{}'",
-                                 spec.loc.prefix(), spec.name,
-                                 spec.file.filename().string(), spec.method));
+    throw ModelError(fmt::format("{}model '{}' ({}) has no method '{}'", spec.loc.prefix(),
+                                 spec.name, spec.file.filename().string(), spec.method));
   }
   apply_surgery(c);
   c.module.eval();
@@ -154,8 +152,8 @@ std::optional<Expectation> expected_input(const Component& c, size_t index) {
       if (!t) return std::nullopt;
       return std::make_pair(layer_of(*path), *t);
     };
-    if (kind == "aten::flatten" || kind == "aten::contiguous" ||
-        kind == "aten::dropout" || kind == "aten::relu") {
+    if (kind == "aten::flatten" || kind == "aten::contiguous" || kind == "aten::dropout" ||
+        kind == "aten::relu") {
       e.flattened = e.flattened || kind == "aten::flatten";
       v = n->output();
       continue;
@@ -168,15 +166,16 @@ std::optional<Expectation> expected_input(const Component& c, size_t index) {
       e.shape = {N, w->second.size(1)};
       return e;
     }
-    if (kind == "aten::_convolution" || kind == "aten::conv1d" ||
-        kind == "aten::conv2d" || kind == "aten::conv3d") {
+    if (kind == "aten::_convolution" || kind == "aten::conv1d" || kind == "aten::conv2d" ||
+        kind == "aten::conv3d") {
       auto w = weight(1);
       if (!w || w->second.dim() < 3) return std::nullopt;
       e.layer = w->first;
       int64_t dims = w->second.dim() - 2;
       e.description = fmt::format("Conv{}d(in_channels={})", dims, w->second.size(1));
       e.shape = {N, w->second.size(1)};
-      for (int64_t i = 0; i < dims; ++i) e.shape.push_back(Dim::symbol(i ? "W" : (dims == 1 ? "L" : "H")));
+      for (int64_t i = 0; i < dims; ++i)
+        e.shape.push_back(Dim::symbol(i ? "W" : (dims == 1 ? "L" : "H")));
       return e;
     }
     if (kind == "aten::batch_norm") {
@@ -199,8 +198,8 @@ std::optional<Expectation> expected_input(const Component& c, size_t index) {
       auto w = weight(0);
       if (!w) return std::nullopt;
       e.layer = w->first;
-      e.description = fmt::format("Embedding({}, {}) over integer indices",
-                                  w->second.size(0), w->second.size(1));
+      e.description = fmt::format("Embedding({}, {}) over integer indices", w->second.size(0),
+                                  w->second.size(1));
       e.shape = {N, Dim::symbol("L")};
       return e;
     }

@@ -2,14 +2,14 @@
 // A model file loaded for use in a graph: the TorchScript module (after any
 // surgery), where it came from, and how to probe it for output shapes.
 
-#include "stitch/graph.h"
-
 #include <torch/script.h>
 
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 

@@ -1,13 +1,13 @@
 #include "load/load_failure.h"
 
-#include "stitch/compat.h"
-#include "util/zip_reader.h"
-
 #include <fmt/format.h>
 #include <torch/version.h>
 
 #include <optional>
 #include <regex>
+
+#include "stitch/compat.h"
+#include "util/zip_reader.h"
 
 namespace stitch {
 
@@ -85,9 +85,8 @@ std::string load_failure(const std::filesystem::path& file, std::string_view byt
   if (why.find("zip archive") != std::string::npos ||
       why.find("PytorchStreamReader") != std::string::npos ||
       why.find("inline_container") != std::string::npos) {
-    return fmt::format(
-        "cannot load {}: not a TorchScript archive, or truncated or corrupt\n{}", file.string(),
-        kScriptFix);
+    return fmt::format("cannot load {}: not a TorchScript archive, or truncated or corrupt\n{}",
+                       file.string(), kScriptFix);
   }
   if (in_code) {
     return fmt::format(

@@ -1,9 +1,6 @@
 #include "load/surgery.h"
 
-#include "core/nearest_name.h"
-
 #include <fmt/format.h>
-
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/frontend/inline_loop_condition.h>
 #include <torch/csrc/jit/ir/alias_analysis.h>
@@ -15,6 +12,8 @@
 #include <functional>
 #include <map>
 #include <set>
+
+#include "core/nearest_name.h"
 
 namespace stitch {
 
@@ -83,13 +82,13 @@ void check_path(const Component& c, const std::string& path) {
       continue;
     }
     if (has) {
-      throw ModelError(fmt::format(
-          "{}model '{}' ({}): '{}' is {}, not a layer; cut, after and taps take "
-          "the path of a module\n"
-          "  fix: use the module that holds it{}; list every layer with: stitch "
-          "inspect {}",
-          c.spec.loc.prefix(), c.spec.name, file, path, attribute_kind(m, part),
-          walked.empty() ? "" : fmt::format(" ('{}')", walked), file));
+      throw ModelError(
+          fmt::format("{}model '{}' ({}): '{}' is {}, not a layer; cut, after and taps take "
+                      "the path of a module\n"
+                      "  fix: use the module that holds it{}; list every layer with: stitch "
+                      "inspect {}",
+                      c.spec.loc.prefix(), c.spec.name, file, path, attribute_kind(m, part),
+                      walked.empty() ? "" : fmt::format(" ('{}')", walked), file));
     }
     std::string near = nearest_name(path, module_paths(c.module));
     std::vector<std::string> children;
@@ -98,8 +97,7 @@ void check_path(const Component& c, const std::string& path) {
         "{}model '{}' ({}) has no layer '{}'\n"
         "  {} children: {}\n"
         "  fix: {}list every layer with: stitch inspect {}",
-        c.spec.loc.prefix(), c.spec.name, file, path,
-        walked.empty() ? "its" : walked + "'s",
+        c.spec.loc.prefix(), c.spec.name, file, path, walked.empty() ? "its" : walked + "'s",
         children.empty() ? "(none)" : join(children),
         near.empty() ? "" : fmt::format("did you mean {}?   ", near), file));
   }
@@ -154,9 +152,8 @@ std::optional<c10::IValue> plain_attribute(const torch::jit::Module& root, JitNo
                                            const std::set<std::string>& assigned) {
   const std::string& name = get->s(c10::attr::name);
   auto type = get->output()->type();
-  if (name == "training" || assigned.count(name) ||
-      type->cast<c10::ClassType>() || type->isSubtypeOf(*c10::TensorType::get()) ||
-      type->cast<c10::OptionalType>()) {
+  if (name == "training" || assigned.count(name) || type->cast<c10::ClassType>() ||
+      type->isSubtypeOf(*c10::TensorType::get()) || type->cast<c10::OptionalType>()) {
     return std::nullopt;
   }
   auto path = module_path_of(get->input(0));
@@ -209,8 +206,9 @@ std::string branch_text(JitNode* branch) {
   text = text.substr(0, text.find('\n'));
   if (text.empty()) return "an if";
   const std::string line =
-      range.source() ? fmt::format(" (line {})", range.source()->lineno_for_offset(range.start()) + 1)
-                     : "";
+      range.source()
+          ? fmt::format(" (line {})", range.source()->lineno_for_offset(range.start()) + 1)
+          : "";
   return fmt::format("`{}`{}", text, line);
 }
 
@@ -298,7 +296,8 @@ Lifted lift_to_top(JitGraph& graph, JitValue* v) {
       if (block->outputs()[i] == v) lifted = owner->output(i);
     }
     if (lifted == nullptr) lifted = inline_unpacking_branch(v, owner);
-    if (lifted == nullptr) return {nullptr, "is called inside a branch whose result does not leave it"};
+    if (lifted == nullptr)
+      return {nullptr, "is called inside a branch whose result does not leave it"};
     v = lifted;
   }
   return {v, ""};
@@ -371,8 +370,8 @@ class Surgeon {
   }
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw ModelError(fmt::format("{}model '{}' ({}): {}", c_.spec.loc.prefix(),
-                                 c_.spec.name, c_.spec.file.filename().string(), what));
+    throw ModelError(fmt::format("{}model '{}' ({}): {}", c_.spec.loc.prefix(), c_.spec.name,
+                                 c_.spec.file.filename().string(), what));
   }
 
  private:
@@ -390,8 +389,7 @@ class Surgeon {
       auto path = module_path_of(n->input(0));
       if (!path) continue;
       for (const auto& t : targets) {
-        if (is_strict_prefix(*path, t) ||
-            (*path == t && n->s(c10::attr::name) != "forward")) {
+        if (is_strict_prefix(*path, t) || (*path == t && n->s(c10::attr::name) != "forward")) {
           return n;
         }
       }
@@ -401,26 +399,30 @@ class Surgeon {
 
   JitValue* single_output(const std::string& path, const std::vector<JitValue*>& calls) {
     if (calls.empty()) {
-      fail(fmt::format("layer '{}' exists but {} never calls it, so it has no output "
-                       "to use",
-                       path, c_.spec.method));
+      fail(
+          fmt::format("layer '{}' exists but {} never calls it, so it has no output "
+                      "to use",
+                      path, c_.spec.method));
     }
     if (calls.size() > 1) {
-      fail(fmt::format("layer '{}' is called {} times in {}, so its output is "
-                       "ambiguous\n  fix: use a layer that is called once",
-                       path, calls.size(), c_.spec.method));
+      fail(
+          fmt::format("layer '{}' is called {} times in {}, so its output is "
+                      "ambiguous\n  fix: use a layer that is called once",
+                      path, calls.size(), c_.spec.method));
     }
     if (calls[0] == nullptr) {
-      fail(fmt::format("layer '{}' returns several values where it is called; cannot take its "
-                       "output",
-                       path));
+      fail(
+          fmt::format("layer '{}' returns several values where it is called; cannot take its "
+                      "output",
+                      path));
     }
     const Lifted top = lift_to_top(*graph_, calls[0]);
     if (top.value == nullptr) {
-      fail(fmt::format("layer '{}' {}; cannot take its output\n"
-                       "  fix: use a layer that runs on every path (one before the branch or "
-                       "after it)",
-                       path, top.why_not));
+      fail(
+          fmt::format("layer '{}' {}; cannot take its output\n"
+                      "  fix: use a layer that runs on every path (one before the branch or "
+                      "after it)",
+                      path, top.why_not));
     }
     return top.value;
   }
@@ -543,8 +545,8 @@ void tap(Component& c, const std::vector<std::string>& paths) {
   std::set<std::string> seen;
   for (const auto& p : paths) {
     if (!seen.insert(p).second) {
-      throw SpecError(fmt::format("{}model '{}': tap '{}' is listed twice",
-                                  c.spec.loc.prefix(), c.spec.name, p));
+      throw SpecError(fmt::format("{}model '{}': tap '{}' is listed twice", c.spec.loc.prefix(),
+                                  c.spec.name, p));
     }
   }
   Surgeon s(c);
@@ -554,9 +556,10 @@ void tap(Component& c, const std::vector<std::string>& paths) {
   JitNode* last = graph.param_node();
   for (size_t i = 0; i < paths.size(); ++i) {
     if (!outs[i]->type()->isSubtypeOf(*c10::TensorType::get())) {
-      s.fail(fmt::format("tap '{}' outputs {}, not a Tensor\n  fix: tap a layer that "
-                         "returns a tensor (or cut at '{}' and index its output)",
-                         paths[i], outs[i]->type()->annotation_str(), paths[i]));
+      s.fail(
+          fmt::format("tap '{}' outputs {}, not a Tensor\n  fix: tap a layer that "
+                      "returns a tensor (or cut at '{}' and index its output)",
+                      paths[i], outs[i]->type()->annotation_str(), paths[i]));
     }
     if (outs[i]->node()->isAfter(last)) last = outs[i]->node();
   }
@@ -570,8 +573,7 @@ void tap(Component& c, const std::vector<std::string>& paths) {
     if (aliases.hasWriters(v)) {
       torch::jit::WithInsertPoint at_tap(v->node()->next());
       JitValue* none = graph.insertConstant(c10::IValue());
-      v = graph.insertNode(graph.create(c10::aten::clone, {v, none}))->output()
-              ->setType(v->type());
+      v = graph.insertNode(graph.create(c10::aten::clone, {v, none}))->output()->setType(v->type());
     }
   }
   for (const auto& p : paths) keys.push_back(graph.insertConstant(p));
@@ -586,8 +588,8 @@ void tap(Component& c, const std::vector<std::string>& paths) {
 
 bool is_plain(JitNode* n) {
   auto k = n->kind();
-  return k == c10::prim::GetAttr || k == c10::prim::Constant ||
-         k == c10::prim::ListConstruct || k == c10::prim::TupleConstruct;
+  return k == c10::prim::GetAttr || k == c10::prim::Constant || k == c10::prim::ListConstruct ||
+         k == c10::prim::TupleConstruct;
 }
 
 /// The values computed before the split that the rest still uses, other
@@ -607,10 +609,9 @@ std::vector<std::string> crossing_values(JitGraph& graph, const std::set<JitNode
       }
       // Only a value the rest reads itself crosses the cut, not the values
       // it was computed from.
-      const bool read_after = std::any_of(out->uses().begin(), out->uses().end(),
-                                          [&](const torch::jit::Use& use) {
-                                            return !before.count(use.user);
-                                          });
+      const bool read_after =
+          std::any_of(out->uses().begin(), out->uses().end(),
+                      [&](const torch::jit::Use& use) { return !before.count(use.user); });
       if (!read_after) continue;
       // The variable's name in the model's code (identity, not %identity.3),
       // and the layer that computes it.

@@ -2,11 +2,11 @@
 // Model surgery: `cut`, `after` and `taps` rewrite a component's TorchScript
 // so it returns an inner child's output, or starts from it.
 
-#include "load/component.h"
-
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "load/component.h"
 
 namespace stitch {
 
@@ -24,7 +24,7 @@ struct SubmoduleOutputs {
   std::shared_ptr<torch::jit::Graph> graph;
   std::vector<std::string> paths;
 };
-SubmoduleOutputs submodule_outputs(const torch::jit::Module& module,
-                                   const std::string& method, int depth);
+SubmoduleOutputs submodule_outputs(const torch::jit::Module& module, const std::string& method,
+                                   int depth);
 
 }  // namespace stitch

@@ -1,14 +1,13 @@
 #include "ops/adapt.h"
 
-#include "core/assert.h"
-
-#include "ops/op_def.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <numeric>
 #include <set>
+
+#include "core/assert.h"
+#include "ops/op_def.h"
 
 namespace stitch {
 
@@ -46,7 +45,9 @@ Shape normalize_target(const Shape& target, const Shape& source) {
   return out;
 }
 
-bool dim_fits(const Dim& have, const Dim& want) { return is_any(want) || have == want; }
+bool dim_fits(const Dim& have, const Dim& want) {
+  return is_any(want) || have == want;
+}
 
 // ---- Steps -------------------------------------------------------------------
 
@@ -108,10 +109,10 @@ AdaptStep linear_step(const Shape& s, int64_t features) {
 AdaptStep conv_step(const Shape& s, int64_t channels) {
   Shape out = s;
   out[1] = channels;
-  return {"conv",
-          {{"out", channels}, {"kernel", int64_t{1}}, {"stride", int64_t{1}},
-           {"padding", int64_t{0}}},
-          out};
+  return {
+      "conv",
+      {{"out", channels}, {"kernel", int64_t{1}}, {"stride", int64_t{1}}, {"padding", int64_t{0}}},
+      out};
 }
 
 /// All static sizes of dims [begin, end), or nullopt.
@@ -289,8 +290,8 @@ class Planner {
       }
       return;
     }
-    if (want_.size() == from_.size() && (rank() == 3 || rank() == 4) &&
-        from_[1].is_static() && want_[1].is_static()) {
+    if (want_.size() == from_.size() && (rank() == 3 || rank() == 4) && from_[1].is_static() &&
+        want_[1].is_static()) {
       // A channel map: resize the positions if they differ, then a 1x1 conv.
       Steps steps;
       Shape s = from_;
@@ -349,8 +350,12 @@ std::string step_how(const AdaptStep& step, const Shape& in) {
 
 }  // namespace
 
-Dim any_dim() { return kAny; }
-bool is_any_dim(const Dim& d) { return is_any(d); }
+Dim any_dim() {
+  return kAny;
+}
+bool is_any_dim(const Dim& d) {
+  return is_any(d);
+}
 
 // ---- AdaptStep, AdapterPlan ------------------------------------------------------
 
@@ -375,8 +380,7 @@ std::string AdaptStep::spec_text(const std::string& x) const {
 }
 
 bool AdapterPlan::learned() const {
-  return std::any_of(steps.begin(), steps.end(),
-                     [](const AdaptStep& s) { return s.learned(); });
+  return std::any_of(steps.begin(), steps.end(), [](const AdaptStep& s) { return s.learned(); });
 }
 
 std::string AdapterPlan::how() const {
@@ -429,10 +433,11 @@ std::vector<AdapterPlan> simple_adapters(const ValueType& from) {
 std::string target_str(const AdaptTarget& target) {
   Shape shape = target.shape;
   switch (target.match) {
-    case AdaptTarget::Match::Exact: return shape_str(shape);
+    case AdaptTarget::Match::Exact:
+      return shape_str(shape);
     case AdaptTarget::Match::Features:
-      return fmt::format("[{}, {}] (any shape with {} elements per sample)",
-                         shape[0].str(), shape.back().str(), shape.back().str());
+      return fmt::format("[{}, {}] (any shape with {} elements per sample)", shape[0].str(),
+                         shape.back().str(), shape.back().str());
     case AdaptTarget::Match::LastDim:
       return fmt::format("[{}, {}] (or [{}, ..., {}])", shape[0].str(), shape.back().str(),
                          shape[0].str(), shape.back().str());
@@ -447,7 +452,8 @@ std::vector<OpDef> adapt_ops() {
   // No shape rule and no lowering here: check plans the adapter (its target
   // may be what a model expects, like=MODEL) and build writes that plan's
   // steps with the other ops' lowerings.
-  return {{{"adapt", "adapt",
+  return {{{"adapt",
+            "adapt",
             {required("x", K::Tensor), optional("to", K::Shape, Literal()),
              optional("like", K::String, Literal())}}}};
 }

@@ -2,12 +2,12 @@
 // adapt(x, to=SHAPE) and adapt(x, like=MODEL): choosing the smallest adapter
 // that makes a tensor fit, and writing it as spec text for `fix:` lines.
 
-#include "stitch/graph.h"
-
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 
@@ -57,8 +57,7 @@ struct AdapterPlan {
 /// flatten/squeeze, global pooling, permute, reshape, resize, and only when
 /// none of those fits a learned linear or 1x1 conv projection. nullopt when
 /// nothing fits.
-std::optional<AdapterPlan> plan_adapter(const ValueType& from,
-                                        const AdaptTarget& target);
+std::optional<AdapterPlan> plan_adapter(const ValueType& from, const AdaptTarget& target);
 
 /// A target dim that matches any size ("?" in messages).
 Dim any_dim();

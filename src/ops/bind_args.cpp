@@ -1,14 +1,13 @@
 // Binding a call's arguments (positional or by keyword) to an op's
 // parameters, with the errors a spec author reads.
 
-#include "ops/registry.h"
-
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <map>
+
+#include "ops/registry.h"
 
 namespace stitch {
 
@@ -18,16 +17,26 @@ using K = ParamDef::Kind;
 
 const char* kind_name(K kind) {
   switch (kind) {
-    case K::Tensor: return "a tensor";
-    case K::Tensors: return "tensors";
-    case K::Scalar: return "a tensor or a number";
-    case K::Int: return "an integer";
-    case K::Float: return "a number";
-    case K::Bool: return "true or false";
-    case K::String: return "a string";
-    case K::IntList: return "a list of integers";
-    case K::FloatList: return "a list of numbers";
-    case K::Shape: return "a shape like [N, 3, 5]";
+    case K::Tensor:
+      return "a tensor";
+    case K::Tensors:
+      return "tensors";
+    case K::Scalar:
+      return "a tensor or a number";
+    case K::Int:
+      return "an integer";
+    case K::Float:
+      return "a number";
+    case K::Bool:
+      return "true or false";
+    case K::String:
+      return "a string";
+    case K::IntList:
+      return "a list of integers";
+    case K::FloatList:
+      return "a list of numbers";
+    case K::Shape:
+      return "a shape like [N, 3, 5]";
   }
   return "?";
 }
@@ -38,20 +47,24 @@ bool literal_fits(const Literal& v, K kind) {
     return v.kind == LK::List && std::all_of(v.items.begin(), v.items.end(), pred);
   };
   switch (kind) {
-    case K::Int: return v.kind == LK::Int;
-    case K::Float: return v.is_number();
-    case K::Bool: return v.kind == LK::Bool;
-    case K::String: return v.kind == LK::String;
-    case K::Scalar: return v.is_number();
+    case K::Int:
+      return v.kind == LK::Int;
+    case K::Float:
+      return v.is_number();
+    case K::Bool:
+      return v.kind == LK::Bool;
+    case K::String:
+      return v.kind == LK::String;
+    case K::Scalar:
+      return v.is_number();
     case K::IntList:
       return all([](const Literal& x) { return x.kind == LK::Int; });
     case K::FloatList:
       return all([](const Literal& x) { return x.is_number(); });
     case K::Shape:
-      return all([](const Literal& x) {
-        return x.kind == LK::Int || x.kind == LK::String;
-      });
-    default: return false;
+      return all([](const Literal& x) { return x.kind == LK::Int || x.kind == LK::String; });
+    default:
+      return false;
   }
 }
 
@@ -77,8 +90,8 @@ void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs
         if (variadic && !values.empty() && next + 1 < sig.params.size()) {
           ++next;  // the variadic part is over: fill the next parameter
         } else {
-          fail(fmt::format("argument '{}' must be {}, got {}", p.name,
-                           kind_name(p.kind), std::get<Literal>(arg).str()));
+          fail(fmt::format("argument '{}' must be {}, got {}", p.name, kind_name(p.kind),
+                           std::get<Literal>(arg).str()));
         }
       } else {
         values.push_back(arg);
@@ -90,8 +103,7 @@ void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs
     }
     const ParamDef& q = sig.params[next];
     if (std::holds_alternative<Value>(arg)) {
-      fail(fmt::format("argument '{}' must be {}, not a tensor", q.name,
-                       kind_name(q.kind)));
+      fail(fmt::format("argument '{}' must be {}, not a tensor", q.name, kind_name(q.kind)));
     }
     bound[q.name] = std::get<Literal>(arg);
     ++next;
@@ -129,19 +141,17 @@ void bind_op_args(const OpSignature& sig, std::vector<Arg>& args, Kwargs& kwargs
     } else if (!(it->second.kind == Literal::Kind::None && p.fallback &&
                  p.fallback->kind == Literal::Kind::None) &&
                !literal_fits(it->second, p.kind)) {
-      fail(fmt::format("argument '{}' must be {}, got {}", p.name,
-                       kind_name(p.kind), it->second.str()));
+      fail(fmt::format("argument '{}' must be {}, got {}", p.name, kind_name(p.kind),
+                       it->second.str()));
     }
   }
-  size_t tensor_values = std::count_if(values.begin(), values.end(), [](const Arg& a) {
-    return std::holds_alternative<Value>(a);
-  });
+  size_t tensor_values = std::count_if(
+      values.begin(), values.end(), [](const Arg& a) { return std::holds_alternative<Value>(a); });
   if (tensor_values == 0) {
     fail("needs a tensor argument");
   }
   if (values.size() < sig.min_values) {
-    fail(fmt::format("needs at least {} tensor arguments, got {}", sig.min_values,
-                     values.size()));
+    fail(fmt::format("needs at least {} tensor arguments, got {}", sig.min_values, values.size()));
   }
   if (sig.max_values != 0 && values.size() > sig.max_values) {
     fail(fmt::format("takes {} tensor argument{}, got {}", sig.max_values,

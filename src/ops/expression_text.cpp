@@ -1,10 +1,10 @@
 #include "ops/expression_text.h"
 
-#include "ops/registry.h"
-
 #include <fmt/format.h>
 
 #include <cmath>
+
+#include "ops/registry.h"
 
 namespace stitch {
 
@@ -21,10 +21,14 @@ bool is_infix(const Node& n) {
 /// `*` binds tighter than `+` and `-`, and all three associate to the left.
 bool needs_parens(const Node& child, const Node& parent, Slot slot) {
   switch (slot) {
-    case Slot::Plain: return false;
-    case Slot::Postfix: return true;
-    case Slot::Left: return parent.op == "mul" && child.op != "mul";
-    case Slot::Right: return parent.op == "mul" || child.op != "mul";
+    case Slot::Plain:
+      return false;
+    case Slot::Postfix:
+      return true;
+    case Slot::Left:
+      return parent.op == "mul" && child.op != "mul";
+    case Slot::Right:
+      return parent.op == "mul" || child.op != "mul";
   }
   return true;
 }
@@ -39,12 +43,16 @@ class Printer {
 
   std::string expression(const Node& n) const {
     switch (n.kind) {
-      case Node::Kind::Input: return n.name;
+      case Node::Kind::Input:
+        return n.name;
       case Node::Kind::Index:
         return operand(n.args[0], n, Slot::Postfix) + "[" + operand(n.args[1], n) + "]";
-      case Node::Kind::Attr: return operand(n.args[0], n, Slot::Postfix) + "." + n.op;
-      case Node::Kind::Call: return n.op + "(" + joined_args(n) + ")";
-      case Node::Kind::Op: break;
+      case Node::Kind::Attr:
+        return operand(n.args[0], n, Slot::Postfix) + "." + n.op;
+      case Node::Kind::Call:
+        return n.op + "(" + joined_args(n) + ")";
+      case Node::Kind::Op:
+        break;
     }
     if (is_infix(n)) {
       const char* sym = n.op == "add" ? " + " : n.op == "sub" ? " - " : " * ";
@@ -110,8 +118,8 @@ std::string value_text(const Graph& graph, Value value) {
 }
 
 bool is_keyword_literal(const std::string& word) {
-  return word == "true" || word == "false" || word == "none" || word == "True" ||
-         word == "False" || word == "None";
+  return word == "true" || word == "false" || word == "none" || word == "True" || word == "False" ||
+         word == "None";
 }
 
 std::string format_literal(const Literal& lit) {
@@ -149,7 +157,8 @@ std::string format_literal(const Literal& lit) {
       }
       return out + "]";
     }
-    default: return lit.str();
+    default:
+      return lit.str();
   }
 }
 

@@ -4,10 +4,10 @@
 // positionally (`linear(x, 5)`), optional ones by keyword when not the
 // default, and `+ - *` get the parentheses their precedence needs.
 
-#include "stitch/graph.h"
-
 #include <functional>
 #include <string>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 

@@ -1,9 +1,9 @@
 // Fixed ops: normalize (mean and std as buffers), relu, gelu, sigmoid, tanh,
 // softmax, dropout and l2norm. No trained weights.
 
-#include "ops/op_def.h"
-
 #include <fmt/format.h>
+
+#include "ops/op_def.h"
 
 namespace stitch {
 
@@ -20,8 +20,8 @@ ValueType normalize(const ShapeCall& c) {
   const int64_t channels = c.static_dim(t, 1, "channel count (dim 1)");
   if (static_cast<int64_t>(mean.size()) != channels ||
       static_cast<int64_t>(std.size()) != channels) {
-    c.fail(fmt::format("normalize: {} has {} channels, but mean has {} and std {} values",
-                       c.arg(0), channels, mean.size(), std.size()));
+    c.fail(fmt::format("normalize: {} has {} channels, but mean has {} and std {} values", c.arg(0),
+                       channels, mean.size(), std.size()));
   }
   for (const auto& s : std) {
     if (s.number() == 0.0) c.fail("normalize: std values must not be 0");
@@ -29,7 +29,9 @@ ValueType normalize(const ShapeCall& c) {
   return t;
 }
 
-ValueType same_type(const ShapeCall& c) { return c.tensor(0); }
+ValueType same_type(const ShapeCall& c) {
+  return c.tensor(0);
+}
 
 ValueType float_tensor(const ShapeCall& c) {
   const ValueType& t = c.tensor(0);
@@ -77,9 +79,8 @@ std::string lower_dropout(const LowerCall& c) {
   return fmt::format("torch.dropout({}, {}, self.training)", c.x(), float_text(c.kw("p")));
 }
 std::string lower_l2norm(const LowerCall& c) {
-  return fmt::format(
-      "{} / torch.clamp_min(torch.linalg_vector_norm({}, 2.0, [{}], True), 1e-12)", c.x(),
-      c.x(), c.kw("dim").i);
+  return fmt::format("{} / torch.clamp_min(torch.linalg_vector_norm({}, 2.0, [{}], True), 1e-12)",
+                     c.x(), c.x(), c.kw("dim").i);
 }
 
 }  // namespace
@@ -87,9 +88,10 @@ std::string lower_l2norm(const LowerCall& c) {
 std::vector<OpDef> fixed_ops() {
   const ParamDef x = required("x", K::Tensor);
   return {
-      {{"normalize", "fixed",
-        {x, required("mean", K::FloatList), required("std", K::FloatList)}},
-       normalize, nullptr, normalize_module},
+      {{"normalize", "fixed", {x, required("mean", K::FloatList), required("std", K::FloatList)}},
+       normalize,
+       nullptr,
+       normalize_module},
       {{"relu", "fixed", {x}}, same_type, lower_activation},
       {{"gelu", "fixed", {x}}, float_tensor, lower_activation},
       {{"sigmoid", "fixed", {x}}, float_tensor, lower_activation},

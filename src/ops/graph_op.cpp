@@ -2,14 +2,13 @@
 // an op's signature, and add_model() refuses a model named like an op (the
 // spec could not tell `relu(x)` the op from `relu(x)` the model).
 
-#include "stitch/graph.h"
+#include <fmt/format.h>
 
 #include "core/artifact_names.h"
 #include "core/identifiers.h"
 #include "core/nearest_name.h"
 #include "ops/registry.h"
-
-#include <fmt/format.h>
+#include "stitch/graph.h"
 
 namespace stitch {
 
@@ -22,9 +21,8 @@ void Graph::add_model(ModelSpec spec) {
         spec.loc.prefix(), spec.name, kSpecAttr, kManifestAttr));
   }
   if (find_op(spec.name) != nullptr) {
-    throw SpecError(fmt::format(
-        "{}model name '{}' is also a built-in op; choose another name",
-        spec.loc.prefix(), spec.name));
+    throw SpecError(fmt::format("{}model name '{}' is also a built-in op; choose another name",
+                                spec.loc.prefix(), spec.name));
   }
   auto it = models_.find(spec.name);
   if (it != models_.end()) {
@@ -33,15 +31,13 @@ void Graph::add_model(ModelSpec spec) {
         old.taps == spec.taps && old.method == spec.method) {
       return;  // the same model used again
     }
-    throw SpecError(fmt::format("{}model '{}' is declared twice", spec.loc.prefix(),
-                                spec.name));
+    throw SpecError(fmt::format("{}model '{}' is declared twice", spec.loc.prefix(), spec.name));
   }
   model_order_.push_back(spec.name);
   models_.emplace(spec.name, std::move(spec));
 }
 
-Value Graph::op(const std::string& op, std::vector<Arg> args, Kwargs kwargs,
-                SourceLoc loc) {
+Value Graph::op(const std::string& op, std::vector<Arg> args, Kwargs kwargs, SourceLoc loc) {
   const OpDef* def = find_op(op);
   if (def == nullptr) {
     auto near = nearest_name(op, op_names());

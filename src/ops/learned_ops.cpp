@@ -2,11 +2,11 @@
 // scale_offset. Each is a submodule with its own weights, its input size
 // read from the checked shapes and its init as PyTorch's.
 
-#include "ops/op_def.h"
-
 #include <fmt/format.h>
 
 #include <cmath>
+
+#include "ops/op_def.h"
 
 namespace stitch {
 
@@ -55,34 +55,34 @@ Dim conv_size(const ShapeCall& c, const Dim& in, int64_t k, int64_t s, int64_t p
   if (in.is_static()) {
     int64_t out = (in.size() + 2 * p - k) / s + 1;
     if (in.size() + 2 * p < k || out <= 0) {
-      c.fail(fmt::format("conv: kernel {} does not fit an input of size {} with padding {}",
-                         k, in.size(), p));
+      c.fail(fmt::format("conv: kernel {} does not fit an input of size {} with padding {}", k,
+                         in.size(), p));
     }
     return Dim(out);
   }
   if (s == 1 && 2 * p == k - 1) return in;
-  c.fail(fmt::format("conv: cannot tell the output size for the dynamic size {} "
-                     "(kernel {}, stride {}, padding {})\n  fix: declare that "
-                     "dimension with a fixed size in inputs",
-                     in.str(), k, s, p));
+  c.fail(
+      fmt::format("conv: cannot tell the output size for the dynamic size {} "
+                  "(kernel {}, stride {}, padding {})\n  fix: declare that "
+                  "dimension with a fixed size in inputs",
+                  in.str(), k, s, p));
 }
 
 ValueType conv(const ShapeCall& c) {
   const ValueType& t = c.tensor(0);
   if (t.shape.size() != 3 && t.shape.size() != 4) {
-    c.fail(fmt::format("conv needs [N, C, L] or [N, C, H, W], but {} is {}{}", c.arg(0),
-                       t.str(),
-                       t.shape.size() == 2 && t.shape[1].is_static()
-                           ? fmt::format("\n  fix: linear({}, {})   or   conv(reshape({}, "
-                                         "[-1, 1, {}]), {})",
-                                         c.arg(0), c.integer("out"), c.arg(0),
-                                         t.shape[1].size(), c.integer("out"))
-                           : ""));
+    c.fail(fmt::format(
+        "conv needs [N, C, L] or [N, C, H, W], but {} is {}{}", c.arg(0), t.str(),
+        t.shape.size() == 2 && t.shape[1].is_static()
+            ? fmt::format("\n  fix: linear({}, {})   or   conv(reshape({}, "
+                          "[-1, 1, {}]), {})",
+                          c.arg(0), c.integer("out"), c.arg(0), t.shape[1].size(), c.integer("out"))
+            : ""));
   }
   c.need_float(t, 0);
   const int64_t in = c.static_dim(t, 1, "channel count (dim 1)");
-  const int64_t out = c.integer("out"), k = c.integer("kernel"),
-                s = c.integer("stride"), p = c.integer("padding");
+  const int64_t out = c.integer("out"), k = c.integer("kernel"), s = c.integer("stride"),
+                p = c.integer("padding");
   if (out <= 0 || k <= 0 || s <= 0 || p < 0) {
     c.fail("conv: out, kernel and stride must be positive and padding not negative");
   }
@@ -99,8 +99,7 @@ ValueType conv(const ShapeCall& c) {
 ValueType embedding(const ShapeCall& c) {
   const ValueType& t = c.tensor(0);
   if (!at::isIntegralType(t.dtype, false)) {
-    c.fail(fmt::format("embedding needs integer token ids, but {} is {}", c.arg(0),
-                       t.str()));
+    c.fail(fmt::format("embedding needs integer token ids, but {} is {}", c.arg(0), t.str()));
   }
   c.check_size("embedding: vocab", c.integer("vocab"));
   c.check_size("embedding: dim", c.integer("dim"));
@@ -136,7 +135,9 @@ ValueType float_tensor(const ShapeCall& c) {
 
 // Layers.
 
-torch::Tensor trainable(torch::Tensor t) { return t.set_requires_grad(true); }
+torch::Tensor trainable(torch::Tensor t) {
+  return t.set_requires_grad(true);
+}
 
 torch::Tensor uniform(LayerContext& ctx, std::vector<int64_t> sizes, double bound) {
   return torch::empty(sizes).uniform_(-bound, bound, ctx.generator);
@@ -156,10 +157,10 @@ void add_weight_and_bias(torch::jit::Module& m, LayerContext& ctx,
 torch::jit::Module linear_layer(LayerContext& ctx, int64_t in, int64_t out, bool bias) {
   auto m = new_module(ctx.cu, "Linear");
   add_weight_and_bias(m, ctx, {out, in}, in, bias);
-  m.define(fmt::format(
-      "def forward(self, x: Tensor) -> Tensor:\n"
-      "  return torch.linear(x, self.weight, {})\n",
-      bias ? "self.bias" : "None"));
+  m.define(
+      fmt::format("def forward(self, x: Tensor) -> Tensor:\n"
+                  "  return torch.linear(x, self.weight, {})\n",
+                  bias ? "self.bias" : "None"));
   return m;
 }
 
@@ -180,10 +181,10 @@ torch::jit::Module conv_module(const LowerCall& c, LayerContext& ctx) {
   for (int64_t d = 0; d < spatial; ++d) sizes.push_back(k);
   add_weight_and_bias(m, ctx, sizes, in * static_cast<int64_t>(std::pow(k, spatial)), true);
   std::string s = std::to_string(c.kw("stride").i), p = std::to_string(c.kw("padding").i);
-  m.define(fmt::format(
-      "def forward(self, x: Tensor) -> Tensor:\n"
-      "  return torch.conv{}d(x, self.weight, self.bias, [{}], [{}])\n",
-      spatial, spatial == 2 ? s + ", " + s : s, spatial == 2 ? p + ", " + p : p));
+  m.define(
+      fmt::format("def forward(self, x: Tensor) -> Tensor:\n"
+                  "  return torch.conv{}d(x, self.weight, self.bias, [{}], [{}])\n",
+                  spatial, spatial == 2 ? s + ", " + s : s, spatial == 2 ? p + ", " + p : p));
   return m;
 }
 
@@ -223,10 +224,10 @@ torch::jit::Module layernorm_module(const LowerCall& c, LayerContext& ctx) {
   auto m = new_module(ctx.cu, "LayerNorm");
   m.register_parameter("weight", trainable(torch::ones({d})), false);
   m.register_parameter("bias", trainable(torch::zeros({d})), false);
-  m.define(fmt::format(
-      "def forward(self, x: Tensor) -> Tensor:\n"
-      "  return torch.layer_norm(x, [{}], self.weight, self.bias, 1e-05)\n",
-      d));
+  m.define(
+      fmt::format("def forward(self, x: Tensor) -> Tensor:\n"
+                  "  return torch.layer_norm(x, [{}], self.weight, self.bias, 1e-05)\n",
+                  d));
   return m;
 }
 
@@ -272,14 +273,15 @@ std::vector<OpDef> learned_ops() {
     return OpDef{std::move(sig), rule, nullptr, make};
   };
   return {
-      layer({"linear", "learned",
-             {x, required("out", K::Int), optional("bias", K::Bool, true)}},
+      layer({"linear", "learned", {x, required("out", K::Int), optional("bias", K::Bool, true)}},
             linear, linear_module),
-      layer({"conv", "learned",
+      layer({"conv",
+             "learned",
              {x, required("out", K::Int), optional("kernel", K::Int, 1),
               optional("stride", K::Int, 1), optional("padding", K::Int, 0)}},
             conv, conv_module),
-      layer({"mlp", "learned",
+      layer({"mlp",
+             "learned",
              {x, required("sizes", K::IntList), optional("act", K::String, "relu"),
               optional("dropout", K::Float, 0.0)}},
             mlp, mlp_module),
@@ -287,7 +289,8 @@ std::vector<OpDef> learned_ops() {
             embedding, embedding_module),
       layer({"layernorm", "learned", {x}}, layernorm, layernorm_module),
       layer({"batchnorm", "learned", {x}}, batchnorm, batchnorm_module),
-      layer({"scale_offset", "learned",
+      layer({"scale_offset",
+             "learned",
              {x, optional("scale", K::Float, 1.0), optional("offset", K::Float, 0.0),
               optional("learnable", K::Bool, true)}},
             float_tensor, scale_offset_module),

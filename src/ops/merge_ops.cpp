@@ -1,9 +1,9 @@
 // Merge ops: concat, stack, add, mul, and sub (arithmetic). They take two or
 // more values; add, sub and mul also take numbers (2.0 * x).
 
-#include "ops/op_def.h"
-
 #include <fmt/format.h>
+
+#include "ops/op_def.h"
 
 namespace stitch {
 
@@ -23,12 +23,18 @@ std::optional<Shape> broadcast(const Shape& a, const Shape& b) {
     const Dim* da = i < a.size() ? &a[a.size() - 1 - i] : nullptr;
     const Dim* db = i < b.size() ? &b[b.size() - 1 - i] : nullptr;
     Dim& o = out[out.size() - 1 - i];
-    if (!da) o = *db;
-    else if (!db) o = *da;
-    else if (*da == *db) o = *da;
-    else if (da->is_static() && da->size() == 1) o = *db;
-    else if (db->is_static() && db->size() == 1) o = *da;
-    else return std::nullopt;
+    if (!da)
+      o = *db;
+    else if (!db)
+      o = *da;
+    else if (*da == *db)
+      o = *da;
+    else if (da->is_static() && da->size() == 1)
+      o = *db;
+    else if (db->is_static() && db->size() == 1)
+      o = *da;
+    else
+      return std::nullopt;
   }
   return out;
 }
@@ -49,12 +55,11 @@ ValueType merge_elementwise(const ShapeCall& c) {
       c.fail(fmt::format(
           "cannot {} {} {} and {} {}: the shapes do not broadcast\n"
           "  fix: {}",
-          c.node.op, c.arg(0), result->str(), c.arg(i), t.str(),
-          adapt_fix(c.arg(i), t, shape)));
+          c.node.op, c.arg(0), result->str(), c.arg(i), t.str(), adapt_fix(c.arg(i), t, shape)));
     }
     if (t.dtype != result->dtype) {
-      c.fail(fmt::format("cannot {} {} ({}) and {} ({}): different dtypes", c.node.op,
-                         c.arg(0), dtype_str(result->dtype), c.arg(i), dtype_str(t.dtype)));
+      c.fail(fmt::format("cannot {} {} ({}) and {} ({}): different dtypes", c.node.op, c.arg(0),
+                         dtype_str(result->dtype), c.arg(i), dtype_str(t.dtype)));
     }
     shape = *b;
   }
@@ -69,9 +74,9 @@ ValueType concat(const ShapeCall& c) {
   for (size_t i = 1; i < c.args.size(); ++i) {
     const ValueType& t = c.tensor(i);
     auto mismatch = [&](const std::string& why, const std::string& fix) {
-      c.fail(fmt::format(
-          "cannot concat {} and {} along dim {}: {}\n  {} is {}\n  {} is {}\n  fix: {}",
-          c.arg(0), c.arg(i), dim, why, c.arg(0), first.str(), c.arg(i), t.str(), fix));
+      c.fail(
+          fmt::format("cannot concat {} and {} along dim {}: {}\n  {} is {}\n  {} is {}\n  fix: {}",
+                      c.arg(0), c.arg(i), dim, why, c.arg(0), first.str(), c.arg(i), t.str(), fix));
     };
     if (static_cast<int64_t>(t.shape.size()) != rank) {
       // Bring the higher-rank one down to the other's rank.
@@ -153,14 +158,15 @@ constexpr char kTimes[] = " * ";
 std::vector<OpDef> merge_ops() {
   return {
       {{"concat", "merge", {required("xs", K::Tensors), optional("dim", K::Int, 1)}, 1, 0},
-       concat, lower_list<kCat>},
+       concat,
+       lower_list<kCat>},
       {{"stack", "merge", {required("xs", K::Tensors), optional("dim", K::Int, 1)}, 1, 0},
-       stack, lower_list<kStack>},
-      {{"add", "merge", {required("xs", K::Scalar)}, 2, 0}, merge_elementwise,
-       lower_infix<kPlus>},
-      {{"mul", "merge", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise,
-       lower_infix<kTimes>},
-      {{"sub", "arithmetic", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise,
+       stack,
+       lower_list<kStack>},
+      {{"add", "merge", {required("xs", K::Scalar)}, 2, 0}, merge_elementwise, lower_infix<kPlus>},
+      {{"mul", "merge", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise, lower_infix<kTimes>},
+      {{"sub", "arithmetic", {required("xs", K::Scalar)}, 2, 2},
+       merge_elementwise,
        lower_infix<kMinus>},
   };
 }

@@ -5,29 +5,29 @@
 // (merge_ops.cpp, shape_ops.cpp, learned_ops.cpp, fixed_ops.cpp, adapt.cpp)
 // each define their ops' rows; registry.cpp gathers them.
 
-#include "stitch/graph.h"
-#include "stitch/shape.h"
-
 #include <torch/script.h>
 
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "stitch/graph.h"
+#include "stitch/shape.h"
+
 namespace stitch {
 
 struct ParamDef {
   enum class Kind {
-    Tensor,      // one graph value
-    Tensors,     // one or more graph values (variadic, first parameter)
-    Scalar,      // a graph value or a number (arithmetic)
+    Tensor,   // one graph value
+    Tensors,  // one or more graph values (variadic, first parameter)
+    Scalar,   // a graph value or a number (arithmetic)
     Int,
     Float,
     Bool,
     String,
     IntList,
     FloatList,
-    Shape,       // a list of ints and dim names: [N, 3, 5]
+    Shape,  // a list of ints and dim names: [N, 3, 5]
   };
   std::string name;
   Kind kind;
@@ -112,8 +112,8 @@ using LayerLowering = torch::jit::Module (*)(const LowerCall&, LayerContext&);
 
 struct OpDef {
   OpSignature signature;
-  ShapeRule infer = nullptr;    // nullptr only for adapt, which check plans
-  Lowering lower = nullptr;     // one of lower and layer; neither for adapt
+  ShapeRule infer = nullptr;  // nullptr only for adapt, which check plans
+  Lowering lower = nullptr;   // one of lower and layer; neither for adapt
   LayerLowering layer = nullptr;
 
   const std::string& name() const { return signature.name; }

@@ -1,12 +1,11 @@
 // What the op families share: the shape rules' view of a call, the fixes
 // they suggest, and TorchScript text for literals.
 
-#include "ops/op_def.h"
+#include <fmt/format.h>
 
 #include "ops/adapt.h"
 #include "ops/expression_text.h"
-
-#include <fmt/format.h>
+#include "ops/op_def.h"
 
 namespace stitch {
 
@@ -41,30 +40,31 @@ const ValueType& ShapeCall::tensor(size_t i) const {
   return *t;
 }
 
-void ShapeCall::fail(const std::string& message) const { shape_error(node, message); }
+void ShapeCall::fail(const std::string& message) const {
+  shape_error(node, message);
+}
 
 int64_t ShapeCall::axis(int64_t dim, int64_t rank, const std::string& what) const {
   if (dim < -rank || dim >= rank) {
-    fail(fmt::format("{}: {}={} is out of range for a tensor of rank {} ({})", node.op, what,
-                     dim, rank, tensor(0).str()));
+    fail(fmt::format("{}: {}={} is out of range for a tensor of rank {} ({})", node.op, what, dim,
+                     rank, tensor(0).str()));
   }
   return dim < 0 ? dim + rank : dim;
 }
 
 void ShapeCall::need_float(const ValueType& t, size_t i) const {
   if (!at::isFloatingType(t.dtype)) {
-    fail(fmt::format(
-        "{} needs a floating-point tensor, but {} is {}{}", node.op, arg(i), t.str(),
-        at::isIntegralType(t.dtype, true)
-            ? fmt::format("\n  fix: embedding({}, VOCAB, DIM) for token ids", arg(i))
-            : ""));
+    fail(fmt::format("{} needs a floating-point tensor, but {} is {}{}", node.op, arg(i), t.str(),
+                     at::isIntegralType(t.dtype, true)
+                         ? fmt::format("\n  fix: embedding({}, VOCAB, DIM) for token ids", arg(i))
+                         : ""));
   }
 }
 
 int64_t ShapeCall::static_dim(const ValueType& t, int64_t d, const std::string& what) const {
   if (!t.shape[d].is_static()) {
-    fail(fmt::format("{} needs a known {}, but dim {} of {} is {} (dynamic)", node.op, what,
-                     d, arg(0), t.shape[d].str()));
+    fail(fmt::format("{} needs a known {}, but dim {} of {} is {} (dynamic)", node.op, what, d,
+                     arg(0), t.shape[d].str()));
   }
   return t.shape[d].size();
 }

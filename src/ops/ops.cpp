@@ -22,22 +22,34 @@ Value unary(const char* op, Value x, Kwargs kwargs = {}) {
 Value concat(std::vector<Value> xs, int64_t dim) {
   return graph_of(xs).op("concat", values(xs), {{"dim", dim}});
 }
-Value add(std::vector<Value> xs) { return graph_of(xs).op("add", values(xs)); }
+Value add(std::vector<Value> xs) {
+  return graph_of(xs).op("add", values(xs));
+}
 Value stack(std::vector<Value> xs, int64_t dim) {
   return graph_of(xs).op("stack", values(xs), {{"dim", dim}});
 }
-Value mul(Value a, Value b) { return a.graph().op("mul", {a, b}); }
+Value mul(Value a, Value b) {
+  return a.graph().op("mul", {a, b});
+}
 
-Value flatten(Value x, int64_t start) { return unary("flatten", x, {{"start", start}}); }
+Value flatten(Value x, int64_t start) {
+  return unary("flatten", x, {{"start", start}});
+}
 Value reshape(Value x, std::vector<int64_t> shape) {
   return unary("reshape", x, {{"shape", Literal(shape)}});
 }
 Value permute(Value x, std::vector<int64_t> dims) {
   return unary("permute", x, {{"dims", Literal(dims)}});
 }
-Value unsqueeze(Value x, int64_t dim) { return unary("unsqueeze", x, {{"dim", dim}}); }
-Value squeeze(Value x, int64_t dim) { return unary("squeeze", x, {{"dim", dim}}); }
-Value mean(Value x, int64_t dim) { return unary("mean", x, {{"dim", dim}}); }
+Value unsqueeze(Value x, int64_t dim) {
+  return unary("unsqueeze", x, {{"dim", dim}});
+}
+Value squeeze(Value x, int64_t dim) {
+  return unary("squeeze", x, {{"dim", dim}});
+}
+Value mean(Value x, int64_t dim) {
+  return unary("mean", x, {{"dim", dim}});
+}
 Value pool(Value x, const std::string& kind) {
   return unary("pool", x, {{"kind", kind}});
 }
@@ -61,23 +73,40 @@ Value mlp(Value x, std::vector<int64_t> sizes, const std::string& act, double dr
 Value embedding(Value x, int64_t vocab, int64_t dim) {
   return unary("embedding", x, {{"vocab", vocab}, {"dim", dim}});
 }
-Value layernorm(Value x) { return unary("layernorm", x); }
-Value batchnorm(Value x) { return unary("batchnorm", x); }
+Value layernorm(Value x) {
+  return unary("layernorm", x);
+}
+Value batchnorm(Value x) {
+  return unary("batchnorm", x);
+}
 Value scale_offset(Value x, double scale, double offset, bool learnable) {
-  return unary("scale_offset", x,
-               {{"scale", scale}, {"offset", offset}, {"learnable", learnable}});
+  return unary("scale_offset", x, {{"scale", scale}, {"offset", offset}, {"learnable", learnable}});
 }
 
 Value normalize(Value x, std::vector<double> mean, std::vector<double> std) {
   return unary("normalize", x, {{"mean", Literal(mean)}, {"std", Literal(std)}});
 }
-Value relu(Value x) { return unary("relu", x); }
-Value gelu(Value x) { return unary("gelu", x); }
-Value sigmoid(Value x) { return unary("sigmoid", x); }
-Value tanh(Value x) { return unary("tanh", x); }
-Value softmax(Value x, int64_t dim) { return unary("softmax", x, {{"dim", dim}}); }
-Value dropout(Value x, double p) { return unary("dropout", x, {{"p", p}}); }
-Value l2norm(Value x, int64_t dim) { return unary("l2norm", x, {{"dim", dim}}); }
+Value relu(Value x) {
+  return unary("relu", x);
+}
+Value gelu(Value x) {
+  return unary("gelu", x);
+}
+Value sigmoid(Value x) {
+  return unary("sigmoid", x);
+}
+Value tanh(Value x) {
+  return unary("tanh", x);
+}
+Value softmax(Value x, int64_t dim) {
+  return unary("softmax", x, {{"dim", dim}});
+}
+Value dropout(Value x, double p) {
+  return unary("dropout", x, {{"p", p}});
+}
+Value l2norm(Value x, int64_t dim) {
+  return unary("l2norm", x, {{"dim", dim}});
+}
 
 Value adapt(Value x, const Shape& to) {
   std::vector<Literal> dims;
@@ -93,6 +122,8 @@ Value adapt(Value x, const Model& like) {
   return unary("adapt", x, {{"like", like.spec().name}});
 }
 
-bool is_builtin_op(const std::string& name) { return find_op(name) != nullptr; }
+bool is_builtin_op(const std::string& name) {
+  return find_op(name) != nullptr;
+}
 
 }  // namespace stitch

@@ -46,6 +46,8 @@ std::vector<std::string> op_names() {
   return names;
 }
 
-const std::vector<const OpDef*>& all_ops() { return table().sorted; }
+const std::vector<const OpDef*>& all_ops() {
+  return table().sorted;
+}
 
 }  // namespace stitch

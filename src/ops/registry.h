@@ -1,10 +1,10 @@
 #pragma once
 // The table of built-in ops: every OpDef of every family, by name.
 
-#include "ops/op_def.h"
-
 #include <string>
 #include <vector>
+
+#include "ops/op_def.h"
 
 namespace stitch {
 

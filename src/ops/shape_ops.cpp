@@ -1,9 +1,9 @@
 // Shape ops: flatten, reshape, permute, unsqueeze, squeeze, mean, select,
 // pool (global, to [N, C]) and resize. No weights.
 
-#include "ops/op_def.h"
-
 #include <fmt/format.h>
+
+#include "ops/op_def.h"
 
 namespace stitch {
 
@@ -26,9 +26,10 @@ std::string reshape_fix(const ShapeCall& c, const ValueType& t) {
   if (t.shape.size() >= 2) {
     const Dim per_sample = numel(Shape(t.shape.begin() + 1, t.shape.end()));
     if (per_sample.is_static()) {
-      return fmt::format("reshape({}, [-1, {}])   ({} elements per sample; the sizes "
-                         "after -1 must multiply to it)",
-                         c.arg(0), per_sample.size(), per_sample.size());
+      return fmt::format(
+          "reshape({}, [-1, {}])   ({} elements per sample; the sizes "
+          "after -1 must multiply to it)",
+          c.arg(0), per_sample.size(), per_sample.size());
     }
   }
   return fmt::format("flatten({})", c.arg(0));
@@ -43,8 +44,10 @@ ValueType reshape(const ShapeCall& c) {
     if (target[i] == -1 && infer < 0) {
       infer = static_cast<int>(i);
     } else if (target[i] <= 0) {
-      c.fail(fmt::format("reshape: invalid size {} in {} (sizes are positive, "
-                         "with at most one -1)", target[i], c.kw("shape").str()));
+      c.fail(
+          fmt::format("reshape: invalid size {} in {} (sizes are positive, "
+                      "with at most one -1)",
+                      target[i], c.kw("shape").str()));
     } else {
       known = known * Dim(target[i]);
     }
@@ -55,9 +58,11 @@ ValueType reshape(const ShapeCall& c) {
   if (infer >= 0) {
     auto rest = total.divide(known);
     if (!rest) {
-      c.fail(fmt::format("cannot reshape {} {} ({} elements) to {}: {} is not a "
-                         "multiple of {}\n  fix: {}", c.arg(0), t.str(), total.str(),
-                         c.kw("shape").str(), total.str(), known.str(), reshape_fix(c, t)));
+      c.fail(
+          fmt::format("cannot reshape {} {} ({} elements) to {}: {} is not a "
+                      "multiple of {}\n  fix: {}",
+                      c.arg(0), t.str(), total.str(), c.kw("shape").str(), total.str(), known.str(),
+                      reshape_fix(c, t)));
     }
     shape[infer] = *rest;
   } else if (known != total) {
@@ -73,8 +78,8 @@ ValueType permute(const ShapeCall& c) {
   const auto dims = c.ints("dims");
   const int64_t rank = static_cast<int64_t>(t.shape.size());
   if (static_cast<int64_t>(dims.size()) != rank) {
-    c.fail(fmt::format("permute: {} has rank {}, but dims {} has {} entries", c.arg(0),
-                       rank, c.kw("dims").str(), dims.size()));
+    c.fail(fmt::format("permute: {} has rank {}, but dims {} has {} entries", c.arg(0), rank,
+                       c.kw("dims").str(), dims.size()));
   }
   std::vector<bool> seen(rank, false);
   Shape shape;
@@ -103,9 +108,10 @@ ValueType squeeze(const ShapeCall& c) {
   const int64_t d = c.axis(c.integer("dim"), static_cast<int64_t>(t.shape.size()));
   Shape shape = t.shape;
   if (shape[d].is_static() && shape[d].size() != 1) {
-    c.fail(fmt::format("squeeze: dim {} of {} {} has size {}, not 1\n"
-                       "  fix: select({}, {}, 0)   or   mean({}, dim={})",
-                       d, c.arg(0), t.str(), shape[d].size(), c.arg(0), d, c.arg(0), d));
+    c.fail(
+        fmt::format("squeeze: dim {} of {} {} has size {}, not 1\n"
+                    "  fix: select({}, {}, 0)   or   mean({}, dim={})",
+                    d, c.arg(0), t.str(), shape[d].size(), c.arg(0), d, c.arg(0), d));
   }
   shape.erase(shape.begin() + d);
   return ValueType::tensor(shape, t.dtype);
@@ -157,8 +163,8 @@ ValueType resize(const ShapeCall& c) {
   const ValueType& t = c.tensor(0);
   const auto size = c.ints("size");
   if (t.shape.size() != size.size() + 2 || size.empty() || size.size() > 2) {
-    c.fail(fmt::format("resize({}, {}) needs a tensor of rank {} ([N, C, ...]), got {}",
-                       c.arg(0), c.kw("size").str(), size.size() + 2, t.str()));
+    c.fail(fmt::format("resize({}, {}) needs a tensor of rank {} ([N, C, ...]), got {}", c.arg(0),
+                       c.kw("size").str(), size.size() + 2, t.str()));
   }
   Shape shape = {t.shape[0], t.shape[1]};
   for (auto s : size) {
@@ -193,8 +199,7 @@ std::string lower_select(const LowerCall& c) {
 std::string lower_pool(const LowerCall& c) {
   std::string dims;
   for (size_t d = 2; d < c.rank(); ++d) dims += (d > 2 ? ", " : "") + std::to_string(d);
-  return fmt::format("torch.{}({}, [{}])", c.kw("kind").s == "avg" ? "mean" : "amax", c.x(),
-                     dims);
+  return fmt::format("torch.{}({}, [{}])", c.kw("kind").s == "avg" ? "mean" : "amax", c.x(), dims);
 }
 std::string lower_resize(const LowerCall& c) {
   if (c.rank() == 4) {
@@ -217,7 +222,8 @@ std::vector<OpDef> shape_ops() {
       {{"squeeze", "shape", {x, required("dim", K::Int)}}, squeeze, lower_squeeze},
       {{"mean", "shape", {x, optional("dim", K::Int, 1)}}, mean, lower_mean},
       {{"select", "shape", {x, required("dim", K::Int), required("index", K::Int)}},
-       select, lower_select},
+       select,
+       lower_select},
       {{"pool", "shape", {x, optional("kind", K::String, "avg")}}, pool, lower_pool},
       {{"resize", "shape", {x, required("size", K::IntList)}}, resize, lower_resize},
   };

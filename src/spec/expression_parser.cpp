@@ -1,10 +1,5 @@
 #include "spec/expression_parser.h"
 
-#include "core/nearest_name.h"
-#include "ops/expression_text.h"
-#include "ops/registry.h"
-#include "stitch/spec.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -13,6 +8,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+
+#include "core/nearest_name.h"
+#include "ops/expression_text.h"
+#include "ops/registry.h"
+#include "stitch/spec.h"
 
 namespace stitch {
 namespace detail {
@@ -41,7 +41,9 @@ bool is_ident_start(char c) {
 bool is_ident_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
 }
-bool is_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)); }
+bool is_digit(char c) {
+  return std::isdigit(static_cast<unsigned char>(c));
+}
 
 // Turns byte offsets into spec line:column. Offsets count from the start of
 // the expression text, which starts at `base`.
@@ -81,8 +83,7 @@ class Locator {
 
 class Tokenizer {
  public:
-  Tokenizer(const std::string& text, const Locator& locator)
-      : text_(text), locator_(locator) {}
+  Tokenizer(const std::string& text, const Locator& locator) : text_(text), locator_(locator) {}
 
   std::vector<Token> run() {
     std::vector<Token> tokens;
@@ -108,8 +109,7 @@ class Tokenizer {
   Token next() {
     const char c = text_[pos_];
     if (is_ident_start(c)) return identifier();
-    if (is_digit(c) ||
-        (c == '.' && pos_ + 1 < text_.size() && is_digit(text_[pos_ + 1]))) {
+    if (is_digit(c) || (c == '.' && pos_ + 1 < text_.size() && is_digit(text_[pos_ + 1]))) {
       return number();
     }
     if (c == '"' || c == '\'') return string();
@@ -180,8 +180,7 @@ class Tokenizer {
       t.kind = Tok::Int;
       t.i = std::strtoll(spelled.c_str(), nullptr, 10);
       if (errno == ERANGE) {
-        fail_at(locator_.at(t.pos),
-                fmt::format("integer '{}' does not fit in 64 bits", spelled));
+        fail_at(locator_.at(t.pos), fmt::format("integer '{}' does not fit in 64 bits", spelled));
       }
     }
     t.text = spelled;
@@ -195,17 +194,21 @@ class Tokenizer {
     const char quote = text_[pos_++];
     while (true) {
       if (pos_ >= text_.size()) {
-        fail_at(locator_.at(t.pos),
-                fmt::format("string starting here has no closing {}", quote));
+        fail_at(locator_.at(t.pos), fmt::format("string starting here has no closing {}", quote));
       }
       char c = text_[pos_++];
       if (c == quote) break;
       if (c == '\\' && pos_ < text_.size()) {
         char e = text_[pos_++];
         switch (e) {
-          case 'n': c = '\n'; break;
-          case 't': c = '\t'; break;
-          default: c = e;  // \\, \", \' and anything else: the character itself
+          case 'n':
+            c = '\n';
+            break;
+          case 't':
+            c = '\t';
+            break;
+          default:
+            c = e;  // \\, \", \' and anything else: the character itself
         }
       }
       t.text += c;
@@ -221,8 +224,10 @@ class Tokenizer {
 
 std::string describe(const Token& t) {
   switch (t.kind) {
-    case Tok::End: return "the end of the expression";
-    case Tok::String: return "a string";
+    case Tok::End:
+      return "the end of the expression";
+    case Tok::String:
+      return "a string";
     default: {
       std::string s = t.text.size() > 24 ? t.text.substr(0, 24) + "..." : t.text;
       return "'" + s + "'";
@@ -256,8 +261,7 @@ std::vector<std::string> keys_of(const std::map<std::string, Value>& values) {
 // Values are Args: a graph Value, or a Literal (constants fold as they go).
 class Parser {
  public:
-  Parser(Graph& graph, const std::string& text, const ExpressionScope& scope,
-         const SourceLoc& base)
+  Parser(Graph& graph, const std::string& text, const ExpressionScope& scope, const SourceLoc& base)
       : graph_(graph), scope_(scope), locator_(text, base) {
     tokens_ = Tokenizer(text, locator_).run();
   }
@@ -333,9 +337,7 @@ class Parser {
     return false;
   }
   SourceLoc loc(const Token& t) const { return locator_.at(t.pos); }
-  [[noreturn]] void fail(const Token& at, const std::string& msg) const {
-    fail_at(loc(at), msg);
-  }
+  [[noreturn]] void fail(const Token& at, const std::string& msg) const { fail_at(loc(at), msg); }
   void expect_end() {
     if (peek().kind != Tok::End) {
       fail(peek(), fmt::format("unexpected {} after the expression", describe(peek())));
@@ -414,8 +416,7 @@ class Parser {
         Value of = indexable(value, dot, "take an attribute of");
         const Token& name = take();
         if (name.kind != Tok::Ident) {
-          fail(name, fmt::format("expected an attribute name after '.', got {}",
-                                 describe(name)));
+          fail(name, fmt::format("expected an attribute name after '.', got {}", describe(name)));
         }
         value = graph_.attr(of, name.text, loc(start));
       } else {
@@ -434,9 +435,15 @@ class Parser {
   Arg primary() {
     const Token& t = peek();
     switch (t.kind) {
-      case Tok::Int: take(); return Literal(t.i);
-      case Tok::Float: take(); return Literal(t.f);
-      case Tok::String: take(); return Literal(t.text);
+      case Tok::Int:
+        take();
+        return Literal(t.i);
+      case Tok::Float:
+        take();
+        return Literal(t.f);
+      case Tok::String:
+        take();
+        return Literal(t.text);
       case Tok::Ident:
         if (is_keyword_literal(t.text)) {
           take();
@@ -461,7 +468,8 @@ class Parser {
           return literal(/*names_as_strings=*/true);
         }
         break;
-      case Tok::End: break;
+      case Tok::End:
+        break;
     }
     fail(t, fmt::format("expected a value, got {}", describe(t)));
   }
@@ -485,13 +493,12 @@ class Parser {
     if (scope_.later != nullptr) {
       auto later = scope_.later->find(t.text);
       if (later != scope_.later->end()) {
-        std::string msg = fmt::format("'{}' is used before it is assigned at line {}",
-                                      t.text, later->second.line);
+        std::string msg = fmt::format("'{}' is used before it is assigned at line {}", t.text,
+                                      later->second.line);
         auto ids = identifiers_in(later->second.text);
         if (!current_name_.empty() &&
             std::find(ids.begin(), ids.end(), current_name_) != ids.end()) {
-          msg += fmt::format("; its expression uses '{}', so the two form a cycle",
-                             current_name_);
+          msg += fmt::format("; its expression uses '{}', so the two form a cycle", current_name_);
         }
         fail(t, msg);
       }
@@ -561,8 +568,8 @@ class Parser {
     std::vector<Value> values;
     for (const auto& a : args) {
       if (const auto* lit = std::get_if<Literal>(&a)) {
-        fail(callee, fmt::format("model '{}' takes tensors, not the constant {}",
-                                 callee.text, lit->str()));
+        fail(callee,
+             fmt::format("model '{}' takes tensors, not the constant {}", callee.text, lit->str()));
       }
       values.push_back(std::get<Value>(a));
     }
@@ -600,9 +607,15 @@ class Parser {
       fail(n, fmt::format("expected a number after '-', got {}", describe(n)));
     }
     switch (t.kind) {
-      case Tok::Int: take(); return Literal(t.i);
-      case Tok::Float: take(); return Literal(t.f);
-      case Tok::String: take(); return Literal(t.text);
+      case Tok::Int:
+        take();
+        return Literal(t.i);
+      case Tok::Float:
+        take();
+        return Literal(t.f);
+      case Tok::String:
+        take();
+        return Literal(t.text);
       case Tok::Ident:
         if (is_keyword_literal(t.text)) {
           take();
@@ -612,9 +625,9 @@ class Parser {
           take();
           return Literal(t.text);
         }
-        fail(t,
-             fmt::format("expected an integer or a quoted string, got {}", describe(t)));
-      default: break;
+        fail(t, fmt::format("expected an integer or a quoted string, got {}", describe(t)));
+      default:
+        break;
     }
     if (t.is('[')) {
       return list();
@@ -684,8 +697,8 @@ class Parser {
 
 }  // namespace
 
-Statement parse_statement(Graph& graph, const std::string& text,
-                          const ExpressionScope& scope, const SourceLoc& loc) {
+Statement parse_statement(Graph& graph, const std::string& text, const ExpressionScope& scope,
+                          const SourceLoc& loc) {
   return Parser(graph, text, scope, loc).statement();
 }
 

@@ -3,11 +3,11 @@
 // recursive-descent parser that adds nodes to a Graph as it reads. The spec
 // loader uses it for each `name = expression` of `graph:`.
 
-#include "stitch/graph.h"
-
 #include <map>
 #include <string>
 #include <vector>
+
+#include "stitch/graph.h"
 
 namespace stitch {
 namespace detail {
@@ -38,8 +38,8 @@ struct Statement {
 
 /// Parses `name = expression`, adding the expression's nodes to `graph`.
 /// `loc` is where `text` starts in the spec. Throws SpecError.
-Statement parse_statement(Graph& graph, const std::string& text,
-                          const ExpressionScope& scope, const SourceLoc& loc);
+Statement parse_statement(Graph& graph, const std::string& text, const ExpressionScope& scope,
+                          const SourceLoc& loc);
 
 /// The name a statement assigns ("img" in "img = flatten(x)"), or "" when
 /// the text does not start with `identifier =`.

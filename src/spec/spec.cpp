@@ -1,11 +1,5 @@
 #include "stitch/spec.h"
 
-#include "core/nearest_name.h"
-#include "ops/expression_text.h"
-#include "ops/registry.h"
-#include "spec/expression_parser.h"
-#include "util/atomic_file.h"
-
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -13,28 +7,37 @@
 #include <set>
 #include <sstream>
 
+#include "core/nearest_name.h"
+#include "ops/expression_text.h"
+#include "ops/registry.h"
+#include "spec/expression_parser.h"
+#include "util/atomic_file.h"
+
 namespace stitch {
 
 namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kTopKeys = {"inputs",  "models", "graph",
-                                           "outputs", "seed",   "train"};
-const std::vector<std::string> kModelKeys = {"file", "cut",    "after",
-                                             "taps", "freeze", "method"};
+const std::vector<std::string> kTopKeys = {"inputs", "models", "graph", "outputs", "seed", "train"};
+const std::vector<std::string> kModelKeys = {"file", "cut", "after", "taps", "freeze", "method"};
 const std::vector<std::string> kInputKeys = {"shape", "dtype", "probe"};
-const std::vector<std::string> kDtypeNames = {
-    "float", "float32", "float64", "double", "float16", "half",  "bfloat16", "int64",
-    "long",  "int32",   "int",     "int16",  "int8",    "uint8", "bool"};
+const std::vector<std::string> kDtypeNames = {"float", "float32",  "float64", "double", "float16",
+                                              "half",  "bfloat16", "int64",   "long",   "int32",
+                                              "int",   "int16",    "int8",    "uint8",  "bool"};
 
 std::string kind_of(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Scalar: return fmt::format("'{}'", node.Scalar());
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a map";
-    default: return "nothing";
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return fmt::format("'{}'", node.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "nothing";
   }
 }
 
@@ -162,8 +165,8 @@ class SpecReader {
                     const std::string& where) const {
     auto [it, fresh] = seen.emplace(key.Scalar(), loc(key).line);
     if (!fresh) {
-      fail(key, fmt::format("'{}' appears twice in {} (first at line {})", key.Scalar(),
-                            where, it->second));
+      fail(key, fmt::format("'{}' appears twice in {} (first at line {})", key.Scalar(), where,
+                            it->second));
     }
   }
 
@@ -192,13 +195,12 @@ class SpecReader {
     for (const auto& entry : inputs) {
       if (!entry.second.IsMap() || !entry.second["probe"]) continue;
       const std::string name = entry.first.as<std::string>();
-      graph_.probe_with(scope_.at(name), read_dim(fmt::format("probe: of input '{}'", name),
-                                                  entry.second["probe"]));
+      graph_.probe_with(scope_.at(name),
+                        read_dim(fmt::format("probe: of input '{}'", name), entry.second["probe"]));
     }
   }
 
-  void read_input(const std::string& name, const YAML::Node& key,
-                  const YAML::Node& value) {
+  void read_input(const std::string& name, const YAML::Node& key, const YAML::Node& value) {
     // NOTE: never assign one YAML::Node to another: yaml-cpp's operator=
     // writes through to the document. Read the two forms separately.
     at::ScalarType dtype = at::kFloat;
@@ -223,8 +225,9 @@ class SpecReader {
     const std::string name = scalar(node, "dtype");
     auto dtype = parse_dtype(name);
     if (!dtype) {
-      throw SpecError::unknown_name(loc(node), "dtype", name, kDtypeNames,
-                                    fmt::format("\n  known dtypes: {}", fmt::join(kDtypeNames, ", ")));
+      throw SpecError::unknown_name(
+          loc(node), "dtype", name, kDtypeNames,
+          fmt::format("\n  known dtypes: {}", fmt::join(kDtypeNames, ", ")));
     }
     return *dtype;
   }
@@ -252,8 +255,8 @@ class SpecReader {
       fail(node, fmt::format("{}: {}", what, e.what()));
     }
     if (!dim) {
-      fail(node, fmt::format("{} must be an integer or a name like N, got {}", what,
-                             kind_of(node)));
+      fail(node,
+           fmt::format("{} must be an integer or a name like N, got {}", what, kind_of(node)));
     }
     return *dim;
   }
@@ -293,8 +296,7 @@ class SpecReader {
     m.name = name;
     m.loc = loc(key);
     if (!value["file"]) {
-      fail(key,
-           fmt::format("model '{}' has no 'file:' (the TorchScript file to use)", name));
+      fail(key, fmt::format("model '{}' has no 'file:' (the TorchScript file to use)", name));
     }
     const std::string file = scalar(value["file"], where + ".file");
     if (file.empty()) {
@@ -310,8 +312,7 @@ class SpecReader {
     return m;
   }
 
-  std::vector<std::string> string_list(const YAML::Node& node,
-                                       const std::string& what) const {
+  std::vector<std::string> string_list(const YAML::Node& node, const std::string& what) const {
     if (node.IsScalar()) {
       return {node.Scalar()};
     }
@@ -385,14 +386,12 @@ class SpecReader {
                               key, key));
     }
     if (!entry.IsScalar()) {
-      fail(entry, fmt::format("a graph entry must be 'name = expression', got {}",
-                              kind_of(entry)));
+      fail(entry, fmt::format("a graph entry must be 'name = expression', got {}", kind_of(entry)));
     }
     detail::ExpressionScope names{scope_, &later};
     const std::string name = detail::statement_target(entry.Scalar());
     check_assignable(name, entry);
-    detail::Statement s =
-        detail::parse_statement(graph_, entry.Scalar(), names, text_loc(entry));
+    detail::Statement s = detail::parse_statement(graph_, entry.Scalar(), names, text_loc(entry));
     // An alias (`y = x`) or a value that is already named keeps its name; the
     // new name just refers to it.
     if (graph_.node(s.value).name.empty()) {
@@ -433,10 +432,9 @@ class SpecReader {
       return;
     }
     if (!outputs.IsSequence() || outputs.size() == 0) {
-      fail(outputs,
-           fmt::format("outputs must list the names forward returns, like "
-                       "[logits]; got {}",
-                       outputs.IsSequence() ? "an empty list" : kind_of(outputs)));
+      fail(outputs, fmt::format("outputs must list the names forward returns, like "
+                                "[logits]; got {}",
+                                outputs.IsSequence() ? "an empty list" : kind_of(outputs)));
     }
     for (const auto& item : outputs) {
       read_output(item);
@@ -453,10 +451,8 @@ class SpecReader {
       std::string what = graph_.models().count(name)
                              ? fmt::format("; '{}' is a model, outputs name values", name)
                              : "";
-      fail(item,
-           fmt::format(
-               "output '{}' names nothing{}{}", name, what,
-               near.empty() ? "" : fmt::format("\n  fix: did you mean '{}'?", near)));
+      fail(item, fmt::format("output '{}' names nothing{}{}", name, what,
+                             near.empty() ? "" : fmt::format("\n  fix: did you mean '{}'?", near)));
     }
     graph_.output(name, it->second, loc(item));
   }
@@ -465,8 +461,7 @@ class SpecReader {
     uint64_t seed = 0;
     if (!node.IsScalar() || !YAML::convert<uint64_t>::decode(node, seed) ||
         node.Scalar().find('-') != std::string::npos) {
-      fail(node,
-           fmt::format("seed must be a non-negative integer, got {}", kind_of(node)));
+      fail(node, fmt::format("seed must be a non-negative integer, got {}", kind_of(node)));
     }
     graph_.seed = seed;
   }
@@ -474,7 +469,7 @@ class SpecReader {
   Spec& spec_;
   Graph& graph_;
   std::string label_;
-  fs::path dir_;  // the spec's folder: model files are relative to it
+  fs::path dir_;                            // the spec's folder: model files are relative to it
   std::map<std::string, Value> scope_;      // inputs and assigned names
   std::map<std::string, int> assigned_at_;  // name -> line it is assigned at
 };
@@ -677,6 +672,8 @@ Spec parse_spec(const std::string& text, const std::filesystem::path& file) {
   return spec;
 }
 
-std::string to_spec_yaml(const Graph& graph) { return SpecWriter(graph).yaml(); }
+std::string to_spec_yaml(const Graph& graph) {
+  return SpecWriter(graph).yaml();
+}
 
 }  // namespace stitch

@@ -1,10 +1,10 @@
 #include "train/fused_adam.h"
 
-#include "util/torch_compat.h"
-
 #include <ATen/Parallel.h>
 
 #include <cmath>
+
+#include "util/torch_compat.h"
 
 namespace stitch::train_detail {
 

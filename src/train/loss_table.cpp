@@ -54,8 +54,7 @@ torch::Tensor clip(const std::vector<torch::Tensor>& xs, const LossOptions& opti
               b.sizes());
   auto logits = similarity(a, b, options.at("temperature"));
   auto labels = torch::arange(a.size(0), torch::kLong);
-  return (at::cross_entropy_loss(logits, labels) + at::cross_entropy_loss(logits.t(), labels)) /
-         2;
+  return (at::cross_entropy_loss(logits, labels) + at::cross_entropy_loss(logits.t(), labels)) / 2;
 }
 
 /// Retrieval: a[i] picks b[i] among the batch.
@@ -72,14 +71,13 @@ torch::Tensor contrastive(const std::vector<torch::Tensor>& xs, const LossOption
   const auto& a = xs[0];
   const auto& b = xs[1];
   TORCH_CHECK(a.dim() == 2 && a.sizes() == b.sizes(),
-              "contrastive needs two [N, D] embeddings of the same shape, got ", a.sizes(),
-              " and ", b.sizes());
+              "contrastive needs two [N, D] embeddings of the same shape, got ", a.sizes(), " and ",
+              b.sizes());
   const int64_t n = a.size(0);
   const auto y = xs[2].to(a.scalar_type());
   TORCH_CHECK((y.dim() == 1 && y.size(0) == n) ||
                   (y.dim() == 2 && y.size(0) == n && (y.size(1) == n || y.size(1) == 1)),
-              "contrastive labels must be [N], [N, 1] or [N, N] for N = ", n, ", got ",
-              y.sizes());
+              "contrastive labels must be [N], [N, 1] or [N, N] for N = ", n, ", got ", y.sizes());
   const double margin = options.at("margin");
   const auto distances = (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(2);
   auto loss = y * distances + (1 - y) * torch::clamp_min(margin - distances, 0.0);

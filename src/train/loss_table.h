@@ -17,8 +17,8 @@ using LossOptions = std::map<std::string, double>;
 
 struct LossDef {
   std::string name;
-  size_t arity;          // tensors it takes: outputs and targets from data
-  LossOptions options;   // keyword options and their defaults
+  size_t arity;         // tensors it takes: outputs and targets from data
+  LossOptions options;  // keyword options and their defaults
   torch::Tensor (*compute)(const std::vector<torch::Tensor>& xs, const LossOptions& options);
   /// The samples of a batch it gets right; nullptr: no accuracy to report.
   std::optional<int64_t> (*correct)(const std::vector<torch::Tensor>& xs) = nullptr;

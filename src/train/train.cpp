@@ -9,11 +9,11 @@
 #include <iostream>
 #include <sstream>
 
-#include "util/atomic_file.h"
 #include "artifact/metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/build.h"
 #include "train/train_internal.h"
+#include "util/atomic_file.h"
 
 namespace stitch {
 

@@ -8,8 +8,8 @@
 
 #include <algorithm>
 
-#include "util/atomic_file.h"
 #include "train/train_internal.h"
+#include "util/atomic_file.h"
 
 namespace stitch::train_detail {
 
@@ -119,21 +119,21 @@ Position load_checkpoint(const fs::path& file, torch::jit::Module& module,
     for (auto& [name, t] : state_of(module)) {
       auto it = saved.find(name);
       if (it == saved.end() || it->second.sizes() != t.sizes()) {
-        throw Error(fmt::format(
-            "the checkpoint is of another model: '{}' {}\n"
-            "  fix: put the spec's models back as they were, or train from the start "
-            "(not resuming, or with another out:)",
-            name, it == saved.end() ? "is not in it" : "has another shape in it"));
+        throw Error(
+            fmt::format("the checkpoint is of another model: '{}' {}\n"
+                        "  fix: put the spec's models back as they were, or train from the start "
+                        "(not resuming, or with another out:)",
+                        name, it == saved.end() ? "is not in it" : "has another shape in it"));
       }
       t.copy_(it->second);
     }
     c10::IValue trained_with;
     if (archive.try_read("optimizer_name", trained_with) &&
         trained_with.toStringRef() != optimizer_name) {
-      throw Error(fmt::format(
-          "the checkpoint was trained with optimizer: {}, the spec now says {}\n"
-          "  fix: put optimizer: {} back, or train from the start (not resuming)",
-          trained_with.toStringRef(), optimizer_name, trained_with.toStringRef()));
+      throw Error(
+          fmt::format("the checkpoint was trained with optimizer: {}, the spec now says {}\n"
+                      "  fix: put optimizer: {} back, or train from the start (not resuming)",
+                      trained_with.toStringRef(), optimizer_name, trained_with.toStringRef()));
     }
     torch::serialize::InputArchive opt;
     archive.read("optimizer", opt);

@@ -16,8 +16,8 @@ namespace stitch {
 
 namespace fs = std::filesystem;
 using train_detail::find_loss;
-using train_detail::LossDef;
 using train_detail::loss_names;
+using train_detail::LossDef;
 
 namespace {
 
@@ -142,9 +142,9 @@ class LossParser {
   /// its tensors, as PRODUCT.md writes clip(a, b, temperature).
   void positional_option(LossTerm& t, size_t arity, std::set<std::string>& given) {
     if (t.options.size() != 1 || t.args.size() != arity || given.count(t.options.begin()->first)) {
-      fail(t.options.size() == 1 ? fmt::format("{} takes {} tensors, then {}", t.fn, arity,
-                                               t.options.begin()->first)
-                                 : fmt::format("{} takes no number", t.fn));
+      fail(t.options.size() == 1
+               ? fmt::format("{} takes {} tensors, then {}", t.fn, arity, t.options.begin()->first)
+               : fmt::format("{} takes no number", t.fn));
     }
     given.insert(t.options.begin()->first);
     t.options.begin()->second = number();
@@ -250,8 +250,8 @@ T scalar(const YAML::Node& node, const std::string& key, const TrainSource& src,
   }
   if constexpr (std::is_floating_point_v<T>) {
     if (!std::isfinite(value)) {
-      throw SpecError(fmt::format("{}train.{}: expected a finite number, got '{}'", where, key,
-                                  node.Scalar()));
+      throw SpecError(
+          fmt::format("{}train.{}: expected a finite number, got '{}'", where, key, node.Scalar()));
     }
   }
   return value;
@@ -271,8 +271,8 @@ std::map<std::string, std::string> read_feed(const YAML::Node& node, const Train
   }
   std::map<std::string, std::string> feed;
   for (const auto& item : node) {
-    feed[item.first.as<std::string>()] = scalar<std::string>(
-        item.second, "feed." + item.first.as<std::string>(), src, "a data key");
+    feed[item.first.as<std::string>()] =
+        scalar<std::string>(item.second, "feed." + item.first.as<std::string>(), src, "a data key");
   }
   return feed;
 }
@@ -312,11 +312,11 @@ void check_against_graph(const TrainConfig& c, const Graph& graph, const std::st
     const bool known =
         is_input(graph, name) || std::find(targets.begin(), targets.end(), name) != targets.end();
     if (!known) {
-      throw SpecError(fmt::format(
-          "{}train.feed: '{}' is neither a spec input nor a name the loss reads\n  {}", feed_at,
-          name,
-          targets.empty() ? "the loss reads graph outputs only"
-                          : "the loss reads from data: " + join(targets)));
+      throw SpecError(
+          fmt::format("{}train.feed: '{}' is neither a spec input nor a name the loss reads\n  {}",
+                      feed_at, name,
+                      targets.empty() ? "the loss reads graph outputs only"
+                                      : "the loss reads from data: " + join(targets)));
     }
   }
 }
@@ -366,8 +366,9 @@ TrainConfig parse_train_config(const Spec& spec) {
     const auto key = item.first.as<std::string>();
     if (std::find(kTrainKeys.begin(), kTrainKeys.end(), key) == kTrainKeys.end()) {
       throw SpecError::unknown_name(
-          spec_file.empty() ? SourceLoc{} : SourceLoc{src.file, item.first.Mark().line + 1,
-                                                      item.first.Mark().column + 1},
+          spec_file.empty()
+              ? SourceLoc{}
+              : SourceLoc{src.file, item.first.Mark().line + 1, item.first.Mark().column + 1},
           "key", key, kTrainKeys, fmt::format("\n  the keys are {}", join(kTrainKeys)), "train");
     }
   }
@@ -434,9 +435,8 @@ TrainConfig parse_train_config(const Spec& spec) {
   if (root["val_split"]) {
     c.val_split = scalar<double>(root["val_split"], "val_split", src, "a number");
     if (c.val_split < 0 || c.val_split >= 1) {
-      throw SpecError(
-          fmt::format("{}train.val_split: must be in [0, 1), got {}",
-                      src.at(root["val_split"]), c.val_split));
+      throw SpecError(fmt::format("{}train.val_split: must be in [0, 1), got {}",
+                                  src.at(root["val_split"]), c.val_split));
     }
   }
   if (root["shuffle"]) c.shuffle = scalar<bool>(root["shuffle"], "shuffle", src, "true or false");

@@ -19,8 +19,8 @@
 
 #include <fmt/format.h>
 
-#include "util/torch_compat.h"
 #include "train/train_internal.h"
+#include "util/torch_compat.h"
 
 namespace stitch {
 
@@ -79,11 +79,12 @@ std::unique_ptr<Communicator> connect(const TrainOptions& options) {
   std::string why;
   if (!distributed_available(&why)) throw Error("cannot train on several processes: " + why);
 #if STITCH_HAVE_GLOO
-  return with_context(fmt::format("rank {} of {} cannot join {}:{} (c10d Gloo)", options.rank(),
-                                  options.world_size(), options.master_addr(), options.master_port()),
-                      [&]() -> std::unique_ptr<Communicator> {
-                        return std::make_unique<GlooCommunicator>(options);
-                      });
+  return with_context(
+      fmt::format("rank {} of {} cannot join {}:{} (c10d Gloo)", options.rank(),
+                  options.world_size(), options.master_addr(), options.master_port()),
+      [&]() -> std::unique_ptr<Communicator> {
+        return std::make_unique<GlooCommunicator>(options);
+      });
 #else
   return nullptr;
 #endif

@@ -40,9 +40,8 @@ const LossDef& loss_of(const LossTerm& t) {
 torch::Tensor compute_loss(const std::vector<LossTerm>& terms, const Named& values) {
   torch::Tensor total;
   for (const auto& t : terms) {
-    auto loss = with_context("loss " + describe(t), [&] {
-      return loss_of(t).compute(term_values(t, values), t.options);
-    });
+    auto loss = with_context("loss " + describe(t),
+                             [&] { return loss_of(t).compute(term_values(t, values), t.options); });
     loss = t.weight == 1.0 ? loss : loss * t.weight;
     total = total.defined() ? total + loss : loss;
   }

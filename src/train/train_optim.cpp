@@ -133,9 +133,10 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainConfig& confi
     param_groups.emplace_back(params, options_for(config, lr));
   }
   if (config.optimizer == "sgd") {
-    return std::make_unique<SGD>(param_groups, SGDOptions(config.lr)
-                                                   .momentum(config.momentum)
-                                                   .weight_decay(config.weight_decay.value_or(0.0)));
+    return std::make_unique<SGD>(param_groups,
+                                 SGDOptions(config.lr)
+                                     .momentum(config.momentum)
+                                     .weight_decay(config.weight_decay.value_or(0.0)));
   }
   if (config.optimizer == "adam") {
     return std::make_unique<FusedAdam>(

@@ -1,7 +1,5 @@
 #include "util/atomic_file.h"
 
-#include "stitch/error.h"
-
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
@@ -12,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+
+#include "stitch/error.h"
 
 namespace fs = std::filesystem;
 
@@ -67,9 +67,10 @@ fs::path output_file(const fs::path& target) {
   }
   struct stat st {};
   if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    throw IoError(fmt::format("cannot write {}: it is {}\n"
-                              "  stitch writes its outputs to regular files only",
-                              target.string(), kind_of(st.st_mode)));
+    throw IoError(
+        fmt::format("cannot write {}: it is {}\n"
+                    "  stitch writes its outputs to regular files only",
+                    target.string(), kind_of(st.st_mode)));
   }
   const fs::path folder = file.parent_path().empty() ? fs::path(".") : file.parent_path();
   if (::stat(folder.c_str(), &st) != 0) {
@@ -172,14 +173,13 @@ class TemporaryFile {
 
 }  // namespace
 
-void write_atomically(const fs::path& target,
-                      const std::function<void(const ByteSink&)>& write) {
+void write_atomically(const fs::path& target, const std::function<void(const ByteSink&)>& write) {
   const fs::path file = output_file(target);
   TemporaryFile tmp(file);
   // The hint is worked out while the partial file still fills the disk.
   auto failure = [&](const std::string& why) {
-    return IoError(fmt::format("cannot write {}: {}{}", target.string(), why,
-                               write_limit_hint(tmp.path())));
+    return IoError(
+        fmt::format("cannot write {}: {}{}", target.string(), why, write_limit_hint(tmp.path())));
   };
   try {
     write([&](const void* data, size_t size) { return tmp.append(data, size); });
@@ -210,11 +210,12 @@ std::string read_file(const fs::path& file) {
     if (S_ISDIR(mode)) {
       throw IoError(fmt::format("{}: is a directory, expected a file", file.string()));
     }
-    throw IoError(fmt::format("{}: is {}, not a regular file\n"
-                              "  stitch reads regular files only: a device or FIFO could block "
-                              "or never end\n"
-                              "  fix: copy the data into a file first",
-                              file.string(), kind_of(mode)));
+    throw IoError(
+        fmt::format("{}: is {}, not a regular file\n"
+                    "  stitch reads regular files only: a device or FIFO could block "
+                    "or never end\n"
+                    "  fix: copy the data into a file first",
+                    file.string(), kind_of(mode)));
   };
   if (!S_ISREG(st.st_mode)) refuse_kind(st.st_mode);
   // O_NONBLOCK: if the file was swapped for a FIFO since stat, open must

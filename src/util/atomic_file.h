@@ -29,8 +29,7 @@ void write_atomically(const std::filesystem::path& target,
                       const std::function<void(const ByteSink&)>& write);
 
 /// write_atomically for bytes already in memory.
-void write_file_atomically(const std::filesystem::path& target,
-                           const std::string& bytes);
+void write_file_atomically(const std::filesystem::path& target, const std::string& bytes);
 
 /// Reads a whole regular file; stitch::IoError if it is missing, a
 /// directory, a device, a FIFO or a socket (reading those could block or

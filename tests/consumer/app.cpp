@@ -1,6 +1,7 @@
 // A program outside the project, built against an installed stitch with
 // find_package(stitch): proves the install and the package config work.
 #include <stitch/stitch.h>
+
 #include <iostream>
 int main() {
   stitch::Graph g;

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <stitch/bench.h>
+
 #include <iostream>
 
 #include "cli.h"

@@ -1,12 +1,12 @@
 // stitch chain A.pt B.pt [C.pt ...] --input 1x10 -o OUT.pt [--adapt]:
 // y = C(B(A(x))), with adapters between models that do not fit.
 
-#include "cli.h"
-
 #include <fmt/format.h>
 
 #include <iostream>
 #include <set>
+
+#include "cli.h"
 
 namespace stitch::cli {
 

@@ -1,8 +1,8 @@
 // stitch check SPEC.yaml: shapes only; prints the shape of every node.
 
-#include "cli.h"
-
 #include <iostream>
+
+#include "cli.h"
 
 namespace stitch::cli {
 

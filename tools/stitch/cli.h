@@ -5,7 +5,6 @@
 #include <stitch/stitch.h>
 
 #include <CLI/CLI.hpp>
-
 #include <map>
 #include <optional>
 #include <string>

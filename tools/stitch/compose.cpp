@@ -1,8 +1,8 @@
 // stitch compose SPEC.yaml -o OUT.pt: check, build and save one TorchScript file.
 
-#include "cli.h"
-
 #include <iostream>
+
+#include "cli.h"
 
 namespace stitch::cli {
 

@@ -1,11 +1,11 @@
 // stitch graph MODEL.pt|SPEC.yaml -o OUT.svg|OUT.dot: a picture of the
 // network (SVG, PNG or PDF through Graphviz's dot; DOT as text).
 
-#include "cli.h"
-
 #include <stitch/graph_picture.h>
 
 #include <iostream>
+
+#include "cli.h"
 
 namespace stitch::cli {
 

@@ -1,12 +1,11 @@
 // stitch inspect MODEL.pt|SPEC.yaml [--input NAME=1x3x224x224 ...] [--depth K] [--json]
 
-#include "cli.h"
-
+#include <fmt/format.h>
 #include <stitch/inspect.h>
 
-#include <fmt/format.h>
-
 #include <iostream>
+
+#include "cli.h"
 
 namespace stitch::cli {
 
@@ -40,7 +39,8 @@ std::vector<c10::IValue> example_inputs(const torch::jit::Module& model,
   for (size_t i = 0; i < names.size() && inputs.size() < given.size(); ++i) {
     auto it = given.find(names[i]);
     if (it == given.end()) {
-      throw UsageError(fmt::format("missing input '{}': pass --input {}=SHAPE", names[i], names[i]));
+      throw UsageError(
+          fmt::format("missing input '{}': pass --input {}=SHAPE", names[i], names[i]));
     }
     inputs.emplace_back(torch::randn(it->second));
   }
@@ -72,9 +72,10 @@ void add_inspect(CLI::App& app) {
   auto depth = std::make_shared<int>(-1);
   auto json = std::make_shared<bool>(false);
   cmd->add_option("model", *file, "a TorchScript file (.pt) or a spec (.yaml)")->required();
-  cmd->add_option("--input", *inputs,
-                  "NAME=SHAPE (1x3x224x224), or SHAPE with one input: show output shapes (for a spec: "
-                  "the sizes of its declared inputs, N=8 from x=8x10 against [N, 10])");
+  cmd->add_option(
+      "--input", *inputs,
+      "NAME=SHAPE (1x3x224x224), or SHAPE with one input: show output shapes (for a spec: "
+      "the sizes of its declared inputs, N=8 from x=8x10 against [N, 10])");
   cmd->add_option("--depth", *depth, "show submodules down to K levels (default: all)")
       ->check(at_least(0));
   cmd->add_flag("--json", *json, "print the same as JSON");

@@ -1,13 +1,13 @@
 // stitch: combine PyTorch models. main is a thin try/catch around the
 // commands; each command lives in its own file.
 
-#include "cli.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <csignal>
 #include <iostream>
+
+#include "cli.h"
 
 namespace stitch::cli {
 
@@ -54,8 +54,8 @@ std::vector<int64_t> parse_shape(const std::string& text) {
     std::string part = text.substr(start, x == std::string::npos ? std::string::npos : x - start);
     const std::optional<int64_t> v = whole_number(part);
     if (!v || *v <= 0 || *v > kMaxSize) {
-      throw UsageError(fmt::format(
-          "invalid shape '{}': write sizes joined by x, like 1x3x224x224", text));
+      throw UsageError(
+          fmt::format("invalid shape '{}': write sizes joined by x, like 1x3x224x224", text));
     }
     dims.push_back(*v);
     if (x == std::string::npos) break;
@@ -76,12 +76,14 @@ std::string check_integer(const std::string& text, int64_t low, int64_t high) {
 }
 }  // namespace
 
-CLI::Validator at_least(int64_t low) { return in_range(low, kMaxSize); }
+CLI::Validator at_least(int64_t low) {
+  return in_range(low, kMaxSize);
+}
 
 CLI::Validator in_range(int64_t low, int64_t high) {
-  return CLI::Validator([=](std::string& text) { return check_integer(text, low, high); },
-                        high == kMaxSize ? fmt::format("INT>={}", low)
-                                         : fmt::format("INT in [{} - {}]", low, high));
+  return CLI::Validator(
+      [=](std::string& text) { return check_integer(text, low, high); },
+      high == kMaxSize ? fmt::format("INT>={}", low) : fmt::format("INT in [{} - {}]", low, high));
 }
 
 }  // namespace stitch::cli
@@ -99,8 +101,8 @@ void check_command_name(const CLI::App& app, int argc, char** argv) {
   std::vector<std::string> names;
   for (const CLI::App* sub : app.get_subcommands({})) names.push_back(sub->get_name());
   if (argc == 1) {
-    throw stitch::cli::UsageError(
-        fmt::format("no command given; the commands are {} (stitch --help)", fmt::join(names, ", ")));
+    throw stitch::cli::UsageError(fmt::format(
+        "no command given; the commands are {} (stitch --help)", fmt::join(names, ", ")));
   }
   for (int i = 1; i < argc; ++i) {
     const std::string word = argv[i];
@@ -157,7 +159,8 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << stitch::detail::terminal_safe(e.what()) << "\n";
     return static_cast<int>(ExitCode::kError);
   } catch (const c10::Error& e) {
-    std::cerr << "error: " << stitch::detail::terminal_safe(stitch::detail::short_message(e)) << "\n";
+    std::cerr << "error: " << stitch::detail::terminal_safe(stitch::detail::short_message(e))
+              << "\n";
     return static_cast<int>(ExitCode::kError);
   } catch (const std::exception& e) {
     std::cerr << "error: " << stitch::detail::terminal_safe(stitch::detail::first_line(e.what()))

@@ -1,12 +1,12 @@
 // stitch run MODEL.pt --input NAME=FILE ... -o OUT_FILE [--batch B]
 
-#include "cli.h"
-#include "progress_line.h"
-
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <iostream>
+
+#include "cli.h"
+#include "progress_line.h"
 
 namespace stitch::cli {
 
@@ -14,15 +14,14 @@ namespace {
 
 /// The tensor for argument `name` from a file: its only tensor, or the
 /// entry keyed by `name`.
-torch::Tensor pick(const TensorMap& tensors, const std::string& name,
-                   const std::string& file) {
+torch::Tensor pick(const TensorMap& tensors, const std::string& name, const std::string& file) {
   if (tensors.size() == 1) return tensors.begin()->second;
   auto it = tensors.find(name);
   if (it != tensors.end()) return it->second;
   std::string keys;
   for (const auto& [k, v] : tensors) keys += (keys.empty() ? "" : ", ") + k;
-  throw Error(fmt::format("{} holds several tensors ({}) and none is named '{}'", file,
-                          keys, name));
+  throw Error(
+      fmt::format("{} holds several tensors ({}) and none is named '{}'", file, keys, name));
 }
 
 std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
@@ -69,17 +68,21 @@ std::vector<torch::Tensor> gather_inputs(const torch::jit::Module& model,
 /// --batch splits every input along dim 0: they must all have it, equally long.
 void check_batchable(const std::vector<torch::Tensor>& inputs, const torch::jit::Module& model) {
   const auto& args = model.get_method("forward").function().getSchema().arguments();
-  auto name = [&](size_t i) { return i + 1 < args.size() ? args[i + 1].name() : std::to_string(i); };
+  auto name = [&](size_t i) {
+    return i + 1 < args.size() ? args[i + 1].name() : std::to_string(i);
+  };
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (inputs[i].dim() == 0) {
-      throw Error(fmt::format("--batch splits the inputs along dim 0, but input '{}' is a "
-                              "single number (0-d)\n  fix: run without --batch",
-                              name(i)));
+      throw Error(
+          fmt::format("--batch splits the inputs along dim 0, but input '{}' is a "
+                      "single number (0-d)\n  fix: run without --batch",
+                      name(i)));
     }
     if (inputs[i].size(0) != inputs[0].size(0)) {
-      throw Error(fmt::format("--batch splits the inputs along dim 0, but input '{}' has {} "
-                              "samples and input '{}' has {}",
-                              name(0), inputs[0].size(0), name(i), inputs[i].size(0)));
+      throw Error(
+          fmt::format("--batch splits the inputs along dim 0, but input '{}' has {} "
+                      "samples and input '{}' has {}",
+                      name(0), inputs[0].size(0), name(i), inputs[i].size(0)));
     }
   }
 }
@@ -126,7 +129,8 @@ TensorMap run_batches(torch::jit::Module& model, const std::vector<torch::Tensor
   for (int64_t b = 0; b < batches; ++b) {
     const int64_t start = b * batch;
     std::vector<c10::IValue> slice;
-    for (const auto& t : inputs) slice.emplace_back(t.narrow(0, start, std::min(batch, total - start)));
+    for (const auto& t : inputs)
+      slice.emplace_back(t.narrow(0, start, std::min(batch, total - start)));
     for (auto& [k, v] : as_tensor_map(model.forward(slice), single_name)) parts[k].push_back(v);
     const int64_t done = b + 1;
     progress.show(fmt::format("batch {}/{} ({} of {} samples)", done, batches,
@@ -163,9 +167,8 @@ void add_run(CLI::App& app) {
     // One tensor out: keyed by the artifact's output name (chain's y), else "output".
     const auto declared = declared_outputs(model);
     const std::string single_name = declared.size() == 1 ? declared[0] : "output";
-    TensorMap result = with_context("running " + *model_file, [&] {
-      return run_batches(model, tensors, *batch, single_name);
-    });
+    TensorMap result = with_context(
+        "running " + *model_file, [&] { return run_batches(model, tensors, *batch, single_name); });
     write_tensors(*out, result);
     for (const auto& [k, v] : result) {
       std::cout << k << ": " << dtype_str(v.scalar_type()) << v.sizes() << "\n";

@@ -1,16 +1,16 @@
 // stitch verify OUT.pt SPEC.yaml: the artifact computes what its parts do.
 
-#include "cli.h"
-
 #include <stitch/verify.h>
 
 #include <iostream>
 
+#include "cli.h"
+
 namespace stitch::cli {
 
 void add_verify(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "verify", "check that an artifact equals running its parts, numerically");
+  auto* cmd =
+      app.add_subcommand("verify", "check that an artifact equals running its parts, numerically");
   auto artifact = std::make_shared<std::string>();
   auto spec = std::make_shared<std::string>();
   auto options = std::make_shared<VerifyOptions>();
