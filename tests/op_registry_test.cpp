@@ -36,7 +36,11 @@ std::map<std::string, OpCase> op_cases() {
   auto image_input = [](Graph& g) { return g.input("x", {N, 4, 6, 6}); };
   auto rows_input = [](Graph& g) { return g.input("x", {N, 8}); };
   auto two_rows = [](Graph& g) {
-    return std::make_pair(g.input("a", {N, 8}), g.input("b", {N, 8}));
+    // Two statements: the order of a call's arguments is unspecified, and the
+    // inputs must be declared a, then b.
+    Value a = g.input("a", {N, 8});
+    Value b = g.input("b", {N, 8});
+    return std::make_pair(a, b);
   };
   const Xs pair = {torch::randn({3, 8}), torch::randn({3, 8})};
   std::map<std::string, OpCase> cases;
