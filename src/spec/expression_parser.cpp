@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 
 #include "core/nearest_name.h"
 #include "ops/expression_text.h"
@@ -432,23 +433,29 @@ class Parser {
     fail(at, fmt::format("cannot {} the constant {}", verb, std::get<Literal>(a).str()));
   }
 
+  /// A number, a string or true/false/none: the literal it is, taken; or
+  /// nullopt, the token left where it is.
+  std::optional<Literal> take_scalar_literal() {
+    const Token& t = peek();
+    std::optional<Literal> lit;
+    if (t.kind == Tok::Int) {
+      lit = Literal(t.i);
+    } else if (t.kind == Tok::Float) {
+      lit = Literal(t.f);
+    } else if (t.kind == Tok::String) {
+      lit = Literal(t.text);
+    } else if (t.kind == Tok::Ident && is_keyword_literal(t.text)) {
+      lit = keyword_literal(t.text);
+    }
+    if (lit) take();
+    return lit;
+  }
+
   Arg primary() {
+    if (auto lit = take_scalar_literal()) return *std::move(lit);
     const Token& t = peek();
     switch (t.kind) {
-      case Tok::Int:
-        take();
-        return Literal(t.i);
-      case Tok::Float:
-        take();
-        return Literal(t.f);
-      case Tok::String:
-        take();
-        return Literal(t.text);
       case Tok::Ident:
-        if (is_keyword_literal(t.text)) {
-          take();
-          return keyword_literal(t.text);
-        }
         if (peek(1).is('(')) {
           return call();
         }
@@ -468,7 +475,7 @@ class Parser {
           return literal(/*names_as_strings=*/true);
         }
         break;
-      case Tok::End:
+      default:  // the end (numbers and strings were taken above)
         break;
     }
     fail(t, fmt::format("expected a value, got {}", describe(t)));
@@ -606,28 +613,13 @@ class Parser {
       if (n.kind == Tok::Float) return Literal(-n.f);
       fail(n, fmt::format("expected a number after '-', got {}", describe(n)));
     }
-    switch (t.kind) {
-      case Tok::Int:
-        take();
-        return Literal(t.i);
-      case Tok::Float:
-        take();
-        return Literal(t.f);
-      case Tok::String:
+    if (auto lit = take_scalar_literal()) return *std::move(lit);
+    if (t.kind == Tok::Ident) {
+      if (names_as_strings) {
         take();
         return Literal(t.text);
-      case Tok::Ident:
-        if (is_keyword_literal(t.text)) {
-          take();
-          return keyword_literal(t.text);
-        }
-        if (names_as_strings) {
-          take();
-          return Literal(t.text);
-        }
-        fail(t, fmt::format("expected an integer or a quoted string, got {}", describe(t)));
-      default:
-        break;
+      }
+      fail(t, fmt::format("expected an integer or a quoted string, got {}", describe(t)));
     }
     if (t.is('[')) {
       return list();
