@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 format=${CLANG_FORMAT:-clang-format-14}
 mapfile -t files < <(git ls-files '*.cpp' '*.h' 2>/dev/null ||
-                     find src include tools tests bench fuzz examples -name '*.cpp' -o -name '*.h')
+                     find src include tools tests bench fuzz examples \( -name '*.cpp' -o -name '*.h' \))
 if [[ ${1:-} == --fix ]]; then
   "$format" -i "${files[@]}"
   exit 0
