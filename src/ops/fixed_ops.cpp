@@ -33,12 +33,6 @@ ValueType same_type(const ShapeCall& c) {
   return c.tensor(0);
 }
 
-ValueType float_tensor(const ShapeCall& c) {
-  const ValueType& t = c.tensor(0);
-  c.need_float(t, 0);
-  return t;
-}
-
 /// softmax, l2norm: a float tensor and a dim in range.
 ValueType float_along_dim(const ShapeCall& c) {
   const ValueType& t = c.tensor(0);

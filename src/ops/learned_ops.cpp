@@ -127,12 +127,6 @@ ValueType batchnorm(const ShapeCall& c) {
   return t;
 }
 
-ValueType float_tensor(const ShapeCall& c) {
-  const ValueType& t = c.tensor(0);
-  c.need_float(t, 0);
-  return t;
-}
-
 // Layers.
 
 torch::Tensor trainable(torch::Tensor t) {

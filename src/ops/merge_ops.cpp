@@ -2,6 +2,7 @@
 // more values; add, sub and mul also take numbers (2.0 * x).
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "ops/op_def.h"
 
@@ -131,27 +132,21 @@ ValueType stack(const ShapeCall& c) {
   return ValueType::tensor(shape, first.dtype);
 }
 
-std::string join(const std::vector<std::string>& xs, const char* sep) {
-  std::string out;
-  for (size_t i = 0; i < xs.size(); ++i) out += (i ? sep : "") + xs[i];
-  return out;
+std::string lower_concat(const LowerCall& c) {
+  return fmt::format("torch.cat([{}], {})", fmt::join(c.xs, ", "), c.kw("dim").i);
 }
-
-/// concat and stack: torch.cat([a, b], dim).
-template <const char* kFunction>
-std::string lower_list(const LowerCall& c) {
-  return fmt::format("torch.{}([{}], {})", kFunction, join(c.xs, ", "), c.kw("dim").i);
+std::string lower_stack(const LowerCall& c) {
+  return fmt::format("torch.stack([{}], {})", fmt::join(c.xs, ", "), c.kw("dim").i);
 }
-constexpr char kCat[] = "cat";
-constexpr char kStack[] = "stack";
-
-template <const char* kSymbol>
-std::string lower_infix(const LowerCall& c) {
-  return join(c.xs, kSymbol);
+std::string lower_add(const LowerCall& c) {
+  return fmt::format("{}", fmt::join(c.xs, " + "));
 }
-constexpr char kPlus[] = " + ";
-constexpr char kMinus[] = " - ";
-constexpr char kTimes[] = " * ";
+std::string lower_sub(const LowerCall& c) {
+  return fmt::format("{}", fmt::join(c.xs, " - "));
+}
+std::string lower_mul(const LowerCall& c) {
+  return fmt::format("{}", fmt::join(c.xs, " * "));
+}
 
 }  // namespace
 
@@ -159,15 +154,13 @@ std::vector<OpDef> merge_ops() {
   return {
       {{"concat", "merge", {required("xs", K::Tensors), optional("dim", K::Int, 1)}, 1, 0},
        concat,
-       lower_list<kCat>},
+       lower_concat},
       {{"stack", "merge", {required("xs", K::Tensors), optional("dim", K::Int, 1)}, 1, 0},
        stack,
-       lower_list<kStack>},
-      {{"add", "merge", {required("xs", K::Scalar)}, 2, 0}, merge_elementwise, lower_infix<kPlus>},
-      {{"mul", "merge", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise, lower_infix<kTimes>},
-      {{"sub", "arithmetic", {required("xs", K::Scalar)}, 2, 2},
-       merge_elementwise,
-       lower_infix<kMinus>},
+       lower_stack},
+      {{"add", "merge", {required("xs", K::Scalar)}, 2, 0}, merge_elementwise, lower_add},
+      {{"mul", "merge", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise, lower_mul},
+      {{"sub", "arithmetic", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise, lower_sub},
   };
 }
 

@@ -129,6 +129,8 @@ std::vector<OpDef> adapt_ops();
 // Helpers the families share (op_helpers.cpp).
 /// A ShapeError at the node's location.
 [[noreturn]] void shape_error(const Node& node, const std::string& message);
+/// The shape rule of ops that keep a floating-point tensor's type.
+ValueType float_tensor(const ShapeCall& c);
 /// Spec text that turns `x` (of type `from`) into `to`: the adapter written
 /// out when one fits, and adapt(x, to=...) which picks the same.
 std::string adapt_fix(const std::string& x, const ValueType& from, const Shape& to);

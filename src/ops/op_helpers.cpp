@@ -74,6 +74,12 @@ void ShapeCall::check_size(const std::string& what, int64_t v) const {
   if (v > kMaxSize) fail(fmt::format("{}={} is too large (at most 2^31)", what, v));
 }
 
+ValueType float_tensor(const ShapeCall& c) {
+  const ValueType& t = c.tensor(0);
+  c.need_float(t, 0);
+  return t;
+}
+
 std::string adapt_fix(const std::string& x, const ValueType& from, const Shape& to) {
   AdaptTarget target;
   target.shape = to;

@@ -228,12 +228,13 @@ struct TrainSource {
   std::string file;
   bool has_marks = false;
 
-  std::string at(const YAML::Node& node) const {
+  SourceLoc loc(const YAML::Node& node) const {
     if (has_marks && node.IsDefined() && !node.Mark().is_null()) {
-      return SourceLoc{file, node.Mark().line + 1, node.Mark().column + 1}.prefix();
+      return SourceLoc{file, node.Mark().line + 1, node.Mark().column + 1};
     }
-    return file.empty() ? "" : file + ": ";
+    return SourceLoc{file};
   }
+  std::string at(const YAML::Node& node) const { return loc(node).prefix(); }
 };
 
 /// Reads train.<key> as T, or an error naming the key and what was found.
@@ -365,11 +366,8 @@ TrainConfig parse_train_config(const Spec& spec) {
   for (const auto& item : root) {
     const auto key = item.first.as<std::string>();
     if (std::find(kTrainKeys.begin(), kTrainKeys.end(), key) == kTrainKeys.end()) {
-      throw SpecError::unknown_name(
-          spec_file.empty()
-              ? SourceLoc{}
-              : SourceLoc{src.file, item.first.Mark().line + 1, item.first.Mark().column + 1},
-          "key", key, kTrainKeys, fmt::format("\n  the keys are {}", join(kTrainKeys)), "train");
+      throw SpecError::unknown_name(src.loc(item.first), "key", key, kTrainKeys,
+                                    fmt::format("\n  the keys are {}", join(kTrainKeys)), "train");
     }
   }
   const fs::path dir = spec_file.empty() ? fs::current_path() : spec_file.parent_path();
