@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "stitch/error.h"
+#include "stitch/merge_options.h"
 #include "stitch/shape.h"
 
 namespace torch {
@@ -92,6 +93,9 @@ using Kwargs = std::vector<std::pair<std::string, Literal>>;
 struct ModelSpec {
   std::string name;                 // name in the graph and submodule name
   std::filesystem::path file;       // absolute, or relative to the cwd
+  /// A merge's sources (`merge:` in a spec); then `file` is the first.
+  std::vector<std::filesystem::path> merge;
+  MergeOptions merge_options;
   std::string cut;                  // keep up to this child (dotted path)
   std::string after;                // keep from just after this child
   std::vector<std::string> taps;    // return these children's outputs
@@ -219,10 +223,14 @@ class Model {
   }
 
  private:
+  friend Model load_merge(std::vector<std::filesystem::path>, MergeOptions);
   ModelSpec spec_;
 };
 
 /// stitch::load("resnet18.pt"): a model file to use in a graph.
 Model load(std::filesystem::path file);
+/// A model that is the weight-space merge of `files` (docs/merge.md): a
+/// spec's `merge:` entry. Cut, freeze and the rest apply to the merge.
+Model load_merge(std::vector<std::filesystem::path> files, MergeOptions options = {});
 
 }  // namespace stitch

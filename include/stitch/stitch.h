@@ -11,6 +11,8 @@
 #include "stitch/graph.h"
 #include "stitch/graph_picture.h"
 #include "stitch/inspect.h"
+#include "stitch/merge.h"
+#include "stitch/merge_options.h"
 #include "stitch/ops.h"
 #include "stitch/runtime.h"
 #include "stitch/shape.h"

@@ -45,6 +45,9 @@ void attach_metadata(torch::jit::Module& module, const Graph& graph, const Analy
     if (!c.spec.cut.empty()) entry["cut"] = c.spec.cut;
     if (!c.spec.after.empty()) entry["after"] = c.spec.after;
     if (!c.spec.taps.empty()) entry["taps"] = c.spec.taps;
+    if (!c.spec.merge.empty()) {
+      entry["merge"] = merge_record(c.spec.merge_options, c.spec.merge, c.merge_sha256);
+    }
     int64_t frozen = 0, total = 0;
     for (const auto& p : c.module.named_parameters(true)) {
       total += p.value.numel();
@@ -74,6 +77,39 @@ void attach_metadata(torch::jit::Module& module, const Graph& graph, const Analy
   const std::string spec = graph.spec_yaml.empty() ? to_spec_yaml(graph) : graph.spec_yaml;
   module.register_attribute(kSpecAttr, c10::StringType::get(), spec);
   module.register_attribute(kManifestAttr, c10::StringType::get(), manifest.dump(2));
+}
+
+nlohmann::json merge_record(const MergeOptions& options,
+                            const std::vector<std::filesystem::path>& files,
+                            const std::vector<std::string>& sha256s) {
+  nlohmann::json record = {{"method", merge_method_name(options.method())}};
+  switch (options.method()) {
+    case MergeMethod::linear:
+      if (!options.weights().empty()) record["weights"] = options.weights();
+      for (const auto& g : options.glob_weights()) record["glob_weights"][g.glob] = g.weights;
+      break;
+    case MergeMethod::slerp:
+      record["t"] = options.t();
+      break;
+    case MergeMethod::dare:
+      record["seed"] = options.seed();
+      [[fallthrough]];
+    case MergeMethod::ties:
+      record["density"] = options.density();
+      [[fallthrough]];
+    case MergeMethod::task_arithmetic:
+      record["scale"] = options.scale();
+      break;
+  }
+  auto source = [&](const std::filesystem::path& file, size_t i) {
+    return nlohmann::json{{"file", file.filename().string()},
+                          {"sha256", i < sha256s.size() ? sha256s[i] : ""}};
+  };
+  auto sources = nlohmann::json::array();
+  for (size_t i = 0; i < files.size(); ++i) sources.push_back(source(files[i], i));
+  record["sources"] = sources;
+  if (options.needs_base()) record["base"] = source(options.base(), files.size());
+  return record;
 }
 
 StoredMetadata stored_metadata(const torch::jit::Module& module) {

@@ -6,6 +6,8 @@
 
 #include <torch/script.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -18,6 +20,13 @@
 namespace stitch {
 
 void attach_metadata(torch::jit::Module& module, const Graph& graph, const Analysis& analysis);
+
+/// A merge as a manifest records it: the method, the options it uses, and
+/// each source's file name and sha256 (`sha256s`: the sources', then the
+/// base's).
+nlohmann::json merge_record(const MergeOptions& options,
+                            const std::vector<std::filesystem::path>& files,
+                            const std::vector<std::string>& sha256s);
 
 struct StoredMetadata {
   std::string spec_yaml;

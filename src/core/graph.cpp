@@ -1,6 +1,7 @@
 #include "stitch/graph.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -110,6 +111,12 @@ Value operator*(double a, Value b) {
 
 std::string ModelSpec::describe() const {
   std::string out = file.filename().string();
+  if (!merge.empty()) {
+    std::vector<std::string> names;
+    for (const auto& f : merge) names.push_back(f.filename().string());
+    out = fmt::format("{} merge of {}", merge_method_name(merge_options.method()),
+                      fmt::join(names, " and "));
+  }
   if (!after.empty() && !cut.empty()) {
     out += fmt::format(", after {} up to {}", after, cut);
   } else if (!cut.empty()) {
@@ -351,6 +358,14 @@ Value Model::operator()(std::vector<Value> args) const {
 
 Model load(std::filesystem::path file) {
   return Model(std::move(file));
+}
+
+Model load_merge(std::vector<std::filesystem::path> files, MergeOptions options) {
+  if (files.empty()) throw Error("load_merge: no model files given");
+  Model m(files.front());
+  m.spec_.merge = std::move(files);
+  m.spec_.merge_options = std::move(options);
+  return m;
 }
 
 }  // namespace stitch

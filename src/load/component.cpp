@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "load/load_failure.h"
+#include "load/merge_weights.h"
 #include "load/surgery.h"
 #include "stitch/compat.h"
 #include "util/atomic_file.h"
@@ -26,31 +27,87 @@ std::string sha256_hex(const std::string& bytes) {
   return hex;
 }
 
-Component load_component(const ModelSpec& spec) {
-  Component c;
-  c.spec = spec;
+namespace {
+
+/// Reads and loads one TorchScript file for model `spec` (errors start with
+/// the spec's location and name the model); `sha256` gets the file's hash.
+torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
+                                    std::string& sha256) {
   std::string bytes;
   try {
-    bytes = read_file(spec.file);
+    bytes = read_file(file);
   } catch (const IoError& e) {
     throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name, e.what()));
   }
-  c.sha256 = sha256_hex(bytes);
-  if (auto why = not_torchscript(spec.file, bytes)) {
+  sha256 = sha256_hex(bytes);
+  if (auto why = not_torchscript(file, bytes)) {
     throw ModelError(spec.loc.prefix() + *why);
   }
   register_compat_operators();
   try {
     std::istringstream stream(bytes);
-    c.module = torch::jit::load(stream);
+    return torch::jit::load(stream);
   } catch (const c10::Error& e) {
     throw ModelError(spec.loc.prefix() +
-                     load_failure(spec.file, bytes, detail::short_message(e), false));
+                     load_failure(file, bytes, detail::short_message(e), false));
   } catch (const std::exception& e) {
     // TorchScript's compiler throws a std::exception whose message goes on
     // with the source excerpt.
     throw ModelError(spec.loc.prefix() +
-                     load_failure(spec.file, bytes, detail::first_line(e.what()), true));
+                     load_failure(file, bytes, detail::first_line(e.what()), true));
+  }
+}
+
+/// The merge of spec.merge's files; `sources` gets each file's hash (the
+/// base's last).
+torch::jit::Module read_merge(const ModelSpec& spec, std::vector<std::string>& sources) {
+  const MergeOptions& options = spec.merge_options;
+  try {
+    options.validate(spec.merge.size());
+  } catch (const Error& e) {
+    throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name, e.what()));
+  }
+  std::vector<MergeSource> models;
+  for (const auto& file : spec.merge) {
+    sources.emplace_back();
+    models.push_back({read_torchscript(file, spec, sources.back()), file.filename().string()});
+  }
+  std::optional<MergeSource> base;
+  if (options.needs_base()) {
+    sources.emplace_back();
+    base = MergeSource{read_torchscript(options.base(), spec, sources.back()),
+                       options.base().filename().string()};
+  }
+  try {
+    return merge_weights(models, base ? &*base : nullptr, options);
+  } catch (const Error& e) {
+    throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name, e.what()));
+  }
+}
+
+}  // namespace
+
+std::string merge_identity(const MergeOptions& options, const std::vector<std::string>& sha256s) {
+  std::string text = merge_method_name(options.method());
+  for (double w : options.weights()) text += fmt::format(" {}", w);
+  for (const auto& g : options.glob_weights()) {
+    text += " " + g.glob;
+    for (double w : g.weights) text += fmt::format(":{}", w);
+  }
+  text += fmt::format(" t={} scale={} density={} seed={}", options.t(), options.scale(),
+                      options.density(), options.seed());
+  for (const auto& sha : sha256s) text += " " + sha;
+  return sha256_hex(text);
+}
+
+Component load_component(const ModelSpec& spec) {
+  Component c;
+  c.spec = spec;
+  if (spec.merge.empty()) {
+    c.module = read_torchscript(spec.file, spec, c.sha256);
+  } else {
+    c.module = read_merge(spec, c.merge_sha256);
+    c.sha256 = merge_identity(spec.merge_options, c.merge_sha256);
   }
   if (!c.module.find_method(spec.method)) {
     throw ModelError(fmt::format("{}model '{}' ({}) has no method '{}'", spec.loc.prefix(),

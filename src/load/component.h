@@ -16,7 +16,9 @@ namespace stitch {
 struct Component {
   ModelSpec spec;
   torch::jit::Module module;
-  std::string sha256;  // of the file as read
+  std::string sha256;  // of the file as read; for a merge, merge_identity's
+  /// A merge's sources' sha256, in order, then the base's.
+  std::vector<std::string> merge_sha256;
 
   /// The declared argument types of the method (without self).
   std::vector<c10::Argument> arguments() const;
@@ -24,13 +26,17 @@ struct Component {
   c10::IValue run(const std::vector<c10::IValue>& inputs);
 };
 
-/// Loads spec.file (ModelError naming the file when it is missing, not a
+/// Loads spec.file, or merges spec.merge's files (ModelError naming the file when it is missing, not a
 /// TorchScript archive, truncated or corrupt), applies cut/after/taps and
 /// puts the module in eval mode.
 Component load_component(const ModelSpec& spec);
 
 /// Hex sha256 of a file's bytes.
 std::string sha256_hex(const std::string& bytes);
+
+/// The identity of a merge: the sha256 of its method, options and sources'
+/// sha256 (the same merge of the same files has the same identity).
+std::string merge_identity(const MergeOptions& options, const std::vector<std::string>& sha256s);
 
 /// What a model's method expects for argument `index`, read from its first
 /// layer that consumes it (Linear in_features, Conv in_channels, ...).

@@ -1,9 +1,11 @@
 #include "stitch/spec.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <sstream>
 
@@ -21,6 +23,11 @@ namespace fs = std::filesystem;
 
 const std::vector<std::string> kTopKeys = {"inputs", "models", "graph", "outputs", "seed", "train"};
 const std::vector<std::string> kModelKeys = {"file", "cut", "after", "taps", "freeze", "method"};
+// A model entry whose source is a merge (docs/merge.md): `method` is then
+// the merge method.
+const std::vector<std::string> kMergeModelKeys = {"merge", "method", "weights", "t",
+                                                  "base",  "scale",  "density", "seed",
+                                                  "cut",   "after",  "taps",    "freeze"};
 const std::vector<std::string> kInputKeys = {"shape", "dtype", "probe"};
 const std::vector<std::string> kDtypeNames = {"float", "float32",  "float64", "double", "float16",
                                               "half",  "bfloat16", "int64",   "long",   "int32",
@@ -62,8 +69,18 @@ std::string resolved_path(const fs::path& file) {
 void resolve_paths(YAML::Node& root, const Graph& graph, const fs::path& dir) {
   if (root["models"]) {
     for (auto entry : root["models"]) {
-      const std::string name = entry.first.as<std::string>();
-      entry.second["file"] = resolved_path(graph.model(name).file);
+      const ModelSpec& m = graph.model(entry.first.as<std::string>());
+      if (m.merge.empty()) {
+        entry.second["file"] = resolved_path(m.file);
+        continue;
+      }
+      YAML::Node sources(YAML::NodeType::Sequence);
+      for (const auto& f : m.merge) sources.push_back(resolved_path(f));
+      sources.SetStyle(YAML::EmitterStyle::Flow);
+      entry.second["merge"] = sources;
+      if (!m.merge_options.base().empty()) {
+        entry.second["base"] = resolved_path(m.merge_options.base());
+      }
     }
   }
   YAML::Node train = root["train"];
@@ -291,25 +308,101 @@ class SpecReader {
            fmt::format("{} must be a map like {{file: resnet18.pt}}, got {}", where,
                        kind_of(value)));
     }
-    check_keys(value, kModelKeys, where);
+    const bool merge = bool(value["merge"]);
+    check_keys(value, merge ? kMergeModelKeys : kModelKeys, where);
     ModelSpec m;
     m.name = name;
     m.loc = loc(key);
-    if (!value["file"]) {
-      fail(key, fmt::format("model '{}' has no 'file:' (the TorchScript file to use)", name));
+    if (merge) {
+      read_merge(value, where, m);
+    } else {
+      if (!value["file"]) {
+        fail(key, fmt::format("model '{}' has no 'file:' (the TorchScript file to use, or "
+                              "'merge:' with the files to merge)",
+                              name));
+      }
+      m.file = path_in_spec(value["file"], where + ".file");
+      if (value["method"]) m.method = scalar(value["method"], where + ".method");
     }
-    const std::string file = scalar(value["file"], where + ".file");
-    if (file.empty()) {
-      fail(value["file"], fmt::format("{}.file is empty", where));
-    }
-    // Relative to the spec's folder, not to the current directory.
-    m.file = fs::path(file).is_absolute() ? fs::path(file) : dir_ / file;
     if (value["cut"]) m.cut = scalar(value["cut"], where + ".cut");
     if (value["after"]) m.after = scalar(value["after"], where + ".after");
-    if (value["method"]) m.method = scalar(value["method"], where + ".method");
     if (value["taps"]) m.taps = string_list(value["taps"], where + ".taps");
     if (value["freeze"]) read_freeze(value["freeze"], where, m);
     return m;
+  }
+
+  /// A file named in the spec, relative to the spec's folder (not to the
+  /// current directory).
+  fs::path path_in_spec(const YAML::Node& node, const std::string& what) const {
+    const std::string file = scalar(node, what);
+    if (file.empty()) fail(node, fmt::format("{} is empty", what));
+    return fs::path(file).is_absolute() ? fs::path(file) : dir_ / file;
+  }
+
+  double number(const YAML::Node& node, const std::string& what) const {
+    double v = 0;
+    if (!node.IsScalar() || !YAML::convert<double>::decode(node, v) || !std::isfinite(v)) {
+      fail(node, fmt::format("{} must be a number, got {}", what, kind_of(node)));
+    }
+    return v;
+  }
+
+  // merge: [a.pt, b.pt] with method, weights, t, base, scale, density, seed.
+  void read_merge(const YAML::Node& value, const std::string& where, ModelSpec& m) const {
+    const YAML::Node sources = value["merge"];
+    if (!sources.IsSequence() || sources.size() == 0) {
+      fail(sources, fmt::format("{}.merge must be a list of model files, like [a.pt, b.pt]; "
+                                "got {}",
+                                where, kind_of(sources)));
+    }
+    for (const auto& item : sources) m.merge.push_back(path_in_spec(item, where + ".merge"));
+    m.file = m.merge.front();
+    MergeOptions& o = m.merge_options;
+    if (value["method"]) {
+      const std::string name = scalar(value["method"], where + ".method");
+      MergeMethod method{};
+      if (!parse_merge_method(name, method)) {
+        throw SpecError::unknown_name(
+            loc(value["method"]), "merge method", name,
+            {"linear", "slerp", "task_arithmetic", "ties", "dare"},
+            fmt::format("\n  the merge methods are {} (in a merge entry, method: is the merge "
+                        "method)",
+                        merge_method_names()),
+            where);
+      }
+      o.method(method);
+    }
+    if (value["t"]) o.t(number(value["t"], where + ".t"));
+    if (value["scale"]) o.scale(number(value["scale"], where + ".scale"));
+    if (value["density"]) o.density(number(value["density"], where + ".density"));
+    if (value["seed"]) {
+      const double seed = number(value["seed"], where + ".seed");
+      if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740992.0) {
+        fail(value["seed"], fmt::format("{}.seed must be a whole number >= 0", where));
+      }
+      o.seed(static_cast<uint64_t>(seed));
+    }
+    if (value["base"]) o.base(path_in_spec(value["base"], where + ".base"));
+    if (const YAML::Node weights = value["weights"]) {
+      try {
+        if (weights.IsSequence()) {
+          std::vector<double> w;
+          for (const auto& item : weights) w.push_back(number(item, where + ".weights"));
+          o.weights(w);
+        } else {
+          parse_merge_weights(scalar(weights, where + ".weights"), m.merge.size(), o);
+        }
+      } catch (const SpecError&) {
+        throw;
+      } catch (const Error& e) {
+        fail(weights, fmt::format("{}.{}", where, e.what()));
+      }
+    }
+    try {
+      o.validate(m.merge.size(), where + ".");
+    } catch (const Error& e) {
+      fail(value["merge"], e.what());
+    }
   }
 
   std::vector<std::string> string_list(const YAML::Node& node, const std::string& what) const {
@@ -542,7 +635,11 @@ class SpecWriter {
     for (const auto& name : graph_.model_order()) {
       const ModelSpec& m = graph_.model(name);
       out << YAML::Key << name << YAML::Value << YAML::Flow << YAML::BeginMap;
-      out << YAML::Key << "file" << YAML::Value << resolved_path(m.file);
+      if (m.merge.empty()) {
+        out << YAML::Key << "file" << YAML::Value << resolved_path(m.file);
+      } else {
+        write_merge(out, m);
+      }
       if (!m.cut.empty()) out << YAML::Key << "cut" << YAML::Value << m.cut;
       if (!m.after.empty()) out << YAML::Key << "after" << YAML::Value << m.after;
       if (!m.taps.empty()) {
@@ -559,6 +656,53 @@ class SpecWriter {
       out << YAML::EndMap;
     }
     out << YAML::EndMap;
+  }
+
+  static void write_merge(YAML::Emitter& out, const ModelSpec& m) {
+    std::vector<std::string> files;
+    for (const auto& f : m.merge) files.push_back(resolved_path(f));
+    const MergeOptions& o = m.merge_options;
+    auto number = [](double v) { return fmt::format("{}", v); };
+    out << YAML::Key << "merge" << YAML::Value << YAML::Flow << files;
+    out << YAML::Key << "method" << YAML::Value << merge_method_name(o.method());
+    switch (o.method()) {
+      case MergeMethod::linear: {
+        auto weights = [&](const std::vector<double>& ws) {
+          std::vector<std::string> w;
+          for (double v : ws) w.push_back(number(v));
+          return w;
+        };
+        if (o.glob_weights().empty()) {
+          if (!o.weights().empty()) {
+            out << YAML::Key << "weights" << YAML::Value << YAML::Flow << weights(o.weights());
+          }
+          break;
+        }
+        // The weights for tensors no glob matches are the last glob's, '*'.
+        std::vector<std::string> entries;
+        for (const auto& g : o.glob_weights()) {
+          entries.push_back(fmt::format("{}={}", g.glob, fmt::join(weights(g.weights), ":")));
+        }
+        if (!o.weights().empty()) {
+          entries.push_back(fmt::format("*={}", fmt::join(weights(o.weights()), ":")));
+        }
+        out << YAML::Key << "weights" << YAML::Value << fmt::format("{}", fmt::join(entries, ","));
+        break;
+      }
+      case MergeMethod::slerp:
+        out << YAML::Key << "t" << YAML::Value << number(o.t());
+        break;
+      case MergeMethod::dare:
+        out << YAML::Key << "seed" << YAML::Value << o.seed();
+        [[fallthrough]];
+      case MergeMethod::ties:
+        out << YAML::Key << "density" << YAML::Value << number(o.density());
+        [[fallthrough]];
+      case MergeMethod::task_arithmetic:
+        out << YAML::Key << "base" << YAML::Value << resolved_path(o.base());
+        out << YAML::Key << "scale" << YAML::Value << number(o.scale());
+        break;
+    }
   }
 
   void write_graph(YAML::Emitter& out) {

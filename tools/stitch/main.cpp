@@ -145,6 +145,7 @@ int main(int argc, char** argv) {
   stitch::cli::add_inspect(app);
   stitch::cli::add_train(app);
   stitch::cli::add_bench(app);
+  stitch::cli::add_merge(app);
   app.parse_complete_callback([&] { stitch::set_threads(threads); });
   try {
     check_command_name(app, argc, argv);

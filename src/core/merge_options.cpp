@@ -1,0 +1,153 @@
+#include "stitch/merge_options.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "stitch/error.h"
+
+namespace stitch {
+
+namespace {
+
+constexpr MergeMethod kMethods[] = {MergeMethod::linear, MergeMethod::slerp,
+                                    MergeMethod::task_arithmetic, MergeMethod::ties,
+                                    MergeMethod::dare};
+
+/// "0.7" -> 0.7; Error naming `what` for "", "x", "0.7x", nan or inf.
+double parse_weight(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !std::isfinite(v)) {
+    throw Error(fmt::format("{}: '{}' is not a number", what, text));
+  }
+  return v;
+}
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t end = text.find(separator, start);
+    std::string part = text.substr(start, end == std::string::npos ? end : end - start);
+    const size_t first = part.find_first_not_of(' '), last = part.find_last_not_of(' ');
+    parts.push_back(first == std::string::npos ? "" : part.substr(first, last - first + 1));
+    if (end == std::string::npos) return parts;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+const char* merge_method_name(MergeMethod method) {
+  switch (method) {
+    case MergeMethod::linear: return "linear";
+    case MergeMethod::slerp: return "slerp";
+    case MergeMethod::task_arithmetic: return "task_arithmetic";
+    case MergeMethod::ties: return "ties";
+    case MergeMethod::dare: return "dare";
+  }
+  return "?";
+}
+
+std::string merge_method_names() {
+  std::string out;
+  for (MergeMethod m : kMethods) out += std::string(out.empty() ? "" : ", ") + merge_method_name(m);
+  return out;
+}
+
+bool parse_merge_method(const std::string& name, MergeMethod& method) {
+  for (MergeMethod m : kMethods) {
+    if (name == merge_method_name(m)) {
+      method = m;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool MergeOptions::needs_base() const {
+  return method_ == MergeMethod::task_arithmetic || method_ == MergeMethod::ties ||
+         method_ == MergeMethod::dare;
+}
+
+void MergeOptions::validate(size_t models, const std::string& prefix) const {
+  const char* name = merge_method_name(method_);
+  if (models < 2 && !(needs_base() && models == 1)) {
+    throw Error(fmt::format("a {} merge needs at least two models, got {}", name, models));
+  }
+  if (method_ == MergeMethod::slerp && models != 2) {
+    throw Error(fmt::format("slerp merges exactly two models, got {}; use linear (or merge "
+                            "two at a time) for more",
+                            models));
+  }
+  if (method_ != MergeMethod::linear && (!weights_.empty() || !glob_weights_.empty())) {
+    throw Error(fmt::format("{}weights is for the linear method, not {}", prefix, name));
+  }
+  if (!weights_.empty() && weights_.size() != models) {
+    throw Error(fmt::format("{}weights gives {} weights for {} models: give one per model",
+                            prefix, weights_.size(), models));
+  }
+  for (const auto& g : glob_weights_) {
+    if (g.weights.size() != models) {
+      throw Error(fmt::format("{}weights gives {} weights for '{}' and {} models: give one per "
+                              "model, joined by ':'",
+                              prefix, g.weights.size(), g.glob, models));
+    }
+  }
+  if (needs_base() && base_.empty()) {
+    throw Error(fmt::format("{} needs {}base: the model the others were fine-tuned from", name,
+                            prefix));
+  }
+  if (!needs_base() && !base_.empty()) {
+    throw Error(fmt::format("{}base is for task_arithmetic, ties and dare, not {}", prefix, name));
+  }
+  if (!(t_ >= 0 && t_ <= 1)) {
+    throw Error(fmt::format("{}t must be from 0 to 1, got {}", prefix, t_));
+  }
+  if (!(density_ > 0 && density_ <= 1)) {
+    throw Error(fmt::format("{}density must be > 0 and <= 1 (the fraction of each task vector "
+                            "kept), got {}",
+                            prefix, density_));
+  }
+  if (!std::isfinite(scale_)) {
+    throw Error(fmt::format("{}scale must be a number, got {}", prefix, scale_));
+  }
+}
+
+void parse_merge_weights(const std::string& text, size_t models, MergeOptions& options) {
+  const std::string what = fmt::format("weights '{}'", text);
+  if (text.find('=') == std::string::npos) {
+    std::vector<double> weights;
+    for (const auto& part : split(text, ',')) weights.push_back(parse_weight(part, what));
+    options.weights(weights);
+    return;
+  }
+  std::vector<GlobWeights> globs;
+  for (const auto& entry : split(text, ',')) {
+    const size_t eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw Error(fmt::format("{}: write every entry as GLOB=WEIGHT, got '{}'", what, entry));
+    }
+    GlobWeights g;
+    g.glob = entry.substr(0, eq);
+    const std::vector<std::string> parts = split(entry.substr(eq + 1), ':');
+    for (const auto& part : parts) g.weights.push_back(parse_weight(part, what));
+    if (g.weights.size() == 1 && models == 2) g.weights.push_back(1.0 - g.weights[0]);
+    if (g.weights.size() != models) {
+      throw Error(fmt::format("{}: '{}' gives {} weight{} for {} models; give one per model "
+                              "joined by ':' (GLOB=0.5:0.3:0.2)",
+                              what, entry, g.weights.size(), g.weights.size() == 1 ? "" : "s",
+                              models));
+    }
+    globs.push_back(std::move(g));
+  }
+  options.glob_weights(globs);
+}
+
+}  // namespace stitch
