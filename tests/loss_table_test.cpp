@@ -56,6 +56,14 @@ std::map<std::string, LossCase> loss_cases() {
                             auto y = x[2].to(torch::kFloat);
                             return (y * d + (1 - y) * (o.at("margin") - d).clamp_min(0)).mean();
                           }};
+  cases["kd"] = {{logits, torch::randn({6, 4})}, [](const Xs& x, const LossOptions& o) {
+                   // Hinton et al.: sum over classes of q (log q - log p), q and p
+                   // the teacher's and the student's softmax at temperature T,
+                   // averaged over the batch, times T^2.
+                   const double t = o.at("temperature");
+                   auto q = torch::softmax(x[1] / t, 1), log_p = torch::log_softmax(x[0] / t, 1);
+                   return (q * (q.log() - log_p)).sum(1).mean() * t * t;
+                 }};
   return cases;
 }
 

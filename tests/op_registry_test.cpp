@@ -76,6 +76,25 @@ std::map<std::string, OpCase> op_cases() {
                     return (a - b) * 2.0;
                   },
                   pair, [](const Xs& x, const M&) { return (x[0] - x[1]) * 2.0; }};
+  // combine: three models' logits over 5 classes, the most frequent argmax
+  // counted row by row (ties to the lowest class)
+  cases["ensemble"] = {[](Graph& g) {
+                         Value a = g.input("a", {N, 5});
+                         Value b = g.input("b", {N, 5});
+                         Value c = g.input("c", {N, 5});
+                         return ensemble({a, b, c}, "vote");
+                       },
+                       {torch::randn({16, 5}), torch::randn({16, 5}), torch::randn({16, 5})},
+                       [](const Xs& x, const M&) {
+                         auto out = torch::empty({16}, torch::kLong);
+                         for (int64_t row = 0; row < 16; ++row) {
+                           std::vector<int> counts(5, 0);
+                           for (const auto& t : x) ++counts[t[row].argmax().item<int64_t>()];
+                           out[row] = std::max_element(counts.begin(), counts.end()) -
+                                      counts.begin();
+                         }
+                         return out;
+                       }};
   // shape
   cases["flatten"] = {[=](Graph& g) { return flatten(image_input(g)); },
                       {image},

@@ -16,6 +16,11 @@ Value add(std::vector<Value> xs);
 Value stack(std::vector<Value> xs, int64_t dim = 1);
 Value mul(Value a, Value b);
 
+// combine outputs of one shape: "mean", "logsumexp" (log(mean(exp(x_i))),
+// for log-probabilities) or "vote" (the most frequent argmax over the last
+// dim, ties to the lowest class, as int64)
+Value ensemble(std::vector<Value> xs, const std::string& how = "mean");
+
 // shape
 Value flatten(Value x, int64_t start = 1);
 Value reshape(Value x, std::vector<int64_t> shape);

@@ -118,14 +118,13 @@ std::vector<std::string> changed_files(const std::string& manifest_json, const G
   for (const auto& c : recorded_components(manifest_json)) {
     const std::string& name = c.name;
     if (!g.models().count(name)) continue;
-    const fs::path file = g.model(name).file;
-    std::error_code ec;
-    if (!fs::is_regular_file(file, ec)) continue;
-    if (sha256_hex(read_file(file)) != c.sha256) {
-      notes.push_back(
-          fmt::format("{} ({}) has changed since the artifact was saved "
-                      "(its sha256 differs from the manifest's)",
-                      name, file.filename().string()));
+    const ModelSpec& spec = g.model(name);
+    const std::optional<std::string> identity = source_identity(spec);
+    if (identity && *identity != c.sha256) {
+      notes.push_back(fmt::format("{} ({}) has changed since the artifact was saved "
+                                  "(its sha256 differs from the manifest's)",
+                                  name, spec.merge.empty() ? spec.file.filename().string()
+                                                           : spec.describe()));
     }
   }
   return notes;

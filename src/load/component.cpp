@@ -100,6 +100,24 @@ std::string merge_identity(const MergeOptions& options, const std::vector<std::s
   return sha256_hex(text);
 }
 
+std::optional<std::string> source_identity(const ModelSpec& spec) {
+  auto sha256 = [](const fs::path& file) -> std::optional<std::string> {
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec)) return std::nullopt;
+    return sha256_hex(read_file(file));
+  };
+  if (spec.merge.empty()) return sha256(spec.file);
+  std::vector<fs::path> files = spec.merge;
+  if (spec.merge_options.needs_base()) files.push_back(spec.merge_options.base());
+  std::vector<std::string> sha256s;
+  for (const auto& file : files) {
+    auto sha = sha256(file);
+    if (!sha) return std::nullopt;
+    sha256s.push_back(*sha);
+  }
+  return merge_identity(spec.merge_options, sha256s);
+}
+
 Component load_component(const ModelSpec& spec) {
   Component c;
   c.spec = spec;

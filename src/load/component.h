@@ -38,6 +38,10 @@ std::string sha256_hex(const std::string& bytes);
 /// sha256 (the same merge of the same files has the same identity).
 std::string merge_identity(const MergeOptions& options, const std::vector<std::string>& sha256s);
 
+/// What Component::sha256 would be for `spec`, from its files alone (the
+/// file's sha256, or the merge's identity); nothing if a file is missing.
+std::optional<std::string> source_identity(const ModelSpec& spec);
+
 /// What a model's method expects for argument `index`, read from its first
 /// layer that consumes it (Linear in_features, Conv in_channels, ...).
 struct Expectation {

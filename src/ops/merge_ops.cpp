@@ -1,8 +1,11 @@
 // Merge ops: concat, stack, add, mul, and sub (arithmetic). They take two or
-// more values; add, sub and mul also take numbers (2.0 * x).
+// more values; add, sub and mul also take numbers (2.0 * x). And ensemble,
+// which combines models' outputs of one shape (family "combine").
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+
+#include <cmath>
 
 #include "ops/op_def.h"
 
@@ -132,6 +135,57 @@ ValueType stack(const ShapeCall& c) {
   return ValueType::tensor(shape, first.dtype);
 }
 
+ValueType ensemble(const ShapeCall& c) {
+  const std::string how = c.kw("how").s;
+  if (how != "mean" && how != "logsumexp" && how != "vote") {
+    c.fail(fmt::format("ensemble: how must be \"mean\", \"logsumexp\" or \"vote\", got \"{}\"",
+                       how));
+  }
+  const ValueType& first = c.tensor(0);
+  c.need_float(first, 0);
+  for (size_t i = 1; i < c.args.size(); ++i) {
+    const ValueType& t = c.tensor(i);
+    if (t.shape != first.shape || t.dtype != first.dtype) {
+      c.fail(fmt::format("cannot ensemble {} {} and {} {}: an ensemble combines outputs of one "
+                         "shape and dtype\n  fix: {}",
+                         c.arg(0), first.str(), c.arg(i), t.str(),
+                         adapt_fix(c.arg(i), t, first.shape)));
+    }
+  }
+  if (how != "vote") {
+    c.note = fmt::format("{} of {} outputs", how == "mean" ? "mean" : "log-mean-exp",
+                         c.args.size());
+    return first;
+  }
+  if (first.shape.empty()) {
+    c.fail(fmt::format("ensemble(how=\"vote\") takes the argmax over the last dim (the "
+                       "classes), but {} is 0-d",
+                       c.arg(0)));
+  }
+  c.note = fmt::format("majority vote of {} argmaxes", c.args.size());
+  Shape shape = first.shape;
+  shape.pop_back();
+  return ValueType::tensor(shape, at::kLong);
+}
+
+std::string lower_ensemble(const LowerCall& c) {
+  const std::string stacked = fmt::format("torch.stack([{}], 0)", fmt::join(c.xs, ", "));
+  const std::string& how = c.kw("how").s;
+  if (how == "mean") return fmt::format("torch.mean({}, 0)", stacked);
+  if (how == "logsumexp") {
+    // log(mean(exp(x_i))) = logsumexp(x_i) - log(n)
+    return fmt::format("(torch.logsumexp({}, 0) - {:.17g})", stacked,
+                       std::log(static_cast<double>(c.xs.size())));
+  }
+  // The most frequent argmax; argmax of the counts takes the lowest class
+  // of a tie. one_hot counts classes up to the largest voted one where the
+  // number of classes is dynamic, which decides the same.
+  const Dim& classes = c.input.shape.back();
+  return fmt::format("torch.argmax(torch.sum(torch.one_hot(torch.argmax({}, -1), "
+                     "{}), 0), -1)",
+                     stacked, classes.is_static() ? classes.size() : -1);
+}
+
 std::string lower_concat(const LowerCall& c) {
   return fmt::format("torch.cat([{}], {})", fmt::join(c.xs, ", "), c.kw("dim").i);
 }
@@ -161,6 +215,13 @@ std::vector<OpDef> merge_ops() {
       {{"add", "merge", {required("xs", K::Scalar)}, 2, 0}, merge_elementwise, lower_add},
       {{"mul", "merge", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise, lower_mul},
       {{"sub", "arithmetic", {required("xs", K::Scalar)}, 2, 2}, merge_elementwise, lower_sub},
+      {{"ensemble",
+        "combine",
+        {required("xs", K::Tensors), optional("how", K::String, "mean")},
+        2,
+        0},
+       ensemble,
+       lower_ensemble},
   };
 }
 

@@ -31,6 +31,9 @@ Value stack(std::vector<Value> xs, int64_t dim) {
 Value mul(Value a, Value b) {
   return a.graph().op("mul", {a, b});
 }
+Value ensemble(std::vector<Value> xs, const std::string& how) {
+  return graph_of(xs).op("ensemble", values(xs), {{"how", how}});
+}
 
 Value flatten(Value x, int64_t start) {
   return unary("flatten", x, {{"start", start}});

@@ -1,4 +1,4 @@
-// The loss rows: cross_entropy, mse, bce, clip and contrastive.
+// The loss rows: cross_entropy, mse, bce, clip, contrastive and kd.
 
 #include "train/loss_table.h"
 
@@ -84,6 +84,23 @@ torch::Tensor contrastive(const std::vector<torch::Tensor>& xs, const LossOption
   return loss.mean();
 }
 
+/// Distillation (Hinton et al., 2015): KL(teacher || student) on outputs
+/// softened by the temperature, times T^2 so that the gradients keep their
+/// scale; F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1),
+/// reduction="batchmean") * T * T. The teacher's logits never get a gradient.
+torch::Tensor kd(const std::vector<torch::Tensor>& xs, const LossOptions& options) {
+  const auto& student = xs[0];
+  const auto teacher = xs[1].detach().to(student.scalar_type());
+  TORCH_CHECK(student.dim() == 2 && student.sizes() == teacher.sizes(),
+              "kd needs student and teacher logits of the same [N, classes] shape, got ",
+              student.sizes(), " and ", teacher.sizes());
+  const double t = options.at("temperature");
+  TORCH_CHECK(t > 0, "kd's temperature must be > 0, got ", t);
+  const auto log_student = at::log_softmax(student / t, 1);
+  const auto soft_teacher = at::softmax(teacher / t, 1);
+  return at::kl_div(log_student, soft_teacher, at::Reduction::Sum) / student.size(0) * (t * t);
+}
+
 const std::vector<LossDef>& table() {
   static const std::vector<LossDef> kTable = {
       {"cross_entropy", 2, {}, cross_entropy, argmax_correct, /*class_targets=*/true},
@@ -91,6 +108,7 @@ const std::vector<LossDef>& table() {
       {"bce", 2, {}, bce, bce_correct},
       {"clip", 2, {{"temperature", 0.07}}, clip, clip_correct},
       {"contrastive", 3, {{"margin", 1.0}}, contrastive},
+      {"kd", 2, {{"temperature", 2.0}}, kd, nullptr, false, /*teacher=*/1},
   };
   return kTable;
 }

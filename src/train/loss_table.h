@@ -24,6 +24,9 @@ struct LossDef {
   std::optional<int64_t> (*correct)(const std::vector<torch::Tensor>& xs) = nullptr;
   /// Its integer targets (the second tensor) are class indices, fed as int64.
   bool class_targets = false;
+  /// The tensor (index) a frozen teacher gives: a graph output of it may
+  /// depend only on frozen models (kd's teacher logits); -1: none.
+  int teacher = -1;
 };
 
 /// nullptr for an unknown loss.

@@ -9,6 +9,8 @@
 #include <set>
 #include <type_traits>
 
+#include "ops/expression_text.h"
+#include "ops/registry.h"
 #include "stitch/train.h"
 #include "train/loss_table.h"
 
@@ -292,8 +294,35 @@ bool is_input(const Graph& graph, const std::string& name) {
   return false;
 }
 
+/// What a value computes with that trains: "model 'student'" or "layer
+/// linear(...)", the first found; "" if everything it depends on is frozen.
+std::string trainable_part(const Graph& graph, int id) {
+  std::vector<int> todo = {id};
+  std::set<int> seen;
+  while (!todo.empty()) {
+    const int at = todo.back();
+    todo.pop_back();
+    if (!seen.insert(at).second) continue;
+    const Node& n = graph.nodes()[at];
+    if (n.kind == Node::Kind::Call && !graph.model(n.op).freeze_all) {
+      return fmt::format("model '{}'", n.op);
+    }
+    if (n.kind == Node::Kind::Op) {
+      const OpDef* def = find_op(n.op);
+      if (def != nullptr && (def->layer != nullptr || n.op == "adapt")) {
+        return fmt::format("the layer {}", node_expression(graph, at));
+      }
+    }
+    for (const auto& arg : n.args) {
+      if (const Value* v = std::get_if<Value>(&arg)) todo.push_back(v->id());
+    }
+  }
+  return "";
+}
+
 /// Every loss name is an output or a target; feed keys are inputs or
-/// targets; lr_for keys are models (or layers, checked at build time).
+/// targets; lr_for keys are models (or layers, checked at build time); a
+/// teacher's outputs come from frozen models only.
 void check_against_graph(const TrainConfig& c, const Graph& graph, const std::string& loss_at,
                          const std::string& feed_at) {
   std::vector<std::string> outputs;
@@ -306,6 +335,21 @@ void check_against_graph(const TrainConfig& c, const Graph& graph, const std::st
             "outputs ({}) and targets fed from data",
             loss_at, term.fn, join(term.args), arg, join(outputs)));
       }
+    }
+  }
+  for (const auto& term : c.loss) {
+    const LossDef* loss = find_loss(term.fn);
+    if (loss == nullptr || loss->teacher < 0) continue;
+    const std::string& teacher = term.args.at(static_cast<size_t>(loss->teacher));
+    for (const auto& [out, v] : graph.outputs()) {
+      if (out != teacher) continue;
+      const std::string part = trainable_part(graph, v.id());
+      if (part.empty()) continue;
+      throw SpecError(fmt::format(
+          "{}train.loss: {}({}): the teacher's output '{}' is computed with {}, which trains; "
+          "a teacher never trains\n  fix: freeze the teacher (freeze: true in its models: "
+          "entry) and compute '{}' from it alone",
+          loss_at, term.fn, join(term.args), teacher, part, teacher));
     }
   }
   const auto targets = c.targets(graph);
