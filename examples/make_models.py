@@ -337,6 +337,9 @@ def main(argv):
     outdir = argv[1] if len(argv) > 1 else os.path.join(here, "models")
     names = export_all(outdir) + export_strategy2(outdir)
     export_seed002(outdir)
+    sys.path.insert(0, here)
+    import digits_models  # trains on sklearn's digits: only for the examples
+    digits_models.export(outdir)  # the merge, soup and distillation examples
     print(f"wrote {len(names)} models and the seed 002 training models and data to {outdir}")
 
 

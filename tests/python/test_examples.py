@@ -34,6 +34,9 @@ TESTED_ELSEWHERE = {
     "seed002_strategy2_fixed.yaml": "test_surgery.py",
     "seed002_strategy1_train.yaml": "test_train.py",
     "seed002_strategy3_clip.yaml": "test_train.py",
+    "distill_digits.yaml": "test_digits_examples.py",
+    "distill_digits_student.yaml": "test_digits_examples.py",
+    "soup_digits.yaml": "test_digits_examples.py",
 }
 ATOL = 1e-5
 
