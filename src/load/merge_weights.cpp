@@ -159,15 +159,22 @@ torch::jit::Module merge_weights(const std::vector<MergeSource>& models, const M
     throw Error(fmt::format("{} needs a base model", merge_method_name(options.method())));
   }
   check_same_state(models, base);
+  const std::vector<StateTensor> first_state = state_of(models[0].module);
   for (const auto& g : options.glob_weights()) {
+    std::vector<std::string> names;
     bool used = false;
-    for (const auto& t : state_of(models[0].module)) {
+    for (const auto& t : first_state) {
       used = used || fnmatch(g.glob.c_str(), t.name.c_str(), 0) == 0;
+      names.push_back(t.name);
     }
-    if (!used) {
-      throw Error(fmt::format("weights: '{}' matches no parameter or buffer of {}", g.glob,
-                              models[0].label));
-    }
+    if (used) continue;
+    const size_t shown = std::min<size_t>(names.size(), 4);
+    throw Error(fmt::format(
+        "weights: '{}' matches no parameter or buffer of {}\n  fix: its tensors are named like "
+        "{}{} (stitch inspect {} lists its layers)",
+        g.glob, models[0].label,
+        fmt::join(std::vector<std::string>(names.begin(), names.begin() + shown), ", "),
+        names.size() > shown ? ", ..." : "", models[0].label));
   }
   torch::NoGradGuard no_grad;
   torch::jit::Module merged = models[0].module.deepcopy();
