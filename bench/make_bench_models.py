@@ -14,6 +14,7 @@ Writes into OUTDIR:
   resnet18_prefix_layer3.pt  resnet18.pt's children conv1 .. layer3 called in order
                            in a scripted nn.Module (the "cut by hand" baseline)
   resnet50.pt              torchvision resnet50, random weights (for `stitch inspect`)
+  resnet50_b.pt            another resnet50 (seed 12): the second model of the merge
 Python's side of the benchmark builds the same modules from this file, so both
 sides run the same architectures with the same weights.
 """
@@ -100,6 +101,9 @@ def main(argv):
     if not os.path.exists(os.path.join(out, "resnet50.pt")):
         torch.manual_seed(11)
         save(torchvision.models.resnet50(weights=None), os.path.join(out, "resnet50.pt"))
+    if not os.path.exists(os.path.join(out, "resnet50_b.pt")):
+        torch.manual_seed(12)
+        save(torchvision.models.resnet50(weights=None), os.path.join(out, "resnet50_b.pt"))
     print(f"wrote the benchmark models to {out}")
     return 0
 

@@ -172,6 +172,25 @@ def frozen_head_step(fixtures, batch):
     return step
 
 
+def merge_resnet50(artifacts):
+    """`stitch merge resnet50.pt resnet50_b.pt` written in Python: both
+    loaded, every floating-point tensor averaged into the first, saved."""
+    a_file = os.path.join(artifacts, "resnet50.pt")
+    b_file = os.path.join(artifacts, "resnet50_b.pt")
+    out = os.path.join(artifacts, "py_merged_resnet50.pt")
+
+    def merge():
+        a, b = torch.jit.load(a_file), torch.jit.load(b_file)
+        theirs = dict(b.named_parameters())
+        theirs.update(dict(b.named_buffers()))
+        with torch.no_grad():
+            for name, t in list(a.named_parameters()) + list(a.named_buffers()):
+                if t.is_floating_point():
+                    t.mul_(0.5).add_(theirs[name], alpha=0.5)
+        a.save(out)
+    return merge
+
+
 def variants(eager, artifact_file, script=None):
     if script is None:
         script = torch.jit.script(eager)
@@ -251,6 +270,9 @@ def main(argv):
                       ("train_frozen_resnet18_head/b8", frozen_head_step)]:
         if wanted(f"{key}/py_eager"):
             cases.append((f"{key}/py_eager", make(args.fixtures, 8), False))
+
+    if wanted("merge/py_merge"):
+        cases.append(("merge/py_merge", merge_resnet50(args.artifacts), True))
 
     rng = random.Random(args.seed)
     times = {key: [] for key, _, _ in cases}

@@ -6,7 +6,8 @@
 #
 # Each round runs stitch_bench, python_baseline.py and `stitch inspect` of
 # resnet50 (order alternating); after the rounds, two processes measure the
-# peak memory of a training step with the backbone frozen and trainable.
+# peak memory of a training step with the backbone frozen and trainable, and
+# a third the peak memory of merging two resnet50.
 #
 # Environment:
 #   STITCH_BENCH_BUILD  build folder (default: build-bench in the source tree)
@@ -101,7 +102,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   fi
   echo "round $k/$ROUNDS done in $((SECONDS - start)) s (load $(loadavg))"
 done
-for mode in frozen trainable; do
+for mode in frozen trainable merge; do
   "$BIN" --peak-memory=$mode > "$RESULTS/peak_$mode.json" 2> "$RESULTS/peak_$mode.log" ||
     { cat "$RESULTS/peak_$mode.log"; exit 1; }
 done

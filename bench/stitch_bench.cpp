@@ -20,10 +20,13 @@
 //                  2-conv CNN on 32x32 images, a width-64 transformer), batch 8
 //   train_frozen_resnet18_head  one training step of frozen resnet18 + head,
 //                  cross_entropy, batch 8
+//   merge          `stitch merge resnet50.pt resnet50_b.pt` (load, check,
+//                  average, save) against loading both and saving one
 //
 // `stitch_bench --peak-memory=frozen|trainable` instead runs three steps of
 // the resnet18 + head training step (backbone frozen or not) and prints the
-// peak resident memory of the steps as JSON (see bench/notes.md).
+// peak resident memory of the steps as JSON (see bench/notes.md);
+// `--peak-memory=merge` the peak of one merge of the two resnet50 files.
 //
 // For each forward scenario there are three variants:
 //   artifact   the stitch artifact, saved to a file and loaded back with
@@ -416,6 +419,34 @@ BENCHMARK(BM_compose_check)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_compose_build)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_compose_build_save)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// ---------------------------------------------------------------- merges
+
+fs::path resnet50(const char* name) {
+  return out_dir() / name;
+}
+
+/// What `stitch merge resnet50.pt resnet50_b.pt -o merged.pt` does.
+void BM_merge_merge(benchmark::State& state) {
+  const fs::path file = out_dir() / "merged_resnet50.pt";
+  for (auto _ : state) {
+    stitch::save(stitch::merge({resnet50("resnet50.pt"), resnet50("resnet50_b.pt")}), file);
+  }
+}
+
+/// The floor of any merge: load both files, save one.
+void BM_merge_load_save(benchmark::State& state) {
+  const fs::path file = out_dir() / "resaved_resnet50.pt";
+  for (auto _ : state) {
+    auto a = stitch::load_module(resnet50("resnet50.pt"));
+    auto b = stitch::load_module(resnet50("resnet50_b.pt"));
+    stitch::save(a, file);
+    benchmark::DoNotOptimize(b);
+  }
+}
+
+BENCHMARK(BM_merge_merge)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_merge_load_save)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // ---------------------------------------------------------------- training
 
 /// Puts the fixtures and bench model folders into spec text.
@@ -568,9 +599,24 @@ long status_kb(const std::string& field) {
 /// step; prints the peak resident memory during them and the resident
 /// memory before them. The peak is reset by writing 5 to
 /// /proc/self/clear_refs, so model loading and the warm-up do not count.
+/// One merge of the two resnet50 files: the peak resident memory beyond
+/// what the process held before, against the size of one model's file.
+int merge_peak_memory() {
+  const fs::path a = resnet50("resnet50.pt"), b = resnet50("resnet50_b.pt");
+  stitch::save(stitch::load_module(a), out_dir() / "warm_up.pt");  // LibTorch's own start-up
+  std::ofstream("/proc/self/clear_refs") << "5";
+  const long before = status_kb("VmRSS");
+  stitch::save(stitch::merge({a, b}), out_dir() / "merged_resnet50.pt");
+  const long peak = status_kb("VmHWM");
+  std::cout << "{\"mode\": \"merge\", \"rss_before_kb\": " << before << ", \"peak_kb\": " << peak
+            << ", \"model_kb\": " << fs::file_size(a) / 1024 << "}\n";
+  return 0;
+}
+
 int peak_memory(const std::string& mode) {
+  if (mode == "merge") return merge_peak_memory();
   if (mode != "frozen" && mode != "trainable") {
-    std::cerr << "error: --peak-memory takes frozen or trainable\n";
+    std::cerr << "error: --peak-memory takes frozen, trainable or merge\n";
     return 2;
   }
   const stitch::Spec spec = resnet_head_spec(mode == "frozen");

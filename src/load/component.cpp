@@ -1,10 +1,12 @@
 #include "load/component.h"
 
+#include <caffe2/serialize/read_adapter_interface.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
-#include <sstream>
+#include <algorithm>
+#include <cstring>
 
 #include "load/load_failure.h"
 #include "load/merge_weights.h"
@@ -29,6 +31,23 @@ std::string sha256_hex(const std::string& bytes) {
 
 namespace {
 
+/// The bytes of a file as LibTorch's archive reader reads them, without the
+/// copy an istringstream would make (a 100 MB model would take 300 MB).
+class BytesReader : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BytesReader(const std::string& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - pos);
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& bytes_;
+};
+
 /// Reads and loads one TorchScript file for model `spec` (errors start with
 /// the spec's location and name the model); `sha256` gets the file's hash.
 torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
@@ -45,8 +64,7 @@ torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
   }
   register_compat_operators();
   try {
-    std::istringstream stream(bytes);
-    return torch::jit::load(stream);
+    return torch::jit::load(std::make_shared<BytesReader>(bytes));
   } catch (const c10::Error& e) {
     throw ModelError(spec.loc.prefix() +
                      load_failure(file, bytes, detail::short_message(e), false));

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "stitch/error.h"
 #include "stitch/shape.h"
@@ -153,7 +154,8 @@ void check_same_state(const std::vector<MergeSource>& models, const MergeSource*
 }
 
 torch::jit::Module merge_weights(const std::vector<MergeSource>& models, const MergeSource* base,
-                                 const MergeOptions& options, MergeSummary* summary) {
+                                 const MergeOptions& options, MergeSummary* summary,
+                                 MergeInto into) {
   options.validate(models.size());
   if (options.needs_base() && base == nullptr) {
     throw Error(fmt::format("{} needs a base model", merge_method_name(options.method())));
@@ -177,7 +179,8 @@ torch::jit::Module merge_weights(const std::vector<MergeSource>& models, const M
         names.size() > shown ? ", ..." : "", models[0].label));
   }
   torch::NoGradGuard no_grad;
-  torch::jit::Module merged = models[0].module.deepcopy();
+  torch::jit::Module merged =
+      into == MergeInto::first ? models[0].module : models[0].module.deepcopy();
   const size_t n = models.size();
   std::vector<std::vector<StateTensor>> states;
   for (const auto& m : models) states.push_back(state_of(m.module));
@@ -194,7 +197,11 @@ torch::jit::Module merge_weights(const std::vector<MergeSource>& models, const M
   done.models = static_cast<int64_t>(n);
   std::optional<at::Generator> drops;
   if (options.method() == MergeMethod::dare) drops = at::detail::createCPUGenerator(options.seed());
+  // A tensor under two names (tied weights) is merged once: written in
+  // place, it would be merged again under its second name.
+  std::set<const void*> written;
   for (const StateTensor& out : state_of(merged)) {
+    if (!written.insert(out.tensor.data_ptr()).second) continue;
     if (!out.tensor.is_floating_point()) {
       ++done.kept_buffers;
       continue;

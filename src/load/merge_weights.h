@@ -36,7 +36,11 @@ struct MergeSummary {
 /// the others or `base`.
 void check_same_state(const std::vector<MergeSource>& models, const MergeSource* base);
 
-/// The merge: a deep copy of models[0] whose floating-point parameters are
+/// Where the merge is written: a deep copy of models[0], or models[0] itself
+/// (one model's memory less, for a caller that does not use it again).
+enum class MergeInto { copy, first };
+
+/// The merge: models[0] (or a copy) with its floating-point parameters
 /// merged by options.method(), floating-point buffers averaged, and
 /// integer buffers kept. Checks the states first (check_same_state) and
 /// the options (MergeOptions::validate); `base` is required by the
@@ -44,6 +48,7 @@ void check_same_state(const std::vector<MergeSource>& models, const MergeSource*
 [[nodiscard]] torch::jit::Module merge_weights(const std::vector<MergeSource>& models,
                                                const MergeSource* base,
                                                const MergeOptions& options,
-                                               MergeSummary* summary = nullptr);
+                                               MergeSummary* summary = nullptr,
+                                               MergeInto into = MergeInto::copy);
 
 }  // namespace stitch

@@ -58,8 +58,10 @@ torch::jit::Module merge(const std::vector<std::filesystem::path>& files,
   options.validate(files.size());
   LoadedSources sources = load_sources(files, options);
   MergeSummary done;
-  torch::jit::Module merged =
-      merge_weights(sources.models, sources.base ? &*sources.base : nullptr, options, &done);
+  // The sources were loaded for this merge alone: it is written into the
+  // first, which keeps memory at two models (docs/merge.md).
+  torch::jit::Module merged = merge_weights(
+      sources.models, sources.base ? &*sources.base : nullptr, options, &done, MergeInto::first);
   set_merge_manifest(merged, merge_record(options, files, sources.sha256));
   if (summary) *summary = done.str(options.method(), sources.models[0].label);
   return merged;
