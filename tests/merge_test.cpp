@@ -58,8 +58,7 @@ TEST_F(MergeTest, TheSpecEntryAndTheCppApiBuildTheSameGraphAndNumbers) {
   }
   EXPECT_TRUE(torch::allclose(a.at("features").toTensor(), h.flatten(1), 1e-5, 1e-6));
   const std::string table = stitch::check(from_cpp).table();
-  EXPECT_NE(table.find("slerp merge of resnet18.pt and resnet18_b.pt"), std::string::npos)
-      << table;
+  EXPECT_NE(table.find("slerp merge of resnet18.pt and resnet18_b.pt"), std::string::npos) << table;
 }
 
 TEST_F(MergeTest, GlobWeightsWriteBackAsOneWeightsString) {
@@ -88,8 +87,7 @@ TEST_F(MergeTest, ModelsOfAnotherArchitectureAreRefusedNamingTheTensorAndBothSha
 }
 
 TEST_F(MergeTest, OptionsThatDoNotFitTheMethodAreErrors) {
-  const std::vector<std::filesystem::path> two = {fixture("resnet18.pt"),
-                                                  fixture("resnet18_b.pt")};
+  const std::vector<std::filesystem::path> two = {fixture("resnet18.pt"), fixture("resnet18_b.pt")};
   EXPECT_THROW((void)merge(two, MergeOptions().method(MergeMethod::ties)), Error);  // no base
   EXPECT_THROW((void)merge({two[0], two[1], two[0]}, MergeOptions().method(MergeMethod::slerp)),
                Error);

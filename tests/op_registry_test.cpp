@@ -90,8 +90,8 @@ std::map<std::string, OpCase> op_cases() {
                          for (int64_t row = 0; row < 16; ++row) {
                            std::vector<int> counts(5, 0);
                            for (const auto& t : x) ++counts[t[row].argmax().item<int64_t>()];
-                           out[row] = std::max_element(counts.begin(), counts.end()) -
-                                      counts.begin();
+                           out[row] =
+                               std::max_element(counts.begin(), counts.end()) - counts.begin();
                          }
                          return out;
                        }};

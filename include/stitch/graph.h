@@ -91,8 +91,8 @@ using Kwargs = std::vector<std::pair<std::string, Literal>>;
 
 /// How a model file is used: which part of it, which parameters train.
 struct ModelSpec {
-  std::string name;                 // name in the graph and submodule name
-  std::filesystem::path file;       // absolute, or relative to the cwd
+  std::string name;            // name in the graph and submodule name
+  std::filesystem::path file;  // absolute, or relative to the cwd
   /// A merge's sources (`merge:` in a spec); then `file` is the first.
   std::vector<std::filesystem::path> merge;
   MergeOptions merge_options;

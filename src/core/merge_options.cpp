@@ -46,11 +46,16 @@ std::vector<std::string> split(const std::string& text, char separator) {
 
 const char* merge_method_name(MergeMethod method) {
   switch (method) {
-    case MergeMethod::linear: return "linear";
-    case MergeMethod::slerp: return "slerp";
-    case MergeMethod::task_arithmetic: return "task_arithmetic";
-    case MergeMethod::ties: return "ties";
-    case MergeMethod::dare: return "dare";
+    case MergeMethod::linear:
+      return "linear";
+    case MergeMethod::slerp:
+      return "slerp";
+    case MergeMethod::task_arithmetic:
+      return "task_arithmetic";
+    case MergeMethod::ties:
+      return "ties";
+    case MergeMethod::dare:
+      return "dare";
   }
   return "?";
 }
@@ -82,27 +87,29 @@ void MergeOptions::validate(size_t models, const std::string& prefix) const {
     throw Error(fmt::format("a {} merge needs at least two models, got {}", name, models));
   }
   if (method_ == MergeMethod::slerp && models != 2) {
-    throw Error(fmt::format("slerp merges exactly two models, got {}; use linear (or merge "
-                            "two at a time) for more",
-                            models));
+    throw Error(
+        fmt::format("slerp merges exactly two models, got {}; use linear (or merge "
+                    "two at a time) for more",
+                    models));
   }
   if (method_ != MergeMethod::linear && (!weights_.empty() || !glob_weights_.empty())) {
     throw Error(fmt::format("{}weights is for the linear method, not {}", prefix, name));
   }
   if (!weights_.empty() && weights_.size() != models) {
-    throw Error(fmt::format("{}weights gives {} weights for {} models: give one per model",
-                            prefix, weights_.size(), models));
+    throw Error(fmt::format("{}weights gives {} weights for {} models: give one per model", prefix,
+                            weights_.size(), models));
   }
   for (const auto& g : glob_weights_) {
     if (g.weights.size() != models) {
-      throw Error(fmt::format("{}weights gives {} weights for '{}' and {} models: give one per "
-                              "model, joined by ':'",
-                              prefix, g.weights.size(), g.glob, models));
+      throw Error(
+          fmt::format("{}weights gives {} weights for '{}' and {} models: give one per "
+                      "model, joined by ':'",
+                      prefix, g.weights.size(), g.glob, models));
     }
   }
   if (needs_base() && base_.empty()) {
-    throw Error(fmt::format("{} needs {}base: the model the others were fine-tuned from", name,
-                            prefix));
+    throw Error(
+        fmt::format("{} needs {}base: the model the others were fine-tuned from", name, prefix));
   }
   if (!needs_base() && !base_.empty()) {
     throw Error(fmt::format("{}base is for task_arithmetic, ties and dare, not {}", prefix, name));
@@ -111,9 +118,10 @@ void MergeOptions::validate(size_t models, const std::string& prefix) const {
     throw Error(fmt::format("{}t must be from 0 to 1, got {}", prefix, t_));
   }
   if (!(density_ > 0 && density_ <= 1)) {
-    throw Error(fmt::format("{}density must be > 0 and <= 1 (the fraction of each task vector "
-                            "kept), got {}",
-                            prefix, density_));
+    throw Error(
+        fmt::format("{}density must be > 0 and <= 1 (the fraction of each task vector "
+                    "kept), got {}",
+                    prefix, density_));
   }
   if (!std::isfinite(scale_)) {
     throw Error(fmt::format("{}scale must be a number, got {}", prefix, scale_));
@@ -140,10 +148,10 @@ void parse_merge_weights(const std::string& text, size_t models, MergeOptions& o
     for (const auto& part : parts) g.weights.push_back(parse_weight(part, what));
     if (g.weights.size() == 1 && models == 2) g.weights.push_back(1.0 - g.weights[0]);
     if (g.weights.size() != models) {
-      throw Error(fmt::format("{}: '{}' gives {} weight{} for {} models; give one per model "
-                              "joined by ':' (GLOB=0.5:0.3:0.2)",
-                              what, entry, g.weights.size(), g.weights.size() == 1 ? "" : "s",
-                              models));
+      throw Error(
+          fmt::format("{}: '{}' gives {} weight{} for {} models; give one per model "
+                      "joined by ':' (GLOB=0.5:0.3:0.2)",
+                      what, entry, g.weights.size(), g.weights.size() == 1 ? "" : "s", models));
     }
     globs.push_back(std::move(g));
   }

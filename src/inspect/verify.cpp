@@ -121,10 +121,10 @@ std::vector<std::string> changed_files(const std::string& manifest_json, const G
     const ModelSpec& spec = g.model(name);
     const std::optional<std::string> identity = source_identity(spec);
     if (identity && *identity != c.sha256) {
-      notes.push_back(fmt::format("{} ({}) has changed since the artifact was saved "
-                                  "(its sha256 differs from the manifest's)",
-                                  name, spec.merge.empty() ? spec.file.filename().string()
-                                                           : spec.describe()));
+      notes.push_back(
+          fmt::format("{} ({}) has changed since the artifact was saved "
+                      "(its sha256 differs from the manifest's)",
+                      name, spec.merge.empty() ? spec.file.filename().string() : spec.describe()));
     }
   }
   return notes;

@@ -26,9 +26,9 @@ struct Component {
   c10::IValue run(const std::vector<c10::IValue>& inputs);
 };
 
-/// Loads spec.file, or merges spec.merge's files (ModelError naming the file when it is missing, not a
-/// TorchScript archive, truncated or corrupt), applies cut/after/taps and
-/// puts the module in eval mode.
+/// Loads spec.file, or merges spec.merge's files (ModelError naming the file when it is missing,
+/// not a TorchScript archive, truncated or corrupt), applies cut/after/taps and puts the module in
+/// eval mode.
 Component load_component(const ModelSpec& spec);
 
 /// Hex sha256 of a file's bytes.

@@ -143,8 +143,8 @@ std::string MergeSummary::str(MergeMethod method, const std::string& first) cons
   return fmt::format(
       "merged {} models by {}: {} parameters ({:.1f}M values), {} float buffers averaged, {} "
       "integer buffers kept from {}",
-      models, merge_method_name(method), parameters, static_cast<double>(values) / 1e6, float_buffers,
-      kept_buffers, first);
+      models, merge_method_name(method), parameters, static_cast<double>(values) / 1e6,
+      float_buffers, kept_buffers, first);
 }
 
 void check_same_state(const std::vector<MergeSource>& models, const MergeSource* base) {

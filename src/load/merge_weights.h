@@ -23,10 +23,10 @@ struct MergeSource {
 /// What a merge did, for the line `stitch merge` prints.
 struct MergeSummary {
   int64_t models = 0;
-  int64_t parameters = 0;      // floating-point parameters merged by the method
-  int64_t values = 0;          // their elements
-  int64_t float_buffers = 0;   // averaged
-  int64_t kept_buffers = 0;    // integer and boolean buffers, kept from the first model
+  int64_t parameters = 0;     // floating-point parameters merged by the method
+  int64_t values = 0;         // their elements
+  int64_t float_buffers = 0;  // averaged
+  int64_t kept_buffers = 0;   // integer and boolean buffers, kept from the first model
   /// "merged 2 models by linear: 62 parameters (11.7M values), ..."
   std::string str(MergeMethod method, const std::string& first) const;
 };
@@ -46,8 +46,7 @@ enum class MergeInto { copy, first };
 /// the options (MergeOptions::validate); `base` is required by the
 /// task-vector methods.
 [[nodiscard]] torch::jit::Module merge_weights(const std::vector<MergeSource>& models,
-                                               const MergeSource* base,
-                                               const MergeOptions& options,
+                                               const MergeSource* base, const MergeOptions& options,
                                                MergeSummary* summary = nullptr,
                                                MergeInto into = MergeInto::copy);
 

@@ -60,8 +60,9 @@ void recompute_batchnorm(torch::jit::Module& module, const std::filesystem::path
   STITCH_CHECK(batch >= 1, Error, "recompute_batchnorm: batch must be >= 1");
   std::vector<BatchNormStats> bns = batchnorms(module);
   if (bns.empty()) {
-    throw ModelError("--recompute-bn: the model has no BatchNorm layer (no running_mean and "
-                     "running_var buffers) to recompute");
+    throw ModelError(
+        "--recompute-bn: the model has no BatchNorm layer (no running_mean and "
+        "running_var buffers) to recompute");
   }
   const ModelData data = read_model_data(module, data_file, /*with_labels=*/false);
   const bool was_training = module.is_training();

@@ -30,17 +30,18 @@ double score(torch::jit::Module& module, const ModelData& data, SoupMetric metri
     const c10::IValue out =
         with_context("scoring " + label, [&] { return module.forward(data.batch(start, count)); });
     if (!out.isTensor() || out.toTensor().dim() != 2 || out.toTensor().size(0) != count) {
-      throw ModelError(fmt::format("{}: a soup is scored on forward's logits, a [N, classes] "
-                                   "tensor; the model returns {}",
-                                   label, out.isTensor() ? "a tensor of another shape"
-                                                         : out.type()->str()));
+      throw ModelError(
+          fmt::format("{}: a soup is scored on forward's logits, a [N, classes] "
+                      "tensor; the model returns {}",
+                      label, out.isTensor() ? "a tensor of another shape" : out.type()->str()));
     }
     const torch::Tensor logits = out.toTensor().to(torch::kFloat);
     const torch::Tensor labels = data.labels.narrow(0, start, count);
     if (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= logits.size(1)) {
-      throw Error(fmt::format("labels must be class indices from 0 to {} (the model has {} "
-                              "classes)",
-                              logits.size(1) - 1, logits.size(1)));
+      throw Error(
+          fmt::format("labels must be class indices from 0 to {} (the model has {} "
+                      "classes)",
+                      logits.size(1) - 1, logits.size(1)));
     }
     if (metric == SoupMetric::accuracy) {
       total += logits.argmax(-1).eq(labels).sum().item<double>();
@@ -63,9 +64,12 @@ const char* soup_metric_name(SoupMetric metric) {
 }
 
 bool parse_soup_metric(const std::string& name, SoupMetric& metric) {
-  if (name == "accuracy") metric = SoupMetric::accuracy;
-  else if (name == "loss") metric = SoupMetric::loss;
-  else return false;
+  if (name == "accuracy")
+    metric = SoupMetric::accuracy;
+  else if (name == "loss")
+    metric = SoupMetric::loss;
+  else
+    return false;
   return true;
 }
 
@@ -85,16 +89,17 @@ void Soup::write_csv(const std::filesystem::path& file) const {
 std::string Soup::table(SoupMetric metric) const {
   size_t width = 5;
   for (const auto& s : steps) width = std::max(width, s.model.size());
-  std::string out = fmt::format("{:<{}}  {:<9} {:<9} step\n", "model", width,
-                                soup_metric_name(metric), "soup");
+  std::string out =
+      fmt::format("{:<{}}  {:<9} {:<9} step\n", "model", width, soup_metric_name(metric), "soup");
   std::vector<std::string> kept;
   double soup = 0;
   for (size_t i = 0; i < steps.size(); ++i) {
     const SoupStep& s = steps[i];
     std::string step = i == 0 ? "start (best single model)"
-                       : s.kept ? "kept"
-                                : fmt::format("dropped (soup would be {:.4f}, not as good as {:.4f})",
-                                              s.soup_score, soup);
+                       : s.kept
+                           ? "kept"
+                           : fmt::format("dropped (soup would be {:.4f}, not as good as {:.4f})",
+                                         s.soup_score, soup);
     if (s.kept) {
       kept.push_back(s.model);
       soup = s.soup_score;
@@ -102,9 +107,9 @@ std::string Soup::table(SoupMetric metric) const {
     out += fmt::format("{:<{}}  {:<9.4f} {:<9.4f} {}\n", s.model, width, s.model_score,
                        s.kept ? s.soup_score : soup, step);
   }
-  out += fmt::format("soup of {} model{} ({}): {} {:.4f}\n", kept.size(),
-                     kept.size() == 1 ? "" : "s", fmt::join(kept, ", "), soup_metric_name(metric),
-                     score);
+  out +=
+      fmt::format("soup of {} model{} ({}): {} {:.4f}\n", kept.size(), kept.size() == 1 ? "" : "s",
+                  fmt::join(kept, ", "), soup_metric_name(metric), score);
   return out;
 }
 
@@ -117,8 +122,8 @@ Soup greedy_soup(const std::vector<std::filesystem::path>& files,
   check_same_state(sources.models, nullptr);
   const ModelData data = read_model_data(sources.models[0].module, data_file, true);
   auto prepared = [&](torch::jit::Module m) {
-    if (!options.recompute_bn().empty()) recompute_batchnorm(m, options.recompute_bn(),
-                                                              options.batch());
+    if (!options.recompute_bn().empty())
+      recompute_batchnorm(m, options.recompute_bn(), options.batch());
     return m;
   };
   auto rate = [&](torch::jit::Module& m, const std::string& label) {
@@ -126,8 +131,9 @@ Soup greedy_soup(const std::vector<std::filesystem::path>& files,
   };
   std::vector<double> own(files.size());
   for (size_t i = 0; i < files.size(); ++i) {
-    torch::jit::Module m = options.recompute_bn().empty() ? sources.models[i].module
-                                                          : prepared(sources.models[i].module.deepcopy());
+    torch::jit::Module m = options.recompute_bn().empty()
+                               ? sources.models[i].module
+                               : prepared(sources.models[i].module.deepcopy());
     own[i] = rate(m, sources.models[i].label);
   }
   std::vector<size_t> order(files.size());

@@ -33,8 +33,8 @@ void set_merge_manifest(torch::jit::Module& module, const nlohmann::json& record
   // A merged stitch artifact keeps its own attributes: the manifest is
   // replaced and the spec, which described the first model, emptied (an
   // empty spec is not written).
-  for (const auto& [name, text] : {std::pair<const char*, std::string>{kManifestAttr, manifest.dump(2)},
-                                   {kSpecAttr, ""}}) {
+  for (const auto& [name, text] :
+       {std::pair<const char*, std::string>{kManifestAttr, manifest.dump(2)}, {kSpecAttr, ""}}) {
     if (module.hasattr(name)) {
       module.setattr(name, text);
     } else {
@@ -60,8 +60,8 @@ torch::jit::Module merge(const std::vector<std::filesystem::path>& files,
   MergeSummary done;
   // The sources were loaded for this merge alone: it is written into the
   // first, which keeps memory at two models (docs/merge.md).
-  torch::jit::Module merged = merge_weights(
-      sources.models, sources.base ? &*sources.base : nullptr, options, &done, MergeInto::first);
+  torch::jit::Module merged = merge_weights(sources.models, sources.base ? &*sources.base : nullptr,
+                                            options, &done, MergeInto::first);
   set_merge_manifest(merged, merge_record(options, files, sources.sha256));
   if (summary) *summary = done.str(options.method(), sources.models[0].label);
   return merged;

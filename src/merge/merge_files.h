@@ -3,11 +3,10 @@
 // stitch::merge and greedy soups.
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "load/merge_weights.h"
 

@@ -56,7 +56,8 @@ ModelData read_model_data(const torch::jit::Module& module, const std::filesyste
     data.labels = it->second.to(torch::kLong);
   }
   for (const auto& t : data.inputs) {
-    if (t.dim() == 0) throw IoError::at(file, "inputs must have a first dim of rows, got a 0-d tensor");
+    if (t.dim() == 0)
+      throw IoError::at(file, "inputs must have a first dim of rows, got a 0-d tensor");
   }
   data.rows = data.inputs.empty() ? 0 : data.inputs[0].size(0);
   for (const auto& t : data.inputs) {
@@ -66,8 +67,8 @@ ModelData read_model_data(const torch::jit::Module& module, const std::filesyste
     }
   }
   if (data.labels.defined() && data.labels.size(0) != data.rows) {
-    throw IoError::at(file, fmt::format("'labels' has {} rows, the inputs {}",
-                                        data.labels.size(0), data.rows));
+    throw IoError::at(
+        file, fmt::format("'labels' has {} rows, the inputs {}", data.labels.size(0), data.rows));
   }
   if (data.rows == 0) throw IoError::at(file, "holds no rows");
   return data;

@@ -138,29 +138,30 @@ ValueType stack(const ShapeCall& c) {
 ValueType ensemble(const ShapeCall& c) {
   const std::string how = c.kw("how").s;
   if (how != "mean" && how != "logsumexp" && how != "vote") {
-    c.fail(fmt::format("ensemble: how must be \"mean\", \"logsumexp\" or \"vote\", got \"{}\"",
-                       how));
+    c.fail(
+        fmt::format("ensemble: how must be \"mean\", \"logsumexp\" or \"vote\", got \"{}\"", how));
   }
   const ValueType& first = c.tensor(0);
   c.need_float(first, 0);
   for (size_t i = 1; i < c.args.size(); ++i) {
     const ValueType& t = c.tensor(i);
     if (t.shape != first.shape || t.dtype != first.dtype) {
-      c.fail(fmt::format("cannot ensemble {} {} and {} {}: an ensemble combines outputs of one "
-                         "shape and dtype\n  fix: {}",
-                         c.arg(0), first.str(), c.arg(i), t.str(),
-                         adapt_fix(c.arg(i), t, first.shape)));
+      c.fail(fmt::format(
+          "cannot ensemble {} {} and {} {}: an ensemble combines outputs of one "
+          "shape and dtype\n  fix: {}",
+          c.arg(0), first.str(), c.arg(i), t.str(), adapt_fix(c.arg(i), t, first.shape)));
     }
   }
   if (how != "vote") {
-    c.note = fmt::format("{} of {} outputs", how == "mean" ? "mean" : "log-mean-exp",
-                         c.args.size());
+    c.note =
+        fmt::format("{} of {} outputs", how == "mean" ? "mean" : "log-mean-exp", c.args.size());
     return first;
   }
   if (first.shape.empty()) {
-    c.fail(fmt::format("ensemble(how=\"vote\") takes the argmax over the last dim (the "
-                       "classes), but {} is 0-d",
-                       c.arg(0)));
+    c.fail(
+        fmt::format("ensemble(how=\"vote\") takes the argmax over the last dim (the "
+                    "classes), but {} is 0-d",
+                    c.arg(0)));
   }
   c.note = fmt::format("majority vote of {} argmaxes", c.args.size());
   Shape shape = first.shape;
@@ -181,9 +182,10 @@ std::string lower_ensemble(const LowerCall& c) {
   // of a tie. one_hot counts classes up to the largest voted one where the
   // number of classes is dynamic, which decides the same.
   const Dim& classes = c.input.shape.back();
-  return fmt::format("torch.argmax(torch.sum(torch.one_hot(torch.argmax({}, -1), "
-                     "{}), 0), -1)",
-                     stacked, classes.is_static() ? classes.size() : -1);
+  return fmt::format(
+      "torch.argmax(torch.sum(torch.one_hot(torch.argmax({}, -1), "
+      "{}), 0), -1)",
+      stacked, classes.is_static() ? classes.size() : -1);
 }
 
 std::string lower_concat(const LowerCall& c) {

@@ -683,9 +683,9 @@ class SpecWriter {
         for (const auto& g : o.glob_weights()) {
           // GLOB=W for two models is W and 1 - W, as --weights reads it.
           const bool one = g.weights.size() == 2 && g.weights[1] == 1.0 - g.weights[0];
-          entries.push_back(fmt::format("{}={}", g.glob,
-                                        one ? number(g.weights[0])
-                                            : fmt::format("{}", fmt::join(weights(g.weights), ":"))));
+          entries.push_back(fmt::format(
+              "{}={}", g.glob,
+              one ? number(g.weights[0]) : fmt::format("{}", fmt::join(weights(g.weights), ":"))));
         }
         if (!o.weights().empty()) {
           entries.push_back(fmt::format("*={}", fmt::join(weights(o.weights()), ":")));

@@ -65,8 +65,8 @@ void run_greedy(const MergeArgs& a, const CLI::App& cmd) {
     throw UsageError(fmt::format("--metric: '{}' is not accuracy or loss", a.metric));
   }
   const std::vector<std::filesystem::path> files(a.files.begin(), a.files.end());
-  Soup soup = greedy_soup(
-      files, a.data, SoupOptions().metric(metric).recompute_bn(a.recompute_bn).batch(a.batch));
+  Soup soup = greedy_soup(files, a.data,
+                          SoupOptions().metric(metric).recompute_bn(a.recompute_bn).batch(a.batch));
   std::filesystem::path scores = a.scores;
   if (scores.empty()) {
     scores = a.out;
