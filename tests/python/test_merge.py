@@ -717,22 +717,26 @@ def test_refuses_a_corrupt_file(refused, cnn, tmp_path, kind):
 
 # --- 8. the result runs ---------------------------------------------------------
 
+def assert_runs_like(run_stitch, out, eager, input_name, x, tmp_path):
+    """The merged file gives the eager model's output, in Python and in C++."""
+    torch.save(x, str(tmp_path / "x.pt"))
+    with torch.no_grad():
+        want = eager(x)
+        assert torch.allclose(torch.jit.load(str(out)).eval()(x), want, atol=FORWARD_ATOL)
+    code, stdout, stderr = run_stitch("run", out, "--input", f"{input_name}={tmp_path / 'x.pt'}",
+                                      "-o", tmp_path / "y.pt")
+    assert code == 0, f"{stdout}\n{stderr}"
+    assert torch.allclose(run_output(tmp_path / "y.pt"), want, atol=FORWARD_ATOL)
+
+
 def test_merged_resnet18_runs_in_python_and_cpp(run_stitch, merged, resnet, tmp_path):
     out, _ = merged(resnet, ["ft1.pt", "ft2.pt"], "--method", "linear", "--weights", "0.6,0.4")
     eager = resnet18(10)
     eager.load_state_dict(ref_linear([resnet / "ft1.pt", resnet / "ft2.pt"], weights=[0.6, 0.4]))
     eager.eval()
-    loaded = torch.jit.load(str(out)).eval()
-    assert loaded.code == torch.jit.load(str(resnet / "ft1.pt")).code
+    assert torch.jit.load(str(out)).code == torch.jit.load(str(resnet / "ft1.pt")).code
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    torch.save(x, str(tmp_path / "x.pt"))
-    with torch.no_grad():
-        want = eager(x)
-        assert torch.allclose(loaded(x), want, atol=FORWARD_ATOL)
-    code, stdout, stderr = run_stitch("run", out, "--input", f"x={tmp_path / 'x.pt'}",
-                                      "-o", tmp_path / "y.pt")
-    assert code == 0, f"{stdout}\n{stderr}"
-    assert torch.allclose(run_output(tmp_path / "y.pt"), want, atol=FORWARD_ATOL)
+    assert_runs_like(run_stitch, out, eager, "x", x, tmp_path)
 
 
 def test_merged_encoder_runs_in_python_and_cpp(run_stitch, merged, encoder, tmp_path):
@@ -740,16 +744,8 @@ def test_merged_encoder_runs_in_python_and_cpp(run_stitch, merged, encoder, tmp_
     eager = small_encoder()
     eager.load_state_dict(ref_slerp(encoder / "a.pt", encoder / "b.pt", 0.3))
     eager.eval()
-    loaded = torch.jit.load(str(out)).eval()
     x = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(0))
-    torch.save(x, str(tmp_path / "x.pt"))
-    with torch.no_grad():
-        want = eager(x)
-        assert torch.allclose(loaded(x), want, atol=FORWARD_ATOL)
-    code, stdout, stderr = run_stitch("run", out, "--input", f"src={tmp_path / 'x.pt'}",
-                                      "-o", tmp_path / "y.pt")
-    assert code == 0, f"{stdout}\n{stderr}"
-    assert torch.allclose(run_output(tmp_path / "y.pt"), want, atol=FORWARD_ATOL)
+    assert_runs_like(run_stitch, out, eager, "src", x, tmp_path)
 
 
 # --- 9. manifest ----------------------------------------------------------------
