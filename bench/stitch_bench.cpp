@@ -595,10 +595,6 @@ long status_kb(const std::string& field) {
   return -1;
 }
 
-/// Three training steps of resnet18 + head at batch 8, after one warm-up
-/// step; prints the peak resident memory during them and the resident
-/// memory before them. The peak is reset by writing 5 to
-/// /proc/self/clear_refs, so model loading and the warm-up do not count.
 /// One merge of the two resnet50 files: the peak resident memory beyond
 /// what the process held before, against the size of one model's file.
 int merge_peak_memory() {
@@ -613,6 +609,10 @@ int merge_peak_memory() {
   return 0;
 }
 
+/// Three training steps of resnet18 + head at batch 8, after one warm-up
+/// step; prints the peak resident memory during them and the resident
+/// memory before them. The peak is reset by writing 5 to
+/// /proc/self/clear_refs, so model loading and the warm-up do not count.
 int peak_memory(const std::string& mode) {
   if (mode == "merge") return merge_peak_memory();
   if (mode != "frozen" && mode != "trainable") {

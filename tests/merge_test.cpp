@@ -58,7 +58,7 @@ TEST_F(MergeTest, TheSpecEntryAndTheCppApiBuildTheSameGraphAndNumbers) {
   }
   EXPECT_TRUE(torch::allclose(a.at("features").toTensor(), h.flatten(1), 1e-5, 1e-6));
   const std::string table = stitch::check(from_cpp).table();
-  EXPECT_NE(table.find("slerp merge of resnet18.pt and resnet18_b.pt"), std::string::npos) << table;
+  EXPECT_NE(table.find("slerp merge of resnet18.pt, resnet18_b.pt"), std::string::npos) << table;
 }
 
 TEST_F(MergeTest, GlobWeightsWriteBackAsOneWeightsString) {
@@ -97,6 +97,17 @@ TEST_F(MergeTest, OptionsThatDoNotFitTheMethodAreErrors) {
   MergeOptions options;
   EXPECT_THROW(parse_merge_weights("head.*=x", 2, options), Error);
   EXPECT_THROW(parse_merge_weights("head.*=0.5", 3, options), Error);  // ':' for three
+}
+
+TEST_F(MergeTest, AMergeAndItsFirstFileAreTwoModelsNotOne) {
+  Graph g;
+  auto x = g.input("image", {N, 3, 32, 32});
+  auto plain = load(fixture("resnet18.pt"));
+  auto merged = load_merge({fixture("resnet18.pt"), fixture("resnet18_b.pt")});
+  ASSERT_EQ(plain.spec().name, merged.spec().name);  // both named after resnet18.pt
+  (void)plain(x);
+  EXPECT_THROW((void)merged(x), SpecError);  // declared twice, not silently the plain one
+  EXPECT_THROW(merged.method("encode"), Error);
 }
 
 TEST_F(MergeTest, TheMergedModuleKeepsTheFirstModelsInterfaceAndRecordsItsSources) {

@@ -28,14 +28,16 @@ namespace stitch {
 /// `data`'s batches of `batch` rows, of the batch statistics (what
 /// torch.optim.swa_utils.update_bn computes), and num_batches_tracked to
 /// the number of batches. `data` holds one tensor per argument of forward,
-/// named as the argument (any name if there is one argument). Records the
-/// data file in the manifest. Throws stitch::Error when a BatchNorm cannot
+/// named as the argument (any name if there is one argument). A merged
+/// module's manifest records the data file. A failure leaves the module as
+/// it was. Throws stitch::Error when a BatchNorm cannot
 /// update (a model traced in eval mode).
 void recompute_batchnorm(torch::jit::Module& module, const std::filesystem::path& data,
                          int64_t batch = 64);
 
 enum class SoupMetric { accuracy, loss };
 
+///   stitch::greedy_soup(files, "val.pt", stitch::SoupOptions().metric(stitch::SoupMetric::loss))
 struct SoupOptions {
   TORCH_ARG(SoupMetric, metric) = SoupMetric::accuracy;
   /// Recompute every candidate's BatchNorm statistics on this data first.

@@ -22,6 +22,17 @@ const char* merge_method_name(MergeMethod method);
 std::string merge_method_names();
 /// The method named `name`; false if there is none.
 bool parse_merge_method(const std::string& name, MergeMethod& method);
+/// Every method's name, in order.
+std::vector<std::string> merge_method_list();
+
+/// The options `method` takes besides the models, as the spec and the
+/// command line name them: linear {weights}, slerp {t}, task_arithmetic
+/// {base, scale}, ties {base, density, scale}, dare {base, density, seed,
+/// scale}. The one table the CLI, the spec reader and writer, and the
+/// manifest follow.
+const std::vector<std::string>& merge_method_options(MergeMethod method);
+/// Every option of some method.
+const std::vector<std::string>& merge_option_names();
 
 /// Weights of a linear merge for the tensors whose names match `glob`
 /// (fnmatch, `*` matches dots too): one per model.
@@ -30,6 +41,7 @@ struct GlobWeights {
   std::vector<double> weights;
 };
 
+///   stitch::MergeOptions().method(stitch::MergeMethod::ties).base("base.pt").density(0.2)
 struct MergeOptions {
   TORCH_ARG(MergeMethod, method) = MergeMethod::linear;
   /// linear: one weight per model (default: 1/n each), used as given.
@@ -51,12 +63,25 @@ struct MergeOptions {
  public:  // TORCH_ARG leaves the struct private
   /// Whether the method takes a base model.
   bool needs_base() const;
+  /// Whether the method takes the option `name` (merge_method_options).
+  bool uses(const std::string& name) const;
+  /// The value of a numeric option: t, scale, density or seed.
+  double number(const std::string& name) const;
+  /// The method and the options it uses, as text: "ties density=0.2
+  /// scale=1", the weights as `--weights` writes them. The same merge
+  /// options give the same text.
+  std::string str() const;
   /// Throws stitch::Error when an option does not fit the method or the
   /// number of models (slerp of 3, ties without a base, a density of 0,
   /// weights of linear for another method, ...). Options are named with
   /// `prefix` before them: "--t" on the command line, "t" in a spec.
   void validate(size_t models, const std::string& prefix = "") const;
 };
+
+/// `options`' weights as the `--weights` string that parses back to them
+/// ("" when they are the default): "0.7,0.3", or "GLOB=W,..." with the
+/// plain weights, if any, as a last '*' glob.
+std::string merge_weights_text(const MergeOptions& options);
 
 /// Parses `--weights` / a spec's `weights:` string: "0.7,0.3" (one per
 /// model), or "GLOB=W,..." where W is one weight per model joined by ':'

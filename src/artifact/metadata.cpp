@@ -83,23 +83,15 @@ nlohmann::json merge_record(const MergeOptions& options,
                             const std::vector<std::filesystem::path>& files,
                             const std::vector<std::string>& sha256s) {
   nlohmann::json record = {{"method", merge_method_name(options.method())}};
-  switch (options.method()) {
-    case MergeMethod::linear:
+  for (const auto& option : merge_method_options(options.method())) {
+    if (option == "weights") {
       if (!options.weights().empty()) record["weights"] = options.weights();
       for (const auto& g : options.glob_weights()) record["glob_weights"][g.glob] = g.weights;
-      break;
-    case MergeMethod::slerp:
-      record["t"] = options.t();
-      break;
-    case MergeMethod::dare:
+    } else if (option == "seed") {
       record["seed"] = options.seed();
-      [[fallthrough]];
-    case MergeMethod::ties:
-      record["density"] = options.density();
-      [[fallthrough]];
-    case MergeMethod::task_arithmetic:
-      record["scale"] = options.scale();
-      break;
+    } else if (option != "base") {  // the base is a source, below
+      record[option] = options.number(option);
+    }
   }
   auto source = [&](const std::filesystem::path& file, size_t i) {
     return nlohmann::json{{"file", file.filename().string()},

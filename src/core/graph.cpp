@@ -115,7 +115,7 @@ std::string ModelSpec::describe() const {
     std::vector<std::string> names;
     for (const auto& f : merge) names.push_back(f.filename().string());
     out = fmt::format("{} merge of {}", merge_method_name(merge_options.method()),
-                      fmt::join(names, " and "));
+                      fmt::join(names, ", "));
   }
   if (!after.empty() && !cut.empty()) {
     out += fmt::format(", after {} up to {}", after, cut);
@@ -343,6 +343,11 @@ Model& Model::freeze(std::vector<std::string> globs) {
   return *this;
 }
 Model& Model::method(std::string method) {
+  if (!spec_.merge.empty()) {
+    throw Error(
+        "a merge (load_merge) runs forward; its method option is the merge method "
+        "(MergeOptions::method)");
+  }
   spec_.method = std::move(method);
   return *this;
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "stitch/error.h"
@@ -74,6 +75,85 @@ bool parse_merge_method(const std::string& name, MergeMethod& method) {
     }
   }
   return false;
+}
+
+std::vector<std::string> merge_method_list() {
+  std::vector<std::string> out;
+  for (MergeMethod m : kMethods) out.push_back(merge_method_name(m));
+  return out;
+}
+
+const std::vector<std::string>& merge_method_options(MergeMethod method) {
+  static const std::vector<std::string> kLinear = {"weights"}, kSlerp = {"t"},
+                                        kTask = {"base", "scale"},
+                                        kTies = {"base", "density", "scale"},
+                                        kDare = {"base", "density", "seed", "scale"};
+  switch (method) {
+    case MergeMethod::linear:
+      return kLinear;
+    case MergeMethod::slerp:
+      return kSlerp;
+    case MergeMethod::task_arithmetic:
+      return kTask;
+    case MergeMethod::ties:
+      return kTies;
+    case MergeMethod::dare:
+      return kDare;
+  }
+  return kLinear;
+}
+
+const std::vector<std::string>& merge_option_names() {
+  static const std::vector<std::string> kNames = {"weights", "t",       "base",
+                                                  "scale",   "density", "seed"};
+  return kNames;
+}
+
+bool MergeOptions::uses(const std::string& name) const {
+  const auto& names = merge_method_options(method_);
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+double MergeOptions::number(const std::string& name) const {
+  if (name == "t") return t_;
+  if (name == "scale") return scale_;
+  if (name == "density") return density_;
+  if (name == "seed") return static_cast<double>(seed_);
+  throw Error("MergeOptions::number: '" + name + "' is not a numeric option");
+}
+
+std::string MergeOptions::str() const {
+  std::string out = merge_method_name(method_);
+  for (const auto& name : merge_method_options(method_)) {
+    if (name == "base") {
+      out += " base=" + base_.filename().string();
+    } else if (name == "weights") {
+      const std::string w = merge_weights_text(*this);
+      if (!w.empty()) out += " weights=" + w;
+    } else {
+      out += fmt::format(" {}={}", name, number(name));
+    }
+  }
+  return out;
+}
+
+std::string merge_weights_text(const MergeOptions& options) {
+  auto joined = [](const std::vector<double>& ws, const char* separator) {
+    std::string out;
+    for (double w : ws) out += fmt::format("{}{}", out.empty() ? "" : separator, w);
+    return out;
+  };
+  if (options.glob_weights().empty()) return joined(options.weights(), ",");
+  std::string out;
+  auto entry = [&](const std::string& glob, const std::vector<double>& ws) {
+    // GLOB=W for two models is W and 1 - W, as parse_merge_weights reads it.
+    const bool one = ws.size() == 2 && ws[1] == 1.0 - ws[0];
+    out += fmt::format("{}{}={}", out.empty() ? "" : ",", glob,
+                       one ? fmt::format("{}", ws[0]) : joined(ws, ":"));
+  };
+  for (const auto& g : options.glob_weights()) entry(g.glob, g.weights);
+  if (!options.weights().empty()) entry("*", options.weights());
+  return out;
 }
 
 bool MergeOptions::needs_base() const {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "load/load_failure.h"
 #include "load/merge_weights.h"
@@ -35,36 +36,37 @@ namespace {
 /// copy an istringstream would make (a 100 MB model would take 300 MB).
 class BytesReader : public caffe2::serialize::ReadAdapterInterface {
  public:
-  explicit BytesReader(const std::string& bytes) : bytes_(bytes) {}
-  size_t size() const override { return bytes_.size(); }
+  explicit BytesReader(std::shared_ptr<const std::string> bytes) : bytes_(std::move(bytes)) {}
+  size_t size() const override { return bytes_->size(); }
   size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
-    if (pos >= bytes_.size()) return 0;
-    n = std::min<size_t>(n, bytes_.size() - pos);
-    std::memcpy(buf, bytes_.data() + pos, n);
+    if (pos >= bytes_->size()) return 0;
+    n = std::min<size_t>(n, bytes_->size() - pos);
+    std::memcpy(buf, bytes_->data() + pos, n);
     return n;
   }
 
  private:
-  const std::string& bytes_;
+  std::shared_ptr<const std::string> bytes_;
 };
 
 /// Reads and loads one TorchScript file for model `spec` (errors start with
 /// the spec's location and name the model); `sha256` gets the file's hash.
 torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
                                     std::string& sha256) {
-  std::string bytes;
+  std::shared_ptr<const std::string> shared;
   try {
-    bytes = read_file(file);
+    shared = std::make_shared<const std::string>(read_file(file));
   } catch (const IoError& e) {
     throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name, e.what()));
   }
+  const std::string& bytes = *shared;
   sha256 = sha256_hex(bytes);
   if (auto why = not_torchscript(file, bytes)) {
     throw ModelError(spec.loc.prefix() + *why);
   }
   register_compat_operators();
   try {
-    return torch::jit::load(std::make_shared<BytesReader>(bytes));
+    return torch::jit::load(std::make_shared<BytesReader>(shared));
   } catch (const c10::Error& e) {
     throw ModelError(spec.loc.prefix() +
                      load_failure(file, bytes, detail::short_message(e), false));
@@ -76,9 +78,11 @@ torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
   }
 }
 
-/// The merge of spec.merge's files; `sources` gets each file's hash (the
-/// base's last).
-torch::jit::Module read_merge(const ModelSpec& spec, std::vector<std::string>& sources) {
+/// The merge of spec.merge's files, written into the first (loaded for it
+/// alone); `sources` gets each file's hash (the base's last), `summary`
+/// what was merged.
+torch::jit::Module read_merge(const ModelSpec& spec, std::vector<std::string>& sources,
+                              std::string& summary) {
   const MergeOptions& options = spec.merge_options;
   try {
     options.validate(spec.merge.size());
@@ -97,7 +101,11 @@ torch::jit::Module read_merge(const ModelSpec& spec, std::vector<std::string>& s
                        options.base().filename().string()};
   }
   try {
-    return merge_weights(models, base ? &*base : nullptr, options);
+    MergeSummary done;
+    torch::jit::Module merged =
+        merge_weights(models, base ? &*base : nullptr, options, &done, MergeInto::first);
+    summary = done.str(options.method(), models[0].label);
+    return merged;
   } catch (const Error& e) {
     throw ModelError(fmt::format("{}model '{}': {}", spec.loc.prefix(), spec.name, e.what()));
   }
@@ -106,14 +114,7 @@ torch::jit::Module read_merge(const ModelSpec& spec, std::vector<std::string>& s
 }  // namespace
 
 std::string merge_identity(const MergeOptions& options, const std::vector<std::string>& sha256s) {
-  std::string text = merge_method_name(options.method());
-  for (double w : options.weights()) text += fmt::format(" {}", w);
-  for (const auto& g : options.glob_weights()) {
-    text += " " + g.glob;
-    for (double w : g.weights) text += fmt::format(":{}", w);
-  }
-  text += fmt::format(" t={} scale={} density={} seed={}", options.t(), options.scale(),
-                      options.density(), options.seed());
+  std::string text = options.str();
   for (const auto& sha : sha256s) text += " " + sha;
   return sha256_hex(text);
 }
@@ -142,7 +143,7 @@ Component load_component(const ModelSpec& spec) {
   if (spec.merge.empty()) {
     c.module = read_torchscript(spec.file, spec, c.sha256);
   } else {
-    c.module = read_merge(spec, c.merge_sha256);
+    c.module = read_merge(spec, c.merge_sha256, c.merge_summary);
     c.sha256 = merge_identity(spec.merge_options, c.merge_sha256);
   }
   if (!c.module.find_method(spec.method)) {

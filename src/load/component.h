@@ -19,6 +19,8 @@ struct Component {
   std::string sha256;  // of the file as read; for a merge, merge_identity's
   /// A merge's sources' sha256, in order, then the base's.
   std::vector<std::string> merge_sha256;
+  /// A merge's "merged 2 models by linear: ..." line.
+  std::string merge_summary;
 
   /// The declared argument types of the method (without self).
   std::vector<c10::Argument> arguments() const;

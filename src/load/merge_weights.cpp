@@ -42,7 +42,7 @@ const char* kind_of(const StateTensor& t) {
                            const std::string& what) {
   throw ModelError(fmt::format(
       "cannot merge {} into {}: {}\n  fix: merge models of one architecture, fine-tuned from "
-      "one base (a different head can be cut off: cut: in a spec entry)",
+      "one base; models whose heads differ combine in their outputs instead (ensemble)",
       other.label, first.label, what));
 }
 
@@ -116,9 +116,12 @@ torch::Tensor slerp(const torch::Tensor& a, const torch::Tensor& b, double t) {
 /// magnitude, the rest zero.
 torch::Tensor trim(const torch::Tensor& tau, double density) {
   const torch::Tensor flat = tau.flatten();
-  const int64_t k = std::max<int64_t>(
-      1, static_cast<int64_t>(std::floor(density * static_cast<double>(flat.numel()))));
-  const torch::Tensor index = std::get<1>(flat.abs().topk(k));
+  const int64_t k = std::min<int64_t>(
+      flat.numel(),
+      std::max<int64_t>(
+          1, static_cast<int64_t>(std::floor(density * static_cast<double>(flat.numel())))));
+  // In float: LibTorch 1.13 has no topk for half on the CPU.
+  const torch::Tensor index = std::get<1>(flat.abs().to(torch::kFloat).topk(k));
   return torch::zeros_like(flat).index_put_({index}, flat.index({index})).view_as(tau);
 }
 
@@ -142,9 +145,9 @@ torch::Tensor ties(const std::vector<torch::Tensor>& taus, double density) {
 std::string MergeSummary::str(MergeMethod method, const std::string& first) const {
   return fmt::format(
       "merged {} models by {}: {} parameters ({:.1f}M values), {} float buffers averaged, {} "
-      "integer buffers kept from {}",
+      "integer tensors kept from {}",
       models, merge_method_name(method), parameters, static_cast<double>(values) / 1e6,
-      float_buffers, kept_buffers, first);
+      float_buffers, kept, first);
 }
 
 void check_same_state(const std::vector<MergeSource>& models, const MergeSource* base) {
@@ -152,6 +155,69 @@ void check_same_state(const std::vector<MergeSource>& models, const MergeSource*
   for (size_t i = 1; i < models.size(); ++i) check_same_as_first(first, models[0], models[i]);
   if (base != nullptr) check_same_as_first(first, models[0], *base);
 }
+
+namespace {
+
+/// ModelError unless every glob of the weights matches a tensor.
+void check_globs(const MergeOptions& options, const std::vector<StateTensor>& state,
+                 const std::string& label) {
+  for (const auto& g : options.glob_weights()) {
+    std::vector<std::string> names;
+    bool used = false;
+    for (const auto& t : state) {
+      used = used || fnmatch(g.glob.c_str(), t.name.c_str(), 0) == 0;
+      names.push_back(t.name);
+    }
+    if (used) continue;
+    const size_t shown = std::min<size_t>(names.size(), 4);
+    throw ModelError(fmt::format(
+        "weights: '{}' matches no parameter or buffer of {}\n  fix: its tensors are named like "
+        "{}{} (stitch inspect {} lists its layers)",
+        g.glob, label,
+        fmt::join(std::vector<std::string>(names.begin(), names.begin() + shown), ", "),
+        names.size() > shown ? ", ..." : "", label));
+  }
+}
+
+/// One parameter merged by the method: `ts` the models' tensors, `b` the
+/// base's (undefined without a base).
+torch::Tensor merge_parameter(const MergeOptions& options, const std::string& name,
+                              const std::vector<torch::Tensor>& ts, const torch::Tensor& b,
+                              std::optional<at::Generator>& drops) {
+  const size_t n = ts.size();
+  std::vector<torch::Tensor> taus;
+  if (b.defined()) {
+    for (const auto& t : ts) taus.push_back(t - b);
+  }
+  switch (options.method()) {
+    case MergeMethod::linear:
+      return weighted_sum(ts, linear_weights(options, name, n));
+    case MergeMethod::slerp:
+      return slerp(ts[0], ts[1], options.t());
+    case MergeMethod::task_arithmetic:
+      return b + weighted_sum(taus, std::vector<double>(n, 1.0)) * options.scale();
+    case MergeMethod::ties:
+      return b + ties(taus, options.density()) * options.scale();
+    case MergeMethod::dare: {
+      torch::Tensor sum = torch::zeros_like(b);
+      for (const auto& tau : taus) {
+        const torch::Tensor keep = at::rand(tau.sizes(), *drops) < options.density();
+        sum.add_(torch::where(keep, tau / options.density(), torch::zeros_like(tau)));
+      }
+      return b + sum * options.scale();
+    }
+  }
+  return ts[0];
+}
+
+/// name -> tensor of a module's state.
+std::map<std::string, torch::Tensor> tensors_by_name(const torch::jit::Module& module) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& t : state_of(module)) out.emplace(t.name, t.tensor);
+  return out;
+}
+
+}  // namespace
 
 torch::jit::Module merge_weights(const std::vector<MergeSource>& models, const MergeSource* base,
                                  const MergeOptions& options, MergeSummary* summary,
@@ -161,38 +227,16 @@ torch::jit::Module merge_weights(const std::vector<MergeSource>& models, const M
     throw Error(fmt::format("{} needs a base model", merge_method_name(options.method())));
   }
   check_same_state(models, base);
-  const std::vector<StateTensor> first_state = state_of(models[0].module);
-  for (const auto& g : options.glob_weights()) {
-    std::vector<std::string> names;
-    bool used = false;
-    for (const auto& t : first_state) {
-      used = used || fnmatch(g.glob.c_str(), t.name.c_str(), 0) == 0;
-      names.push_back(t.name);
-    }
-    if (used) continue;
-    const size_t shown = std::min<size_t>(names.size(), 4);
-    throw Error(fmt::format(
-        "weights: '{}' matches no parameter or buffer of {}\n  fix: its tensors are named like "
-        "{}{} (stitch inspect {} lists its layers)",
-        g.glob, models[0].label,
-        fmt::join(std::vector<std::string>(names.begin(), names.begin() + shown), ", "),
-        names.size() > shown ? ", ..." : "", models[0].label));
-  }
+  const size_t n = models.size();
+  // Every model's tensors by name (the order may differ), the base's too.
+  std::vector<std::map<std::string, torch::Tensor>> by_name;
+  for (const auto& m : models) by_name.push_back(tensors_by_name(m.module));
+  const auto base_by_name = base ? tensors_by_name(base->module) : decltype(by_name)::value_type{};
   torch::NoGradGuard no_grad;
   torch::jit::Module merged =
       into == MergeInto::first ? models[0].module : models[0].module.deepcopy();
-  const size_t n = models.size();
-  std::vector<std::vector<StateTensor>> states;
-  for (const auto& m : models) states.push_back(state_of(m.module));
-  const std::vector<StateTensor> base_state =
-      base ? state_of(base->module) : std::vector<StateTensor>{};
-  std::map<std::string, torch::Tensor> base_by_name;
-  for (const auto& t : base_state) base_by_name.emplace(t.name, t.tensor);
-  // Every model's tensor of one name, by name (the order may differ).
-  std::vector<std::map<std::string, torch::Tensor>> by_name(n);
-  for (size_t i = 0; i < n; ++i) {
-    for (const auto& t : states[i]) by_name[i].emplace(t.name, t.tensor);
-  }
+  const std::vector<StateTensor> state = state_of(merged);
+  check_globs(options, state, models[0].label);
   MergeSummary done;
   done.models = static_cast<int64_t>(n);
   std::optional<at::Generator> drops;
@@ -200,51 +244,26 @@ torch::jit::Module merge_weights(const std::vector<MergeSource>& models, const M
   // A tensor under two names (tied weights) is merged once: written in
   // place, it would be merged again under its second name.
   std::set<const void*> written;
-  for (const StateTensor& out : state_of(merged)) {
-    if (!written.insert(out.tensor.data_ptr()).second) continue;
+  for (const StateTensor& out : state) {
+    if (out.tensor.numel() > 0 && !written.insert(out.tensor.data_ptr()).second) continue;
     if (!out.tensor.is_floating_point()) {
-      ++done.kept_buffers;
+      ++done.kept;
       continue;
     }
+    if (out.tensor.numel() == 0) continue;
     std::vector<torch::Tensor> ts;
     for (size_t i = 0; i < n; ++i) ts.push_back(by_name[i].at(out.name));
-    torch::Tensor result;
-    if (!out.parameter) {
-      result = weighted_sum(ts, buffer_weights(options, out.name, n));
-      ++done.float_buffers;
-    } else {
-      ++done.parameters;
-      done.values += out.tensor.numel();
-      std::vector<torch::Tensor> taus;
-      const torch::Tensor b = base ? base_by_name.at(out.name) : torch::Tensor();
-      if (base) {
-        for (const auto& t : ts) taus.push_back(t - b);
+    with_context<ModelError>(fmt::format("merging {} of {}", out.name, models[0].label), [&] {
+      if (out.parameter) {
+        ++done.parameters;
+        done.values += out.tensor.numel();
+        const torch::Tensor b = base ? base_by_name.at(out.name) : torch::Tensor();
+        out.tensor.copy_(merge_parameter(options, out.name, ts, b, drops));
+      } else {
+        ++done.float_buffers;
+        out.tensor.copy_(weighted_sum(ts, buffer_weights(options, out.name, n)));
       }
-      switch (options.method()) {
-        case MergeMethod::linear:
-          result = weighted_sum(ts, linear_weights(options, out.name, n));
-          break;
-        case MergeMethod::slerp:
-          result = slerp(ts[0], ts[1], options.t());
-          break;
-        case MergeMethod::task_arithmetic:
-          result = b + weighted_sum(taus, std::vector<double>(n, 1.0)) * options.scale();
-          break;
-        case MergeMethod::ties:
-          result = b + ties(taus, options.density()) * options.scale();
-          break;
-        case MergeMethod::dare: {
-          torch::Tensor sum = torch::zeros_like(b);
-          for (const auto& tau : taus) {
-            const torch::Tensor keep = at::rand(tau.sizes(), *drops) < options.density();
-            sum.add_(torch::where(keep, tau / options.density(), torch::zeros_like(tau)));
-          }
-          result = b + sum * options.scale();
-          break;
-        }
-      }
-    }
-    out.tensor.copy_(result);
+    });
   }
   if (summary) *summary = done;
   return merged;

@@ -26,7 +26,7 @@ struct MergeSummary {
   int64_t parameters = 0;     // floating-point parameters merged by the method
   int64_t values = 0;         // their elements
   int64_t float_buffers = 0;  // averaged
-  int64_t kept_buffers = 0;   // integer and boolean buffers, kept from the first model
+  int64_t kept = 0;           // integer and boolean tensors, kept from the first model
   /// "merged 2 models by linear: 62 parameters (11.7M values), ..."
   std::string str(MergeMethod method, const std::string& first) const;
 };

@@ -53,29 +53,19 @@ void reset(std::vector<BatchNormStats>& bns, double value) {
   }
 }
 
-}  // namespace
-
-void recompute_batchnorm(torch::jit::Module& module, const std::filesystem::path& data_file,
-                         int64_t batch) {
-  STITCH_CHECK(batch >= 1, Error, "recompute_batchnorm: batch must be >= 1");
-  std::vector<BatchNormStats> bns = batchnorms(module);
-  if (bns.empty()) {
-    throw ModelError(
-        "--recompute-bn: the model has no BatchNorm layer (no running_mean and "
-        "running_var buffers) to recompute");
-  }
-  const ModelData data = read_model_data(module, data_file, /*with_labels=*/false);
-  const bool was_training = module.is_training();
-  torch::NoGradGuard no_grad;
+/// Runs every batch in training mode and sums each BatchNorm's batch
+/// statistics into mean_sum and var_sum.
+void accumulate(torch::jit::Module& module, std::vector<BatchNormStats>& bns, const ModelData& data,
+                int64_t batch, const std::filesystem::path& data_file) {
   module.train(true);
   auto forward = [&](int64_t start, int64_t count) {
-    with_context("--recompute-bn: running the model on " + data_file.filename().string(),
-                 [&] { return module.forward(data.batch(start, count)); });
+    with_context<ModelError>(
+        "--recompute-bn: running the model on " + data_file.filename().string(),
+        [&] { return module.forward(data.batch(start, count)); });
   };
-  int64_t batches = 0;
-  for (int64_t start = 0; start < data.rows; start += batch, ++batches) {
+  for (int64_t start = 0; start < data.rows; start += batch) {
     const int64_t count = std::min(batch, data.rows - start);
-    if (batches == 0) {
+    if (start == 0) {
       // m from (1 - m) + m s - m s.
       reset(bns, 1.0);
       forward(start, count);
@@ -86,7 +76,6 @@ void recompute_batchnorm(torch::jit::Module& module, const std::filesystem::path
       for (size_t i = 0; i < bns.size(); ++i) {
         bns[i].momentum = 1.0 - (from_one[i] - bns[i].mean);
         if (bns[i].momentum.abs().min().item<double>() < 1e-6) {
-          module.train(was_training);
           throw ModelError(fmt::format(
               "--recompute-bn: BatchNorm {} does not update its statistics in training mode\n"
               "  fix: a model traced in eval mode has its BatchNorms frozen into the trace; "
@@ -104,12 +93,53 @@ void recompute_batchnorm(torch::jit::Module& module, const std::filesystem::path
       bn.var_sum = bn.var_sum.defined() ? bn.var_sum + var : var;
     }
   }
+}
+
+}  // namespace
+
+void recompute_batchnorm(torch::jit::Module& module, const std::filesystem::path& data_file,
+                         int64_t batch) {
+  STITCH_CHECK(batch >= 1, Error, "recompute_batchnorm: batch must be >= 1");
+  std::vector<BatchNormStats> bns = batchnorms(module);
+  if (bns.empty()) {
+    throw ModelError(
+        "--recompute-bn: the model has no BatchNorm layer (no running_mean and "
+        "running_var buffers) to recompute");
+  }
+  const ModelData data = read_model_data(module, data_file, /*with_labels=*/false);
+  const bool was_training = module.is_training();
+  torch::NoGradGuard no_grad;
+  // A failure (a model that cannot run on the data) leaves the module as it
+  // was: its mode and its statistics.
+  std::vector<torch::Tensor> saved;
+  for (const auto& bn : bns) {
+    for (const auto& t : {bn.mean, bn.var, bn.batches})
+      saved.push_back(t.defined() ? t.clone() : t);
+  }
+  auto restore = [&] {
+    size_t i = 0;
+    for (auto& bn : bns) {
+      for (auto* t : {&bn.mean, &bn.var, &bn.batches}) {
+        if (t->defined()) t->copy_(saved[i]);
+        ++i;
+      }
+    }
+    module.train(was_training);
+  };
+  try {
+    accumulate(module, bns, data, batch, data_file);
+  } catch (...) {
+    restore();
+    throw;
+  }
+  module.train(was_training);
+  const int64_t batches = (data.rows + batch - 1) / batch;
   for (auto& bn : bns) {
     bn.mean.copy_(bn.mean_sum / static_cast<double>(batches));
     bn.var.copy_(bn.var_sum / static_cast<double>(batches));
     if (bn.batches.defined()) bn.batches.fill_(batches);
   }
-  module.train(was_training);
+  if (!has_merge_manifest(module)) return;
   add_to_merge_manifest(module, "recompute_bn",
                         {{"file", data_file.filename().string()},
                          {"sha256", sha256_hex(read_file(data_file))},

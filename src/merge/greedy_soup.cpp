@@ -5,10 +5,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "artifact/metadata.h"
 #include "core/assert.h"
+#include "load/component.h"
+#include "load/merge_weights.h"
 #include "merge/merge_files.h"
 #include "merge/model_data.h"
 #include "stitch/merge.h"
@@ -118,38 +121,53 @@ Soup greedy_soup(const std::vector<std::filesystem::path>& files,
   if (files.empty()) throw Error("a greedy soup needs at least one model");
   STITCH_CHECK(options.batch() >= 1, Error, "greedy_soup: batch must be >= 1");
   const MergeOptions uniform;  // linear, 1/n each
-  LoadedSources sources = load_sources(files, uniform);
-  check_same_state(sources.models, nullptr);
-  const ModelData data = read_model_data(sources.models[0].module, data_file, true);
+  std::vector<MergeSource> models;
+  std::vector<std::string> sha256;
+  for (const auto& file : files) {
+    ModelSpec spec;
+    spec.name = file.filename().string();
+    spec.file = file;
+    Component c = load_component(spec);
+    models.push_back({c.module, spec.name});
+    sha256.push_back(c.sha256);
+  }
+  check_same_state(models, nullptr);
+  const ModelData data = read_model_data(models[0].module, data_file, true);
+  // With --recompute-bn every module is scored with its statistics
+  // recomputed, on a copy: the sources stay as read, for the averages.
   auto prepared = [&](torch::jit::Module m) {
-    if (!options.recompute_bn().empty())
+    if (!options.recompute_bn().empty()) {
       recompute_batchnorm(m, options.recompute_bn(), options.batch());
+    }
     return m;
   };
   auto rate = [&](torch::jit::Module& m, const std::string& label) {
     return score(m, data, options.metric(), options.batch(), label);
   };
-  std::vector<double> own(files.size());
-  for (size_t i = 0; i < files.size(); ++i) {
-    torch::jit::Module m = options.recompute_bn().empty()
-                               ? sources.models[i].module
-                               : prepared(sources.models[i].module.deepcopy());
-    own[i] = rate(m, sources.models[i].label);
+  std::vector<torch::jit::Module> alone;
+  std::vector<double> own;
+  for (const auto& m : models) {
+    alone.push_back(options.recompute_bn().empty() ? m.module : prepared(m.module.deepcopy()));
+    own.push_back(rate(alone.back(), m.label));
   }
+  // Best first; a NaN score (a model whose loss overflows) last.
   std::vector<size_t> order(files.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (std::isnan(own[a]) || std::isnan(own[b])) return !std::isnan(own[a]) && std::isnan(own[b]);
     return own[a] != own[b] && at_least_as_good(own[a], own[b], options.metric());
   });
   Soup soup;
-  std::vector<MergeSource> ingredients = {sources.models[order[0]]};
+  std::vector<MergeSource> ingredients = {models[order[0]]};
   std::vector<std::filesystem::path> kept_files = {files[order[0]]};
-  std::vector<std::string> kept_sha = {sources.sha256[order[0]]};
-  soup.module = prepared(sources.models[order[0]].module.deepcopy());
+  std::vector<std::string> kept_sha = {sha256[order[0]]};
+  // The soup of one is that model, as it was scored (a copy: the result
+  // gets a manifest of its own).
+  soup.module = alone[order[0]].deepcopy();
   soup.score = own[order[0]];
-  soup.steps.push_back({sources.models[order[0]].label, own[order[0]], own[order[0]], true});
+  soup.steps.push_back({models[order[0]].label, own[order[0]], own[order[0]], true});
   for (size_t k = 1; k < order.size(); ++k) {
-    const MergeSource& next = sources.models[order[k]];
+    const MergeSource& next = models[order[k]];
     std::vector<MergeSource> candidate = ingredients;
     candidate.push_back(next);
     torch::jit::Module m = prepared(merge_weights(candidate, nullptr, uniform));
@@ -159,7 +177,7 @@ Soup greedy_soup(const std::vector<std::filesystem::path>& files,
     if (keep) {
       ingredients = candidate;
       kept_files.push_back(files[order[k]]);
-      kept_sha.push_back(sources.sha256[order[k]]);
+      kept_sha.push_back(sha256[order[k]]);
       soup.module = m;
       soup.score = s;
     }
@@ -178,6 +196,7 @@ Soup greedy_soup(const std::vector<std::filesystem::path>& files,
                       {"steps", steps}};
   if (!options.recompute_bn().empty()) {
     record["recompute_bn"] = {{"file", options.recompute_bn().filename().string()},
+                              {"sha256", sha256_hex(read_file(options.recompute_bn()))},
                               {"batch", options.batch()}};
   }
   set_merge_manifest(soup.module, record);

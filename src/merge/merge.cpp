@@ -8,63 +8,63 @@
 
 namespace stitch {
 
-LoadedSources load_sources(const std::vector<std::filesystem::path>& files,
-                           const MergeOptions& options) {
-  LoadedSources out;
-  out.files = files;
-  auto load = [&](const std::filesystem::path& file) {
-    ModelSpec spec;
-    spec.name = file.filename().string();
-    spec.file = file;
-    Component c = load_component(spec);
-    out.sha256.push_back(c.sha256);
-    return MergeSource{c.module, file.filename().string()};
-  };
-  for (const auto& file : files) out.models.push_back(load(file));
-  if (options.needs_base() && !options.base().empty()) out.base = load(options.base());
-  return out;
+namespace {
+
+nlohmann::json manifest_of(const torch::jit::Module& module) {
+  if (!module.hasattr(kManifestAttr)) return {};
+  auto manifest = nlohmann::json::parse(module.attr(kManifestAttr).toStringRef(), nullptr, false);
+  return manifest.is_object() ? manifest : nlohmann::json{};
 }
 
+void set_string_attribute(torch::jit::Module& module, const char* name, const std::string& text) {
+  if (module.hasattr(name)) {
+    module.setattr(name, text);
+  } else {
+    module.register_attribute(name, c10::StringType::get(), text);
+  }
+}
+
+}  // namespace
+
 void set_merge_manifest(torch::jit::Module& module, const nlohmann::json& record) {
+  const nlohmann::json first = manifest_of(module);
   nlohmann::json manifest;
   manifest["stitch_version"] = version();
   manifest["libtorch_version"] = TORCH_VERSION;
   manifest["merge"] = record;
-  // A merged stitch artifact keeps its own attributes: the manifest is
-  // replaced and the spec, which described the first model, emptied (an
-  // empty spec is not written).
-  for (const auto& [name, text] :
-       {std::pair<const char*, std::string>{kManifestAttr, manifest.dump(2)}, {kSpecAttr, ""}}) {
-    if (module.hasattr(name)) {
-      module.setattr(name, text);
-    } else {
-      module.register_attribute(name, c10::StringType::get(), text);
-    }
+  for (const char* key : {"inputs", "outputs"}) {
+    if (first.contains(key)) manifest[key] = first[key];
   }
+  set_string_attribute(module, kManifestAttr, manifest.dump(2));
+  // An empty spec is not written.
+  set_string_attribute(module, kSpecAttr, "");
+}
+
+bool has_merge_manifest(const torch::jit::Module& module) {
+  return manifest_of(module).contains("merge");
 }
 
 void add_to_merge_manifest(torch::jit::Module& module, const std::string& key,
                            const nlohmann::json& value) {
-  if (!module.hasattr(kManifestAttr)) return;
-  nlohmann::json manifest =
-      nlohmann::json::parse(module.attr(kManifestAttr).toStringRef(), nullptr, false);
-  if (!manifest.is_object() || !manifest.contains("merge")) return;
+  nlohmann::json manifest = manifest_of(module);
+  if (!manifest.contains("merge")) return;
   manifest["merge"][key] = value;
   module.setattr(kManifestAttr, manifest.dump(2));
 }
 
 torch::jit::Module merge(const std::vector<std::filesystem::path>& files,
                          const MergeOptions& options, std::string* summary) {
-  options.validate(files.size());
-  LoadedSources sources = load_sources(files, options);
-  MergeSummary done;
-  // The sources were loaded for this merge alone: it is written into the
-  // first, which keeps memory at two models (docs/merge.md).
-  torch::jit::Module merged = merge_weights(sources.models, sources.base ? &*sources.base : nullptr,
-                                            options, &done, MergeInto::first);
-  set_merge_manifest(merged, merge_record(options, files, sources.sha256));
-  if (summary) *summary = done.str(options.method(), sources.models[0].label);
-  return merged;
+  if (files.empty()) throw Error("merge: no model files given");
+  // The merge entry of a spec, on its own.
+  ModelSpec spec;
+  spec.name = files[0].filename().string();
+  spec.file = files[0];
+  spec.merge = files;
+  spec.merge_options = options;
+  Component c = load_component(spec);
+  set_merge_manifest(c.module, merge_record(options, files, c.merge_sha256));
+  if (summary) *summary = c.merge_summary;
+  return c.module;
 }
 
 }  // namespace stitch

@@ -1,37 +1,26 @@
 #pragma once
-// Loading the files of a merge and recording it in the manifest: shared by
-// stitch::merge and greedy soups.
+// Recording a merge in the merged module's manifest: shared by stitch::merge,
+// BatchNorm statistics recomputed on data, and greedy soups.
 
-#include <filesystem>
+#include <torch/script.h>
+
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <string>
-#include <vector>
-
-#include "load/merge_weights.h"
 
 namespace stitch {
 
-/// Loaded models of a merge, with their files' sha256.
-struct LoadedSources {
-  std::vector<std::filesystem::path> files;
-  std::vector<MergeSource> models;
-  std::optional<MergeSource> base;
-  std::vector<std::string> sha256;  // the models', then the base's
-};
-
-/// Loads every file and, when the method takes one, options.base()
-/// (ModelError naming the file that cannot be read).
-LoadedSources load_sources(const std::vector<std::filesystem::path>& files,
-                           const MergeOptions& options);
-
-/// Sets the manifest of a merged module: the stitch and LibTorch versions
-/// and `record` under "merge" (what merge_record gives, plus anything the
-/// caller adds). Clears a spec the first model carried: a merge is not
-/// that graph any more.
+/// Sets the manifest of a merged module: the stitch and LibTorch versions,
+/// `record` under "merge" (what merge_record gives, plus anything the caller
+/// adds), and the inputs and outputs the first model's manifest declared (a
+/// merge keeps its code). Clears a spec the first model carried: a merge is
+/// not that graph any more.
 void set_merge_manifest(torch::jit::Module& module, const nlohmann::json& record);
 
-/// Adds `key: value` to the "merge" record of a merged module's manifest.
+/// Whether the module's manifest records a merge.
+bool has_merge_manifest(const torch::jit::Module& module);
+
+/// Adds `key: value` to the "merge" record of a merged module's manifest;
+/// nothing for another module.
 void add_to_merge_manifest(torch::jit::Module& module, const std::string& key,
                            const nlohmann::json& value);
 

@@ -28,7 +28,8 @@ void Graph::add_model(ModelSpec spec) {
   if (it != models_.end()) {
     const ModelSpec& old = it->second;
     if (old.file == spec.file && old.cut == spec.cut && old.after == spec.after &&
-        old.taps == spec.taps && old.method == spec.method) {
+        old.taps == spec.taps && old.method == spec.method && old.merge == spec.merge &&
+        old.merge_options.str() == spec.merge_options.str()) {
       return;  // the same model used again
     }
     throw SpecError(fmt::format("{}model '{}' is declared twice", spec.loc.prefix(), spec.name));

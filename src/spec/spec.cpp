@@ -363,14 +363,20 @@ class SpecReader {
       MergeMethod method{};
       if (!parse_merge_method(name, method)) {
         throw SpecError::unknown_name(
-            loc(value["method"]), "merge method", name,
-            {"linear", "slerp", "task_arithmetic", "ties", "dare"},
+            loc(value["method"]), "merge method", name, merge_method_list(),
             fmt::format("\n  the merge methods are {} (in a merge entry, method: is the merge "
                         "method)",
                         merge_method_names()),
             where);
       }
       o.method(method);
+    }
+    for (const auto& option : merge_option_names()) {
+      if (value[option] && !o.uses(option)) {
+        fail(value[option], fmt::format("{}.{} is not an option of the {} method (its options: {})",
+                                        where, option, merge_method_name(o.method()),
+                                        fmt::join(merge_method_options(o.method()), ", ")));
+      }
     }
     if (value["t"]) o.t(number(value["t"], where + ".t"));
     if (value["scale"]) o.scale(number(value["scale"], where + ".scale"));
@@ -662,50 +668,24 @@ class SpecWriter {
     std::vector<std::string> files;
     for (const auto& f : m.merge) files.push_back(resolved_path(f));
     const MergeOptions& o = m.merge_options;
-    auto number = [](double v) { return fmt::format("{}", v); };
     out << YAML::Key << "merge" << YAML::Value << YAML::Flow << files;
     out << YAML::Key << "method" << YAML::Value << merge_method_name(o.method());
-    switch (o.method()) {
-      case MergeMethod::linear: {
-        auto weights = [&](const std::vector<double>& ws) {
+    for (const auto& option : merge_method_options(o.method())) {
+      if (option == "weights") {
+        if (!o.glob_weights().empty()) {
+          out << YAML::Key << "weights" << YAML::Value << merge_weights_text(o);
+        } else if (!o.weights().empty()) {
           std::vector<std::string> w;
-          for (double v : ws) w.push_back(number(v));
-          return w;
-        };
-        if (o.glob_weights().empty()) {
-          if (!o.weights().empty()) {
-            out << YAML::Key << "weights" << YAML::Value << YAML::Flow << weights(o.weights());
-          }
-          break;
+          for (double v : o.weights()) w.push_back(fmt::format("{}", v));
+          out << YAML::Key << "weights" << YAML::Value << YAML::Flow << w;
         }
-        // The weights for tensors no glob matches are the last glob's, '*'.
-        std::vector<std::string> entries;
-        for (const auto& g : o.glob_weights()) {
-          // GLOB=W for two models is W and 1 - W, as --weights reads it.
-          const bool one = g.weights.size() == 2 && g.weights[1] == 1.0 - g.weights[0];
-          entries.push_back(fmt::format(
-              "{}={}", g.glob,
-              one ? number(g.weights[0]) : fmt::format("{}", fmt::join(weights(g.weights), ":"))));
-        }
-        if (!o.weights().empty()) {
-          entries.push_back(fmt::format("*={}", fmt::join(weights(o.weights()), ":")));
-        }
-        out << YAML::Key << "weights" << YAML::Value << fmt::format("{}", fmt::join(entries, ","));
-        break;
-      }
-      case MergeMethod::slerp:
-        out << YAML::Key << "t" << YAML::Value << number(o.t());
-        break;
-      case MergeMethod::dare:
-        out << YAML::Key << "seed" << YAML::Value << o.seed();
-        [[fallthrough]];
-      case MergeMethod::ties:
-        out << YAML::Key << "density" << YAML::Value << number(o.density());
-        [[fallthrough]];
-      case MergeMethod::task_arithmetic:
+      } else if (option == "base") {
         out << YAML::Key << "base" << YAML::Value << resolved_path(o.base());
-        out << YAML::Key << "scale" << YAML::Value << number(o.scale());
-        break;
+      } else if (option == "seed") {
+        out << YAML::Key << "seed" << YAML::Value << o.seed();
+      } else {
+        out << YAML::Key << option << YAML::Value << fmt::format("{}", o.number(option));
+      }
     }
   }
 

@@ -428,6 +428,13 @@ TrainConfig parse_train_config(const Spec& spec) {
   c.data = path_of(scalar<std::string>(root["data"], "data", src, "a file name"));
   c.loss_text = scalar<std::string>(root["loss"], "loss", src, "a loss expression");
   c.loss = LossParser(c.loss_text, src.at(root["loss"]) + "train.").parse();
+  for (const auto& term : c.loss) {
+    auto t = term.options.find("temperature");  // clip's and kd's: a divisor
+    if (t != term.options.end() && !(t->second > 0)) {
+      throw SpecError(fmt::format("{}train.loss: {}'s temperature must be > 0, got {}",
+                                  src.at(root["loss"]), term.fn, t->second));
+    }
+  }
   if (root["feed"]) c.feed = read_feed(root["feed"], src);
   if (root["optimizer"]) {
     c.optimizer = scalar<std::string>(root["optimizer"], "optimizer", src, "a name");

@@ -478,7 +478,7 @@ def test_summary_line_counts_tensors(merged, cnn):
     _, stdout = merged(cnn, ["ft1.pt", "ft2.pt"], "--method", "linear")
     assert "merged 2 models by linear: 10 parameters" in stdout, stdout
     assert "4 float buffers averaged" in stdout, stdout
-    assert "2 integer buffers kept from ft1.pt" in stdout, stdout
+    assert "2 integer tensors kept from ft1.pt" in stdout, stdout
     assert "wrote" in stdout, stdout
 
 
@@ -1124,3 +1124,34 @@ def test_spec_entry_keys(run_stitch, spec_models, case):
     entry, reference = SPEC_ENTRIES[case]
     out = compose_merge_entry(run_stitch, folder, entry)
     check_spec_artifact(run_stitch, folder, out, reference(folder), x)
+
+
+# --- 13. options the method does not take ---------------------------------------
+
+@pytest.mark.parametrize("method,option", [("linear", ["--t", "0.3"]),
+                                           ("slerp", ["--seed", "3"]),
+                                           ("ties", ["--base", "ft3.pt", "--seed", "3"])])
+def test_an_option_the_method_does_not_take_is_refused(refused, cnn, method, option):
+    err = refused(cnn, ["ft1.pt", "ft2.pt"], "--method", method, *option, usage=True)
+    assert f"{option[-2]} is not an option of the {method} method" in err, err
+
+
+def test_a_greedy_soup_takes_no_method_options(refused, cnn):
+    err = refused(cnn, ["ft1.pt", "ft2.pt"], "--greedy", "--data", "val.pt", "--t", "0.3",
+                  usage=True)
+    assert "--t" in err, err
+
+
+def test_a_spec_entry_with_an_option_its_method_does_not_take_is_refused(run_stitch, spec_models):
+    folder, _ = spec_models
+    (folder / "spec.yaml").write_text(textwrap.dedent("""\
+        inputs: {x: [N, 64]}
+        models:
+          m: {merge: [a.pt, b.pt], t: 0.3}
+        graph:
+          - y = m(x)
+        outputs: [y]
+    """))
+    code, stdout, stderr = run_stitch("check", folder / "spec.yaml")
+    assert_clean_error(code, stdout, stderr)
+    assert "spec.yaml:3:" in stderr and "models.m.t is not an option of the linear method" in stderr

@@ -3,6 +3,7 @@
 //   [--recompute-bn DATA] [--greedy --data VAL --metric accuracy|loss] [--scores CSV]
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <iostream>
 
@@ -42,15 +43,13 @@ MergeOptions merge_options(const MergeArgs& a, const CLI::App& cmd) {
     throw UsageError(e.what());
   }
   // Options the method does not use are a mistake, not something to ignore.
-  auto unused = [&](const char* flag, bool used) {
-    if (cmd.count(flag) && !used) {
-      throw UsageError(fmt::format("{} is not an option of the {} method", flag, a.method));
+  for (const auto& option : merge_option_names()) {
+    if (cmd.count("--" + option) && !o.uses(option)) {
+      throw UsageError(fmt::format("--{} is not an option of the {} method (its options: --{})",
+                                   option, a.method,
+                                   fmt::join(merge_method_options(method), ", --")));
     }
-  };
-  unused("--t", method == MergeMethod::slerp);
-  unused("--scale", o.needs_base());
-  unused("--density", method == MergeMethod::ties || method == MergeMethod::dare);
-  unused("--seed", method == MergeMethod::dare);
+  }
   return o;
 }
 
@@ -59,7 +58,14 @@ void run_greedy(const MergeArgs& a, const CLI::App& cmd) {
   if (cmd.count("--method") && a.method != "linear") {
     throw UsageError("a greedy soup is a uniform average: --greedy takes no --method but linear");
   }
-  if (!a.weights.empty()) throw UsageError("a greedy soup is a uniform average: drop --weights");
+  for (const auto& option : merge_option_names()) {
+    if (cmd.count("--" + option)) {
+      throw UsageError(fmt::format("a greedy soup is a uniform average: it takes no --{}", option));
+    }
+  }
+  if (!a.scores.empty() && std::filesystem::path(a.scores) == std::filesystem::path(a.out)) {
+    throw UsageError("--scores and -o name the same file");
+  }
   SoupMetric metric{};
   if (!parse_soup_metric(a.metric, metric)) {
     throw UsageError(fmt::format("--metric: '{}' is not accuracy or loss", a.metric));
