@@ -174,7 +174,8 @@ def frozen_head_step(fixtures, batch):
 
 def merge_resnet50(artifacts):
     """`stitch merge resnet50.pt resnet50_b.pt` written in Python: both
-    loaded, every floating-point tensor averaged into the first, saved."""
+    loaded, every floating-point tensor averaged into the first, saved
+    (bench/merge_bench.py times it)."""
     a_file = os.path.join(artifacts, "resnet50.pt")
     b_file = os.path.join(artifacts, "resnet50_b.pt")
     out = os.path.join(artifacts, "py_merged_resnet50.pt")
@@ -270,9 +271,6 @@ def main(argv):
                       ("train_frozen_resnet18_head/b8", frozen_head_step)]:
         if wanted(f"{key}/py_eager"):
             cases.append((f"{key}/py_eager", make(args.fixtures, 8), False))
-
-    if wanted("merge/py_merge"):
-        cases.append(("merge/py_merge", merge_resnet50(args.artifacts), True))
 
     rng = random.Random(args.seed)
     times = {key: [] for key, _, _ in cases}

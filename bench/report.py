@@ -38,10 +38,10 @@ def read_cpp(file):
         if m:
             key = f"{m.group(1)}/b{m.group(3)}/{VARIANT[int(m.group(2))]}"
         else:
-            m = re.match(r"BM_(compose|merge)_(\w+?)(/|$)", name)
+            m = re.match(r"BM_compose_(\w+?)(/|$)", name)
             if not m:
                 continue
-            key = f"{m.group(1)}/{m.group(2)}"
+            key = f"compose/{m.group(1)}"
         times.setdefault(key, []).append(seconds)
     return times
 
@@ -222,38 +222,6 @@ def build_tables(rounds):
     return ratio_rows, compose_rows, time_rows, time_target_rows
 
 
-# (label, numerator, denominator, target): `stitch merge` of two resnet50.
-MERGE_RATIOS = [
-    ("`stitch merge` (load, check, average, save) / load both and save one",
-     "merge/merge", "merge/load_save", 2.0),
-    ("`stitch merge` / the same merge in Python (torch.jit.load, mul_/add_, save)",
-     "merge/merge", "merge/py_merge", None),
-]
-
-
-def merge_rows(rounds):
-    rows = []
-    for label, num, den, target in MERGE_RATIOS:
-        s = summarize([r[num] / r[den] for r in rounds if num in r and den in r])
-        met = "" if s is None or target is None else ("yes" if s[0] <= target else "NO")
-        rows.append((label, s, target, met))
-    return rows
-
-
-def merge_peak_line(folder):
-    """The peak of one merge beyond the process before it, in model sizes."""
-    file = os.path.join(folder, "peak_merge.json")
-    if not os.path.exists(file):
-        return "peak memory of a merge: not measured (no peak_merge.json)"
-    with open(file) as f:
-        p = json.load(f)
-    models = (p["peak_kb"] - p["rss_before_kb"]) / p["model_kb"]
-    met = "yes" if models <= 3.0 else "NO"
-    return (f"peak memory of `stitch merge` of two resnet50 ({p['model_kb'] / 1024:.0f} MB "
-            f"each): +{(p['peak_kb'] - p['rss_before_kb']) / 1024:.0f} MB over the process "
-            f"before it, {models:.2f} model sizes; target two models plus one, 3.00 (#19): {met}")
-
-
 def peak_memory_row(folder):
     """Peak resident memory of the resnet18 + head step, frozen vs trainable
     (run.sh's two `stitch_bench --peak-memory` processes), or None."""
@@ -300,8 +268,7 @@ def text_table(ratio_rows, compose_rows, time_target_rows=(), peaks=None):
     return "\n".join(lines)
 
 
-def markdown(rounds, ratio_rows, compose_rows, time_rows, time_target_rows, peaks, meta,
-             merges=(), merge_peak=""):
+def markdown(rounds, ratio_rows, compose_rows, time_rows, time_target_rows, peaks, meta):
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     out = []
     out.append("# Benchmarks\n")
@@ -340,15 +307,6 @@ def markdown(rounds, ratio_rows, compose_rows, time_rows, time_target_rows, peak
     for line in peak_lines(peaks):
         out.append(f"- {line[0].upper()}{line[1:]}.")
     out.append("")
-    out.append("| merge of two resnet50 | ratio, median (min-max) | target | met |")
-    out.append("|---|---|---|---|")
-    for label, s, target, met in merges:
-        t = "" if target is None else f"<= {target:.2f} (#19)"
-        out.append(f"| {label} | {fmt_ratio(s)} | {t} | {met} |")
-    out.append("")
-    if merge_peak:
-        out.append(f"- {merge_peak[0].upper()}{merge_peak[1:]}.")
-        out.append("")
     out.append("| compose of two resnet18 (cut at avgpool, concat) | seconds (beyond "
                "loading both files) | target | met |")
     out.append("|---|---|---|---|")
@@ -432,21 +390,19 @@ def main(argv):
         return 1
     ratio_rows, compose_rows, time_rows, time_target_rows = build_tables(rounds)
     peaks = peak_memory_row(meta.rounds_dir)
-    merges, merge_peak = merge_rows(rounds), merge_peak_line(meta.rounds_dir)
     print(text_table(ratio_rows, compose_rows, time_target_rows, peaks))
-    for label, s, target, met in merges:
-        print(f"{label:<80} {fmt_ratio(s):<26} {'' if target is None else target} {met}")
-    print(merge_peak)
     if meta.markdown:
         text = markdown(rounds, ratio_rows, compose_rows, time_rows, time_target_rows, peaks,
-                        meta, merges, merge_peak)
+                        meta)
         # Sections other benchmarks write (bench/compat_attention.py) stay.
         if os.path.exists(meta.markdown):
             with open(meta.markdown) as f:
                 old = f.read()
-            begin, end = "<!-- begin:compat-attention -->", "<!-- end:compat-attention -->"
-            if begin in old and end in old:
-                text = text.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+            for name in ("compat-attention", "merge"):  # bench/compat_attention.py, merge_bench.py
+                begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+                if begin in old and end in old:
+                    text = (text.rstrip("\n") + "\n\n" +
+                            old[old.index(begin):old.index(end) + len(end)] + "\n")
         with open(meta.markdown + ".tmp", "w") as f:
             f.write(text)
         os.replace(meta.markdown + ".tmp", meta.markdown)

@@ -6,8 +6,8 @@
 #
 # Each round runs stitch_bench, python_baseline.py and `stitch inspect` of
 # resnet50 (order alternating); after the rounds, two processes measure the
-# peak memory of a training step with the backbone frozen and trainable, and
-# a third the peak memory of merging two resnet50.
+# peak memory of a training step with the backbone frozen and trainable.
+# Merges have a benchmark of their own: bench/merge_bench.py.
 #
 # Environment:
 #   STITCH_BENCH_BUILD  build folder (default: build-bench in the source tree)
@@ -76,7 +76,7 @@ run_py() {  # round, output suffix, python_baseline.py's selection
     > "$RESULTS/round_$1_$2.log" 2>&1 || { cat "$RESULTS/round_$1_$2.log"; exit 1; }
 }
 run_sides() {  # round; odd rounds start with C++, even ones with Python
-  local cpp=(run_cpp "$1" cpp '-variant:3/') py=(run_py "$1" py --skip concurrent)
+  local cpp=(run_cpp "$1" cpp '-variant:3/|BM_merge_') py=(run_py "$1" py --skip concurrent)
   if (($1 % 2)); then "${cpp[@]}"; "${py[@]}"; else "${py[@]}"; "${cpp[@]}"; fi
   run_cpp "$1" cpp_concurrent 'BM_late_fusion/variant:3/'
   run_cpp "$1" cpp_concurrent_two_resnets 'BM_two_resnets/variant:3/'
@@ -102,7 +102,7 @@ for ((k = 1; k <= ROUNDS; k++)); do
   fi
   echo "round $k/$ROUNDS done in $((SECONDS - start)) s (load $(loadavg))"
 done
-for mode in frozen trainable merge; do
+for mode in frozen trainable; do
   "$BIN" --peak-memory=$mode > "$RESULTS/peak_$mode.json" 2> "$RESULTS/peak_$mode.log" ||
     { cat "$RESULTS/peak_$mode.log"; exit 1; }
 done
