@@ -22,12 +22,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown_section import markers, write_section  # noqa: E402
+
 SRC = Path(__file__).resolve().parents[1]
 # (name, [batch, heads, tokens, head dim], causal)
 SHAPES = [("vit_b_16 b1", [1, 12, 197, 64], False),
           ("vit_b_16 b8", [8, 12, 197, 64], False),
           ("small encoder b32, causal", [32, 4, 16, 8], True)]
-BEGIN, END = "<!-- begin:compat-attention -->", "<!-- end:compat-attention -->"
+BEGIN, END = markers("compat-attention")
 
 
 def measure(library, threads, reps=20):
@@ -110,13 +113,7 @@ def main():
         END])
     print(section)
     if args.markdown:
-        path = Path(args.markdown)
-        text = path.read_text() if path.exists() else ""
-        if BEGIN in text:
-            text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        path.write_text(text)
+        write_section(args.markdown, "compat-attention", section)
 
 
 if __name__ == "__main__":

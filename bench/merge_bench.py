@@ -22,9 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown_section import markers, write_section  # noqa: E402
+
 SRC = Path(__file__).resolve().parent.parent
 PY = "/usr/bin/python3"
-BEGIN, END = "<!-- begin:merge -->", "<!-- end:merge -->"
+BEGIN, END = markers("merge")
 
 
 def cpp_times(bench, reps):
@@ -125,13 +128,7 @@ def main():
         END])
     print(section)
     if args.markdown:
-        path = Path(args.markdown)
-        text = path.read_text() if path.exists() else ""
-        if BEGIN in text:
-            text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        path.write_text(text)
+        write_section(args.markdown, "merge", section)
 
 
 if __name__ == "__main__":

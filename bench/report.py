@@ -21,6 +21,8 @@ import re
 import statistics
 import sys
 
+from markdown_section import markers  # this folder: bench/
+
 VARIANT = {0: "artifact", 1: "byhand", 2: "optimized", 3: "concurrent", 4: "train_step"}
 
 
@@ -399,7 +401,7 @@ def main(argv):
             with open(meta.markdown) as f:
                 old = f.read()
             for name in ("compat-attention", "merge"):  # bench/compat_attention.py, merge_bench.py
-                begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+                begin, end = markers(name)
                 if begin in old and end in old:
                     text = (text.rstrip("\n") + "\n\n" +
                             old[old.index(begin):old.index(end) + len(end)] + "\n")
