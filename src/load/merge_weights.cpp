@@ -120,8 +120,7 @@ torch::Tensor trim(const torch::Tensor& tau, double density) {
       flat.numel(),
       std::max<int64_t>(
           1, static_cast<int64_t>(std::floor(density * static_cast<double>(flat.numel())))));
-  // In float: LibTorch 1.13 has no topk for half on the CPU.
-  const torch::Tensor index = std::get<1>(flat.abs().to(torch::kFloat).topk(k));
+  const torch::Tensor index = std::get<1>(flat.abs().topk(k));
   return torch::zeros_like(flat).index_put_({index}, flat.index({index})).view_as(tau);
 }
 
@@ -196,8 +195,12 @@ torch::Tensor merge_parameter(const MergeOptions& options, const std::string& na
       return slerp(ts[0], ts[1], options.t());
     case MergeMethod::task_arithmetic:
       return b + weighted_sum(taus, std::vector<double>(n, 1.0)) * options.scale();
-    case MergeMethod::ties:
-      return b + ties(taus, options.density()) * options.scale();
+    case MergeMethod::ties: {
+      // In float: LibTorch 1.13's CPU kernels of topk and clamp lack half.
+      std::vector<torch::Tensor> wide;
+      for (const auto& tau : taus) wide.push_back(tau.to(torch::kFloat));
+      return b + ties(wide, options.density()).to(b.scalar_type()) * options.scale();
+    }
     case MergeMethod::dare: {
       torch::Tensor sum = torch::zeros_like(b);
       for (const auto& tau : taus) {

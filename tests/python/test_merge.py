@@ -1155,3 +1155,27 @@ def test_a_spec_entry_with_an_option_its_method_does_not_take_is_refused(run_sti
     code, stdout, stderr = run_stitch("check", folder / "spec.yaml")
     assert_clean_error(code, stdout, stderr)
     assert "spec.yaml:3:" in stderr and "models.m.t is not an option of the linear method" in stderr
+
+
+def test_ties_of_half_precision_models_is_computed_in_float(merged, tmp_path):
+    """LibTorch 1.13 has no half topk or clamp on the CPU: stitch trims,
+    elects and averages in float and stores half, as the test does."""
+    torch.manual_seed(3)
+    base = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3))
+    files = []
+    for i in range(3):
+        m = copy.deepcopy(base)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        save(m.half(), tmp_path / f"h{i}.pt")
+        files.append(tmp_path / f"h{i}.pt")
+    out, _ = merged(tmp_path, ["h0.pt", "h1.pt"], "--method", "ties", "--base", "h2.pt",
+                    "--density", "0.5")
+    got = all_tensors(out)
+    b_state = all_tensors(files[2])
+    for name, b in b_state.items():
+        ts = [all_tensors(f)[name].float() for f in files[:2]]
+        want = ties_tensor(b.float(), ts, 0.5, 1.0).half()
+        assert got[name].dtype == torch.float16, name
+        assert torch.allclose(got[name].float(), want.float(), atol=2e-3), name
