@@ -787,7 +787,20 @@ Spec parse_spec(const std::string& text, const std::filesystem::path& file) {
     return SpecError(at.prefix() + what + e.msg);
   };
   try {
-    YAML::Node root = YAML::Load(text);
+    const std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    // A second document would be ignored: refused (an empty one after a
+    // trailing '---' is nothing).
+    for (size_t i = 1; i < documents.size(); ++i) {
+      if (documents[i].IsNull()) continue;
+      SourceLoc at{label};
+      at.line = documents[i].Mark().line + 1;
+      at.column = documents[i].Mark().column + 1;
+      throw SpecError(
+          fmt::format("{}a second YAML document: a spec is one, and the rest would be ignored\n"
+                      "  fix: remove the '---' line before this, or split the file",
+                      at.prefix()));
+    }
+    YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
     SpecReader(spec, label, file.parent_path()).read(root);
     resolve_paths(root, spec.graph, file.parent_path());
     spec.graph.spec_yaml = emit(root);

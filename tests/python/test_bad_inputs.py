@@ -394,3 +394,24 @@ def test_bytes_from_a_file_reach_the_terminal_escaped(stitch_bin, tmp_path):
     assert proc.returncode == 1, proc.stderr
     err = proc.stderr.decode("utf-8")  # raises if a raw non-UTF-8 byte got through
     assert err.startswith("error: ") and "\x1b" not in err, err
+
+
+def test_a_spec_with_a_second_yaml_document_is_refused(tmp_path, run_stitch):
+    """PRODUCT.md: a spec is one YAML file; a second document was ignored."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("inputs: {x: [N, 4]}\ngraph:\n  - y = relu(x)\noutputs: [y]\n"
+                    "---\ngraph:\n  - z = relu(x)\n")
+    code, out, err = run_stitch("check", spec)
+    assert_clean_error(code, out, err)
+    assert "spec.yaml:6:1: a second YAML document" in err, err
+    # A trailing '---' with nothing after it is still one spec.
+    spec.write_text("inputs: {x: [N, 4]}\ngraph:\n  - y = relu(x)\noutputs: [y]\n---\n")
+    code, out, err = run_stitch("check", spec)
+    assert code == 0, err
+
+
+def test_version_names_the_libtorch_it_was_built_with(run_stitch):
+    code, out, err = run_stitch("--version")
+    assert code == 0, err
+    libtorch = torch.__version__.split("a")[0].split("+")[0]  # 1.13.0a0 -> 1.13.0
+    assert out.startswith("stitch ") and f"(LibTorch {libtorch})" in out, out

@@ -2,6 +2,7 @@
 // commands; each command lives in its own file.
 
 #include <fmt/format.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <csignal>
@@ -131,7 +132,8 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App* app, const CLI::Error& e) {
     return fmt::format("error: {}\n{}\n", stitch::detail::terminal_safe(e.what()), help_hint(app));
   });
-  app.set_version_flag("--version", std::string("stitch ") + stitch::version());
+  app.set_version_flag("--version",
+                       fmt::format("stitch {} (LibTorch {})", stitch::version(), TORCH_VERSION));
   int threads = 0;
   app.add_option("--threads", threads,
                  "intra-op threads (default: STITCH_THREADS or every usable core)")
