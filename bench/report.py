@@ -400,7 +400,8 @@ def main(argv):
         if os.path.exists(meta.markdown):
             with open(meta.markdown) as f:
                 old = f.read()
-            for name in ("compat-attention", "merge"):  # bench/compat_attention.py, merge_bench.py
+            # bench/compat_attention.py, merge_bench.py, dead_code_bench.py
+            for name in ("compat-attention", "merge", "dead-code"):
                 begin, end = markers(name)
                 if begin in old and end in old:
                     text = (text.rstrip("\n") + "\n\n" +

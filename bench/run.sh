@@ -7,7 +7,8 @@
 # Each round runs stitch_bench, python_baseline.py and `stitch inspect` of
 # resnet50 (order alternating); after the rounds, two processes measure the
 # peak memory of a training step with the backbone frozen and trainable.
-# Merges have a benchmark of their own: bench/merge_bench.py.
+# Merges and unused entries have benchmarks of their own: bench/merge_bench.py,
+# bench/dead_code_bench.py.
 #
 # Environment:
 #   STITCH_BENCH_BUILD  build folder (default: build-bench in the source tree)

@@ -6,7 +6,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ccache git
-  libtorch-dev libgloo-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev
+  libtorch-dev libgloo-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev zlib1g-dev
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-torchaudio python3-sklearn python3-pytest
   python3-numpy graphviz

@@ -301,7 +301,7 @@ TEST_F(ComposeTest, LearnedLayersMatchTheirTorchEquivalents) {
   };
   torch::NoGradGuard no_grad;
   auto input = torch::randn({2, 3, 8, 8});
-  auto expected = torch::conv2d(input, p("conv.weight"), p("conv.bias"), 1, 1);
+  auto expected = torch::conv2d(input, p("y_conv.weight"), p("y_conv.bias"), 1, 1);
   expected = torch::layer_norm(expected, {8});
   expected = torch::batch_norm(expected, {}, {}, torch::zeros({4}), torch::ones({4}), false, 0.1,
                                1e-5, false);

@@ -47,8 +47,10 @@ TEST_F(ConcurrentTest, ForksEveryIndependentCallButTheLast) {
   parallel(g);
   using K = Step::Kind;
   // module1 forked, module2 inline, wait, then concat and linear.
-  EXPECT_EQ(kinds(schedule(g, true)), (std::vector<K>{K::Fork, K::Run, K::Wait, K::Run, K::Run}));
-  EXPECT_EQ(kinds(schedule(g, false)), (std::vector<K>{K::Run, K::Run, K::Run, K::Run}));
+  EXPECT_EQ(kinds(schedule(g, simplify(g), true)),
+            (std::vector<K>{K::Fork, K::Run, K::Wait, K::Run, K::Run}));
+  EXPECT_EQ(kinds(schedule(g, simplify(g), false)),
+            (std::vector<K>{K::Run, K::Run, K::Run, K::Run}));
 }
 
 TEST_F(ConcurrentTest, TheHeaviestCallRunsInlineAndTheLighterOnesAreForked) {
@@ -62,11 +64,11 @@ TEST_F(ConcurrentTest, TheHeaviestCallRunsInlineAndTheLighterOnesAreForked) {
   const int call1 = 1, call2 = 2;  // after the input x
   ASSERT_EQ(g.nodes()[call1].op, "module1");
   using K = Step::Kind;
-  auto heavy_first = schedule(g, true, {{"module1", 1000}, {"module2", 10}});
+  auto heavy_first = schedule(g, simplify(g), true, {{"module1", 1000}, {"module2", 10}});
   ASSERT_EQ(kinds(heavy_first), (std::vector<K>{K::Fork, K::Run, K::Wait, K::Run}));
   EXPECT_EQ(heavy_first[0].node, call2);
   EXPECT_EQ(heavy_first[1].node, call1);
-  auto heavy_last = schedule(g, true, {{"module1", 10}, {"module2", 1000}});
+  auto heavy_last = schedule(g, simplify(g), true, {{"module1", 10}, {"module2", 1000}});
   EXPECT_EQ(heavy_last[0].node, call1);
   EXPECT_EQ(heavy_last[1].node, call2);
 }
@@ -77,7 +79,7 @@ TEST_F(ConcurrentTest, AChainHasNothingToFork) {
   auto a = load(fixture("seed000_ex1_model1.pt"));
   auto b = load(fixture("seed000_ex1_model2.pt"));
   g.output("y", b(a(x)));
-  for (const auto& step : schedule(g, true)) EXPECT_EQ(step.kind, Step::Kind::Run);
+  for (const auto& step : schedule(g, simplify(g), true)) EXPECT_EQ(step.kind, Step::Kind::Run);
 }
 
 TEST_F(ConcurrentTest, ForkedBuildGivesTheSameNumbersSavedAndLoaded) {

@@ -122,6 +122,15 @@ TEST(FuzzRegression, SpecDimensionProductOverflows) {
                          stitch::SpecError, "s.yaml:2:7: ");
 }
 
+TEST(FuzzRegression, SpecStartingWithAComma) {
+  // yaml-cpp's LoadAll never returned on a ',' no document can start with
+  // (CI's fuzzing hung on it).
+  EXPECT_THROW_TYPE_WITH(stitch::parse_spec(",\ninputs:\n  x: [N, 4]\n", "s.yaml"),
+                         stitch::SpecError, "s.yaml:1:1: invalid YAML: ',' starts no value here");
+  EXPECT_THROW_TYPE_WITH(stitch::parse_spec("[a, b]\n,\n", "s.yaml"), stitch::SpecError,
+                         "s.yaml:2:1: invalid YAML: ',' starts no value here");
+}
+
 TEST(FuzzRegression, ConcatOfATensorAndA0dTensor) {
   // The suggested fix once freed dim -1 of the 0-d shape.
   stitch::Graph g;

@@ -171,10 +171,10 @@ TEST_F(SurgeryTest, HeadSwapOnResnetEqualsFeaturesThenANewLinear) {
   auto x = torch::randn({3, 3, 64, 64});
   auto features = children_until(r, kResnet, x, "avgpool").flatten(1);
   auto expected =
-      torch::linear(features, parameter(model, "linear.weight"), parameter(model, "linear.bias"));
+      torch::linear(features, parameter(model, "logits.weight"), parameter(model, "logits.bias"));
   EXPECT_TRUE(torch::allclose(run(model, {x}), expected, 1e-5, 1e-5));
   EXPECT_FALSE(parameter(model, "backbone.conv1.weight").requires_grad());
-  EXPECT_TRUE(parameter(model, "linear.weight").requires_grad());
+  EXPECT_TRUE(parameter(model, "logits.weight").requires_grad());
 }
 
 /// Seed 002, strategy 2 corrected: resnet18 split at layer3, a depth

@@ -64,6 +64,33 @@ TEST_F(VerifyTest, ATamperedComponentWeightIsCaught) {
   tamper("vision.layer4.1.conv2", "weight", 0.05);
   EXPECT_THROW_WITH(verify(dir_ / "out.pt", dir_ / "spec.yaml"),
                     "differs from its parts: output 'logits'");
+  // ... and the error names the component whose weights are not its file's.
+  EXPECT_THROW_WITH(verify(dir_ / "out.pt", dir_ / "spec.yaml"),
+                    "vision's weights in the artifact differ from its file's: 1 of");
+}
+
+TEST_F(VerifyTest, AnOptimizedArtifactMatchesItsParts) {
+  // --optimize folds every weight into the code: the learned layers are the
+  // spec's seeded ones.
+  compose();
+  save(fold_weights(torch::jit::load((dir_ / "out.pt").string())), dir_ / "opt.pt");
+  VerifyReport r = verify(dir_ / "opt.pt", dir_ / "spec.yaml");
+  EXPECT_TRUE(r.ok());
+  ASSERT_EQ(r.notes.size(), 1u);
+  EXPECT_NE(r.notes[0].find("compose --optimize"), std::string::npos) << r.notes[0];
+}
+
+TEST_F(VerifyTest, ACppApiArtifactMatchesTheSpecItCarries) {
+  // The C++ API and the spec name layers alike, so the stored spec rebuilds
+  // the same module.
+  Graph g;
+  auto x = g.input("x", {N, 10});
+  auto model = load(fixture("seed000_ex1_model1.pt")).name("body");
+  g.output("y", linear(relu(model(x)), 3));
+  g.output("z", mlp(x, {8, 2}));
+  save(build(g), dir_ / "api.pt");
+  std::ofstream(dir_ / "stored.yaml") << read_metadata(dir_ / "api.pt").spec_yaml;
+  EXPECT_TRUE(verify(dir_ / "api.pt", dir_ / "stored.yaml").ok());
 }
 
 TEST_F(VerifyTest, LearnedLayersTakeTheirWeightsFromTheArtifact) {

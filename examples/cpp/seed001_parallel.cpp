@@ -22,8 +22,8 @@ int main(int argc, char** argv) try {
   auto b = torch::jit::load(dir + "/seed001_ex3_module2.pt");
   torch::Tensor w, bias;
   for (const auto& p : combined.named_parameters(true)) {
-    if (p.name == "linear.weight") w = p.value;
-    if (p.name == "linear.bias") bias = p.value;
+    if (p.name == "y.weight") w = p.value;
+    if (p.name == "y.bias") bias = p.value;
   }
   torch::NoGradGuard no_grad;
   auto input = torch::randn({4, 10});

@@ -26,7 +26,12 @@ struct CheckedModels;
 
 struct CheckReport {
   std::vector<NodeReport> nodes;
-  /// A table with one line per node: name, expression, type, note.
+  /// What build leaves out or computes once: "z = head(x) is used by no
+  /// output: left out of the build ...", "b = vision(image) is the same as
+  /// a: computed once".
+  std::vector<std::string> notes;
+  /// A table with one line per node: name, expression, type, note; then a
+  /// `note:` line for each of `notes`.
   [[nodiscard]] std::string table() const;
 
   /// The models check loaded, cut and probed, for build(graph, report) to

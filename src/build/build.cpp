@@ -91,7 +91,7 @@ class Builder {
     const bool single = g_.outputs().size() == 1;
     std::string code = fmt::format("def forward(self, {}) -> {}:\n", join(params),
                                    single ? "Tensor" : "Dict[str, Tensor]");
-    for (const Step& step : schedule(g_, options.concurrent(), model_weights())) {
+    for (const Step& step : schedule(g_, a_.simple, options.concurrent(), model_weights())) {
       code += "  " + emit(step) + "\n";
     }
     if (single) {
@@ -130,9 +130,11 @@ class Builder {
     return weights;
   }
 
+  /// The variable holding a node's value: the node it is the same as.
   std::string var(size_t id) const {
-    const Node& n = g_.nodes()[id];
-    return n.name.empty() ? fmt::format("_{}", id) : n.name;
+    const int of = a_.simple.same_as.at(id);
+    const Node& n = g_.nodes()[of];
+    return n.name.empty() ? fmt::format("_{}", of) : n.name;
   }
 
   std::string arg(const Node& n, size_t i) const {

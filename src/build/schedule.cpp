@@ -6,20 +6,21 @@ namespace stitch {
 
 namespace {
 
-std::vector<int> value_args(const Node& n) {
+/// The nodes whose values node `id` uses (the nodes they are the same as).
+std::vector<int> value_args(const Graph& graph, const Simplification& simple, int id) {
   std::vector<int> ids;
-  for (const auto& a : n.args) {
-    if (const auto* v = std::get_if<Value>(&a)) ids.push_back(v->id());
+  for (const auto& a : graph.nodes()[id].args) {
+    if (const auto* v = std::get_if<Value>(&a)) ids.push_back(simple.same_as[v->id()]);
   }
   return ids;
 }
 
 /// needs[i][j]: node i uses node j's value, directly or through others.
-std::vector<std::vector<bool>> dependencies(const Graph& graph) {
+std::vector<std::vector<bool>> dependencies(const Graph& graph, const Simplification& simple) {
   const size_t n = graph.nodes().size();
   std::vector<std::vector<bool>> needs(n, std::vector<bool>(n, false));
   for (size_t i = 0; i < n; ++i) {
-    for (int arg : value_args(graph.nodes()[i])) {
+    for (int arg : value_args(graph, simple, static_cast<int>(i))) {
       needs[i][arg] = true;
       for (size_t j = 0; j < n; ++j) {
         if (needs[arg][j]) needs[i][j] = true;
@@ -31,15 +32,17 @@ std::vector<std::vector<bool>> dependencies(const Graph& graph) {
 
 class Scheduler {
  public:
-  Scheduler(const Graph& graph, const ModelWeights& weight)
+  Scheduler(const Graph& graph, const Simplification& simple, const ModelWeights& weight)
       : g_(graph),
+        simple_(simple),
         weight_(weight),
-        needs_(dependencies(graph)),
+        needs_(dependencies(graph, simple)),
         state_(graph.nodes().size(), State::Pending) {
     for (size_t id = 0; id < g_.nodes().size(); ++id) {
-      const Node::Kind kind = g_.nodes()[id].kind;
-      if (kind == Node::Kind::Input) state_[id] = State::Done;
-      if (kind == Node::Kind::Call) calls_.push_back(static_cast<int>(id));
+      if (!simple.runs[id]) state_[id] = State::Done;  // inputs, and what nothing needs
+      if (simple.runs[id] && g_.nodes()[id].kind == Node::Kind::Call) {
+        calls_.push_back(static_cast<int>(id));
+      }
     }
   }
 
@@ -48,7 +51,7 @@ class Scheduler {
       fork_ready_calls();
       const int next = next_to_run();
       if (next < 0) break;
-      for (int arg : value_args(g_.nodes()[next])) wait_for(arg);
+      for (int arg : value_args(g_, simple_, next)) wait_for(arg);
       steps_.push_back({Step::Kind::Run, next});
       state_[next] = State::Done;
     }
@@ -63,7 +66,7 @@ class Scheduler {
   bool independent(int a, int b) const { return !needs_[a][b] && !needs_[b][a]; }
 
   bool ready(int id) const {
-    const auto args = value_args(g_.nodes()[id]);
+    const auto args = value_args(g_, simple_, id);
     return std::all_of(args.begin(), args.end(),
                        [&](int arg) { return state_[arg] == State::Done; });
   }
@@ -106,6 +109,7 @@ class Scheduler {
   }
 
   const Graph& g_;
+  const Simplification& simple_;
   const ModelWeights& weight_;
   std::vector<std::vector<bool>> needs_;
   std::vector<State> state_;
@@ -115,13 +119,12 @@ class Scheduler {
 
 }  // namespace
 
-std::vector<Step> schedule(const Graph& graph, bool concurrent, const ModelWeights& weight) {
-  if (concurrent) return Scheduler(graph, weight).run();
+std::vector<Step> schedule(const Graph& graph, const Simplification& simple, bool concurrent,
+                           const ModelWeights& weight) {
+  if (concurrent) return Scheduler(graph, simple, weight).run();
   std::vector<Step> steps;
   for (size_t id = 0; id < graph.nodes().size(); ++id) {
-    if (graph.nodes()[id].kind != Node::Kind::Input) {
-      steps.push_back({Step::Kind::Run, static_cast<int>(id)});
-    }
+    if (simple.runs[id]) steps.push_back({Step::Kind::Run, static_cast<int>(id)});
   }
   return steps;
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "check/simplify.h"
 #include "stitch/graph.h"
 
 namespace stitch {
@@ -18,7 +19,7 @@ struct Step {
   int node = 0;
 };
 
-/// Every node but the inputs, once each, as Run or as Fork then Wait, in an
+/// Every node that `simple` runs, once each, as Run or as Fork then Wait, in an
 /// order where every argument is computed (or waited for) before it is used.
 /// Without `concurrent`, the graph's own order, all Run. With it, a model
 /// call that is independent of another model call not started yet (neither
@@ -28,6 +29,7 @@ struct Step {
 /// runs inline, on the calling thread and its intra-op threads, so a small
 /// branch beside a large model costs the large one nothing.
 using ModelWeights = std::map<std::string, int64_t>;
-std::vector<Step> schedule(const Graph& graph, bool concurrent, const ModelWeights& weight = {});
+std::vector<Step> schedule(const Graph& graph, const Simplification& simple, bool concurrent,
+                           const ModelWeights& weight = {});
 
 }  // namespace stitch

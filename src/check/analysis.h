@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "check/simplify.h"
 #include "load/component.h"
 #include "stitch/check.h"
 #include "stitch/graph.h"
@@ -19,6 +20,7 @@ struct Analysis {
   std::map<std::string, Component> components;  // by model name
   std::vector<ValueType> types;                 // by node id
   std::vector<std::string> notes;               // by node id
+  Simplification simple;                        // what build runs
 };
 
 namespace detail {

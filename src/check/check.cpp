@@ -186,6 +186,7 @@ class Analyzer {
       a_.types[id] = infer(static_cast<int>(id));
     }
     check_outputs();
+    a_.simple = simplify(g);
     return std::move(a_);
   }
 
@@ -589,6 +590,7 @@ CheckReport check(const Graph& graph) {
   Analysis analysis = analyze(graph);
   CheckReport report;
   report.nodes = node_reports(graph, analysis);
+  report.notes = analysis.simple.notes;
   report.checked = std::make_shared<detail::CheckedModels>();
   report.checked->analysis = std::move(analysis);
   return report;
@@ -650,6 +652,7 @@ std::string CheckReport::table() const {
     out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", r.name.empty() ? "-" : r.name, name_w, expr,
                        expr_w, r.type.str(), type_w, r.note);
   }
+  for (const auto& note : notes) out += "note: " + note + "\n";
   return out;
 }
 

@@ -245,6 +245,14 @@ void Graph::output(const std::string& name, Value value, SourceLoc loc) {
       throw SpecError(fmt::format("{}output '{}' is declared twice", loc.prefix(), name));
     }
   }
+  // An unnamed value is named after its output, as `name = ...` in a spec
+  // names it: the C++ API and the spec then name its layers alike.
+  Node& node = nodes_.at(value.id());
+  const bool taken = std::any_of(nodes_.begin(), nodes_.end(),
+                                 [&](const Node& other) { return other.name == name; });
+  if (node.name.empty() && node.kind != Node::Kind::Input && !taken && is_valid_name(name)) {
+    node.name = name;
+  }
   outputs_.emplace_back(name, value);
   output_locs_.push_back(std::move(loc));
 }

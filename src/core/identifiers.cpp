@@ -24,6 +24,10 @@ bool is_module_attribute(const std::string& name) {
          (!name.empty() && name[0] == '_');
 }
 
+bool is_valid_name(const std::string& name) {
+  return is_identifier(name) && !is_reserved_word(name) && name.rfind("__", 0) != 0;
+}
+
 void check_identifier(const std::string& what, const std::string& name, const SourceLoc& loc) {
   if (!is_identifier(name)) {
     throw SpecError(

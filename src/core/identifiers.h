@@ -16,6 +16,8 @@ bool is_reserved_word(const std::string& name);
 /// nn.Module keeps for itself (_modules, _parameters...).
 bool is_module_attribute(const std::string& name);
 
+/// Whether check_identifier accepts `name`.
+bool is_valid_name(const std::string& name);
 /// Throws SpecError at `loc` unless `name` can name a `what` (input, model,
 /// value).
 void check_identifier(const std::string& what, const std::string& name, const SourceLoc& loc);

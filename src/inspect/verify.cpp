@@ -111,6 +111,38 @@ TensorsByName outputs_by_name(const c10::IValue& out, const Graph& g) {
   return result;
 }
 
+/// A component whose weights in the artifact are not those of its file: how
+/// many differ, and the first. Nothing for an artifact without weights of
+/// its own (--optimize folds them into its code).
+std::vector<std::string> changed_weights(const TensorsByName& saved,
+                                         const torch::jit::Module& rebuilt,
+                                         const std::set<std::string>& components) {
+  std::vector<std::string> notes;
+  if (saved.empty()) return notes;
+  std::map<std::string, std::pair<int64_t, int64_t>> differ;  // differing, all
+  std::map<std::string, std::string> first;
+  for (const auto& [name, tensor] : named_tensors(rebuilt)) {
+    const std::string component = name.substr(0, name.find('.'));
+    if (!components.count(component)) continue;
+    auto& [count, all] = differ[component];
+    ++all;
+    auto it = saved.find(name);
+    if (it != saved.end() && it->second.sizes().equals(tensor.sizes()) &&
+        torch::equal(it->second, tensor)) {
+      continue;
+    }
+    if (count++ == 0) first[component] = name;
+  }
+  for (const auto& [component, counts] : differ) {
+    if (counts.first == 0) continue;
+    notes.push_back(fmt::format(
+        "{}'s weights in the artifact differ from its file's: {} of {} tensors, the first "
+        "'{}' (trained after composing, or the file changed)",
+        component, counts.first, counts.second, first[component]));
+  }
+  return notes;
+}
+
 /// Component files whose sha256 differs from the one the manifest recorded.
 std::vector<std::string> changed_files(const std::string& manifest_json, const Graph& g) {
   std::vector<std::string> notes;
@@ -141,12 +173,21 @@ VerifyReport verify(const fs::path& artifact, const fs::path& spec, const Verify
   rebuilt.eval();
   std::set<std::string> components;
   for (const auto& [name, m] : s.graph.models()) components.insert(name);
-  copy_builtin_weights(saved, rebuilt, components, artifact);
+  const TensorsByName saved_tensors = named_tensors(saved);
 
   VerifyReport report;
   report.rtol = options.rtol();
   report.atol = options.atol();
   report.notes = changed_files(meta.manifest_json, s.graph);
+  if (saved_tensors.empty() && !named_tensors(rebuilt).empty()) {
+    report.notes.push_back(
+        "the artifact keeps its weights in its code (compose --optimize): its learned layers are "
+        "compared with the spec's seeded initial weights");
+  } else {
+    copy_builtin_weights(saved, rebuilt, components, artifact);
+    const auto trained = changed_weights(saved_tensors, rebuilt, components);
+    report.notes.insert(report.notes.end(), trained.begin(), trained.end());
+  }
   const auto inputs = random_inputs(s.graph, options);
   torch::NoGradGuard no_grad;
   const TensorsByName expected = outputs_by_name(rebuilt.forward(inputs), s.graph);

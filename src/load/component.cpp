@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 
+#include "load/archive_check.h"
 #include "load/load_failure.h"
 #include "load/merge_weights.h"
 #include "load/surgery.h"
@@ -63,6 +64,12 @@ torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
   sha256 = sha256_hex(bytes);
   if (auto why = not_torchscript(file, bytes)) {
     throw ModelError(spec.loc.prefix() + *why);
+  }
+  try {
+    check_torchscript_archive(bytes);
+  } catch (const std::runtime_error& e) {
+    throw ModelError(
+        fmt::format("{}cannot load {}: {}", spec.loc.prefix(), file.string(), e.what()));
   }
   register_compat_operators();
   try {

@@ -91,7 +91,7 @@ std::vector<OpDef> fixed_ops() {
       {{"sigmoid", "fixed", {x}}, float_tensor, lower_activation},
       {{"tanh", "fixed", {x}}, float_tensor, lower_activation},
       {{"softmax", "fixed", {x, required("dim", K::Int)}}, float_along_dim, lower_softmax},
-      {{"dropout", "fixed", {x, required("p", K::Float)}}, dropout, lower_dropout},
+      {{"dropout", "fixed", {x, required("p", K::Float)}}, dropout, lower_dropout, nullptr, true},
       {{"l2norm", "fixed", {x, optional("dim", K::Int, 1)}}, float_along_dim, lower_l2norm},
   };
 }

@@ -115,6 +115,9 @@ struct OpDef {
   ShapeRule infer = nullptr;  // nullptr only for adapt, which check plans
   Lowering lower = nullptr;   // one of lower and layer; neither for adapt
   LayerLowering layer = nullptr;
+  /// Two calls on the same values give different results (dropout), so
+  /// build never computes them once for both (check/simplify.h).
+  bool random = false;
 
   const std::string& name() const { return signature.name; }
 };

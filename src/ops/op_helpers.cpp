@@ -2,6 +2,7 @@
 // they suggest, and TorchScript text for literals.
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "ops/adapt.h"
 #include "ops/expression_text.h"
@@ -84,7 +85,10 @@ std::string adapt_fix(const std::string& x, const ValueType& from, const Shape& 
   AdaptTarget target;
   target.shape = to;
   auto plan = plan_adapter(from, target);
-  const std::string adapt = fmt::format("adapt({}, to={})", x, shape_str(to));
+  // A dim of any size is -1 in to= (shape_str writes it ?, which a spec cannot).
+  std::vector<std::string> dims;
+  for (const auto& d : to) dims.push_back(d.str() == "?" ? "-1" : d.str());
+  const std::string adapt = fmt::format("adapt({}, to=[{}])", x, fmt::join(dims, ", "));
   if (plan && !plan->steps.empty() && plan->spec_text(x) != adapt) {
     return fmt::format("{}   or   {}", plan->spec_text(x), adapt);
   }

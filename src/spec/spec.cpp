@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -167,14 +169,23 @@ class SpecReader {
     }
   }
 
-  /// Keys given twice anywhere in a map and the maps inside it.
+  /// Keys given twice anywhere in a map and the maps inside it. Each map is
+  /// walked once, however many aliases (*a) name it: a few lines of nested
+  /// aliases name exponentially many maps. A node's place in the text is its
+  /// identity (an alias shares its anchor's node, and so its mark).
   void no_repeated_keys(const YAML::Node& map, const std::string& where) const {
-    if (!map.IsMap()) return;
+    std::set<int> walked;
+    no_repeated_keys(map, where, walked);
+  }
+
+  void no_repeated_keys(const YAML::Node& map, const std::string& where,
+                        std::set<int>& walked) const {
+    if (!map.IsMap() || !walked.insert(map.Mark().pos).second) return;
     std::map<std::string, int> seen;
     for (const auto& entry : map) {
       if (!entry.first.IsScalar()) continue;  // the train reader says what it expects
       check_unique(entry.first, seen, where);
-      no_repeated_keys(entry.second, where + "." + entry.first.Scalar());
+      no_repeated_keys(entry.second, where + "." + entry.first.Scalar(), walked);
     }
   }
 
@@ -573,6 +584,75 @@ class SpecReader {
   std::map<std::string, int> assigned_at_;  // name -> line it is assigned at
 };
 
+// ---- documents ---------------------------------------------------------------
+
+/// Where each YAML document starts, and its first value (none for an empty
+/// document), from the parser's events: aliases are not followed.
+class DocumentMarks : public YAML::EventHandler {
+ public:
+  struct Document {
+    YAML::Mark start;
+    std::optional<YAML::Mark> value;
+  };
+  std::vector<Document> documents;
+
+  void OnDocumentStart(const YAML::Mark& mark) override { documents.push_back({mark, {}}); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { saw(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    saw(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    saw(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    saw(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void saw(const YAML::Mark& mark) {
+    if (!documents.back().value) documents.back().value = mark;
+  }
+};
+
+SourceLoc loc_at(const std::string& label, const YAML::Mark& mark) {
+  return SourceLoc{label, mark.line + 1, mark.column + 1};
+}
+
+/// A spec is one YAML document: a second one would be ignored, so it is
+/// refused (an empty one after a trailing '---' is nothing). yaml-cpp's
+/// LoadAll never returns on a token no document can start with (a ',' at
+/// the top level: it reads an empty document there without moving on), so
+/// the documents are walked here, and a document starting where the last
+/// one did is that token.
+void only_one_document(const std::string& text, const std::string& label) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentMarks marks;
+  while (parser.HandleNextDocument(marks)) {
+    const auto& docs = marks.documents;
+    if (docs.size() < 2) continue;
+    const YAML::Mark& start = docs.back().start;
+    if (start.pos == docs[docs.size() - 2].start.pos) {
+      const char c = start.pos >= 0 && size_t(start.pos) < text.size() ? text[start.pos] : '?';
+      throw SpecError(fmt::format("{}invalid YAML: '{}' starts no value here",
+                                  loc_at(label, start).prefix(), c));
+    }
+    if (docs.back().value) {
+      throw SpecError(
+          fmt::format("{}a second YAML document: a spec is one, and the rest would be ignored\n"
+                      "  fix: remove the '---' line before this, or split the file",
+                      loc_at(label, *docs.back().value).prefix()));
+    }
+  }
+}
+
 // ---- to_spec_yaml ------------------------------------------------------------
 
 // Writes nodes as `name = expression` statements. A node used once, without a
@@ -787,20 +867,8 @@ Spec parse_spec(const std::string& text, const std::filesystem::path& file) {
     return SpecError(at.prefix() + what + e.msg);
   };
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(text);
-    // A second document would be ignored: refused (an empty one after a
-    // trailing '---' is nothing).
-    for (size_t i = 1; i < documents.size(); ++i) {
-      if (documents[i].IsNull()) continue;
-      SourceLoc at{label};
-      at.line = documents[i].Mark().line + 1;
-      at.column = documents[i].Mark().column + 1;
-      throw SpecError(
-          fmt::format("{}a second YAML document: a spec is one, and the rest would be ignored\n"
-                      "  fix: remove the '---' line before this, or split the file",
-                      at.prefix()));
-    }
-    YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+    only_one_document(text, label);
+    YAML::Node root = YAML::Load(text);
     SpecReader(spec, label, file.parent_path()).read(root);
     resolve_paths(root, spec.graph, file.parent_path());
     spec.graph.spec_yaml = emit(root);

@@ -203,6 +203,7 @@ class Trainer {
     auto files = list_checkpoints(config_.out);
     if (options_.resume() && !files.empty()) {
       Position at = load_checkpoint(files.back(), module_, *optimizer_, config_.optimizer);
+      check_position(at, files.back());
       if (lead_) {
         metrics.keep_until(at.step);
         log_(fmt::format("resuming from {}: epoch {}, after step {}", files.back().string(),
@@ -216,6 +217,36 @@ class Trainer {
     }
     if (lead_) earlier_checkpoints_ = files;
     return Position{};
+  }
+
+  /// A checkpoint's place in the run, checked against this run's data and
+  /// epochs: a foreign or hostile file can neither make the loop run for
+  /// ever nor index past the data.
+  void check_position(const Position& at, const fs::path& file) const {
+    const int64_t steps = (data_.train_size + config_.batch - 1) / config_.batch;
+    auto refuse = [&](const std::string& what) {
+      throw Error(fmt::format(
+          "cannot resume from {}: {}\n"
+          "  fix: remove it (the run resumes from the checkpoint before it), or train from the "
+          "start (without --resume, or with another out:)",
+          file.string(), what));
+    };
+    if (at.epoch < 0 || at.epoch > config_.epochs) {
+      refuse(fmt::format("its epoch {} is not one of this run's 0..{} (epochs: {})", at.epoch,
+                         config_.epochs, config_.epochs));
+    }
+    if (at.batch < 0 || at.batch >= std::max<int64_t>(steps, 1)) {
+      refuse(fmt::format("its batch {} is not one of an epoch's 0..{} ({} samples, batch: {})",
+                         at.batch, steps - 1, data_.train_size, config_.batch));
+    }
+    if (at.step < 0) refuse(fmt::format("its step {} is negative", at.step));
+    if (!std::isfinite(at.seconds) || at.seconds < 0) {
+      refuse(fmt::format("its training time {} is not a time", at.seconds));
+    }
+    if (!std::isfinite(at.loss_sum) || at.loss_samples < 0 || at.loss_samples > data_.train_size) {
+      refuse(fmt::format("its running loss ({} over {} samples) is not one of this data's",
+                         at.loss_sum, at.loss_samples));
+    }
   }
 
   /// Temporary files of a checkpoint write that a killed run left behind.

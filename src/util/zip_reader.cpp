@@ -1,7 +1,9 @@
 #include "util/zip_reader.h"
 
 #include <fmt/format.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <utility>
 
@@ -62,15 +64,35 @@ ZipArchive::ZipArchive(std::string_view zip) {
       }
     }
     const std::string key = name.substr(name.find('/') + 1);
-    if (read_le(zip, pos + 10, 2) != 0 || compressed != size) {
-      compressed_.insert(key);
-    } else {
-      if (read_le(zip, local, 4) != 0x04034b50) fail("corrupt zip entry '{}'", name);
-      const uint64_t data = local + 30 + read_le(zip, local + 26, 2) + read_le(zip, local + 28, 2);
+    if (read_le(zip, local, 4) != 0x04034b50) fail("corrupt zip entry '{}'", name);
+    const uint64_t data = local + 30 + read_le(zip, local + 26, 2) + read_le(zip, local + 28, 2);
+    const uint64_t method = read_le(zip, pos + 10, 2);
+    if (method == 0 && compressed == size) {
       stored_[key] = slice(zip, data, size);
+    } else if (method == 8) {
+      compressed_[key] = Deflated{slice(zip, data, compressed), size};
+    } else {
+      fail("zip entry '{}' is compressed by method {}, which PyTorch never writes", name, method);
     }
     pos = extra_end + read_le(zip, pos + 32, 2);
   }
+}
+
+std::string ZipArchive::inflate(const Deflated& entry) const {
+  std::string out(entry.size, '\0');
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail("cannot inflate a zip entry");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(entry.data.data()));
+  z.avail_in = static_cast<uInt>(std::min<uint64_t>(entry.data.size(), UINT32_MAX));
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(std::min<uint64_t>(out.size(), UINT32_MAX));
+  const int status = ::inflate(&z, Z_FINISH);
+  const uint64_t produced = z.total_out;
+  inflateEnd(&z);
+  if (status != Z_STREAM_END || produced != entry.size) {
+    fail("a deflated zip entry does not inflate to the {} bytes it declares", entry.size);
+  }
+  return out;
 }
 
 std::optional<std::string_view> ZipArchive::find(const std::string& name) const {

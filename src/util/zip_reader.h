@@ -9,7 +9,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace stitch::detail {
 
@@ -19,9 +18,9 @@ std::string_view slice(std::string_view bytes, uint64_t pos, uint64_t n);
 /// The `n`-byte little-endian unsigned integer at `pos` (n <= 8).
 uint64_t read_le(std::string_view bytes, uint64_t pos, int n);
 
-/// The stored (uncompressed) zip archives that torch.save and torch.jit.save
-/// write. Every entry is bounds-checked against the bytes before anything is
-/// read, so nothing is allocated beyond the entry names. Entries are named
+/// The zip archives that torch.save and torch.jit.save write: entries
+/// stored, and (torch.jit.save's code files) deflated. Every entry is bounds-checked against the
+/// bytes before anything is read, so nothing is allocated beyond the entry names. Entries are named
 /// without the archive's top folder ("archive/data.pkl" -> "data.pkl").
 class ZipArchive {
  public:
@@ -37,9 +36,21 @@ class ZipArchive {
     return stored_.count(name) > 0 || compressed_.count(name) > 0;
   }
 
+  /// A deflated entry: its bytes in the zip and the size it declares.
+  struct Deflated {
+    std::string_view data;
+    uint64_t size = 0;
+  };
+  const std::unordered_map<std::string, std::string_view>& stored() const { return stored_; }
+  const std::unordered_map<std::string, Deflated>& deflated() const { return compressed_; }
+
+  /// A deflated entry's bytes, inflated; fails when they are not the size
+  /// it declares (never allocating more than that).
+  std::string inflate(const Deflated& entry) const;
+
  private:
   std::unordered_map<std::string, std::string_view> stored_;
-  std::unordered_set<std::string> compressed_;
+  std::unordered_map<std::string, Deflated> compressed_;
 };
 
 }  // namespace stitch::detail

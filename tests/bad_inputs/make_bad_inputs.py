@@ -85,11 +85,31 @@ def payload_offset(data, local):
     return local + 30 + name_len + extra_len
 
 
+def with_code(data, transform):
+    """The archive with each TorchScript code entry (.py) replaced by
+    transform(its text), rewritten by zipfile with the same compression."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename.endswith(".py") and "/code/" in info.filename:
+                body = transform(body.decode()).encode()
+            dst.writestr(info, body, compress_type=info.compress_type)
+    return out.getvalue()
+
+
+def deep_forward(code, depth=10000):
+    """Linear's forward returning its input inside `depth` parentheses."""
+    head, _, _ = code.partition("    return ")
+    return head + "    return " + "(" * depth + "input" + ")" * depth + "\n"
+
+
 def broken_models():
     good = good_model_bytes()
-    pkl_local, pkl_central, pkl = entry(good, "/data.pkl")
     # Linear's code: linear.py, or ___torch_mangle_N.py once torch has scripted it before
-    code_local, _, _ = entry(good, ".py")
+    code_name = next(n for n in zip_entries(good) if n.endswith(".py") and "/code/" in n)
+    code_local, code_central, _ = entry(good, code_name)
+    pkl_local, pkl_central, pkl = entry(good, "/data.pkl")
     eocd = good.rfind(b"PK\x05\x06")
     pkl_data = payload_offset(good, pkl_local)
     return {
@@ -110,6 +130,12 @@ def broken_models():
         # data.pkl declares 2 GB (the archive holds a few hundred bytes).
         "model_huge_declared_size.pt": patch_u32(
             patch_u32(good, pkl_central + 24, 0x7FFFFFF0), pkl_local + 22, 0x7FFFFFF0),
+        # A forward nested 10 000 parentheses deep (1.4 KB deflated): LibTorch's
+        # parser overflows its stack on it (#21).
+        "model_deep_code.pt": with_code(good, deep_forward),
+        # The deflated code declares 2 GB inflated (LibTorch allocates that).
+        "model_huge_declared_code.pt": patch_u32(
+            patch_u32(good, code_central + 24, 0x7FFFFFF0), code_local + 22, 0x7FFFFFF0),
         # Two entries start at the same offset: the pickle's central record
         # points at the weights' local header.
         "model_overlapping_entries.pt": patch_u32(

@@ -147,3 +147,22 @@ def test_chain_with_adapt_leaves_fitting_models_alone(run_stitch, fixtures_dir, 
     x = torch.randn(3, 10)
     with torch.no_grad():
         assert torch.allclose(art(x), load_eval(b)(load_eval(a)(x)), atol=ATOL)
+
+
+def test_the_fix_for_a_concat_of_two_maps_is_valid_as_written(run_stitch, tmp_path):
+    """#20: the fix said to=[N, ?, 14, 14], which the parser refused."""
+    def spec(expression):
+        path = tmp_path / "spec.yaml"
+        path.write_text("inputs:\n  a: [N, 4, 14, 14]\n  b: [N, 3, 7, 7]\nmodels: {}\n"
+                        f"graph:\n  - y = concat(a, {expression}, dim=1)\noutputs: [y]\n")
+        return path
+    code, out, err = run_stitch("check", spec("b"))
+    assert code == 1, err
+    fixes = [line.split("fix: ", 1)[1] for line in err.splitlines() if "fix: " in line]
+    assert fixes, err
+    alternatives = fixes[0].split("   or   ")
+    assert any("to=[N, -1, 14, 14]" in a for a in alternatives), err
+    for alternative in alternatives:
+        code, out, err2 = run_stitch("check", spec(alternative.strip()))
+        assert code == 0, f"the fix {alternative!r} does not check:\n{err2}"
+        assert "float[N, 7, 14, 14]" in out, out

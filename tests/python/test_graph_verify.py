@@ -115,6 +115,18 @@ def test_verify_catches_a_tampered_component_weight(run_stitch, late_fusion, tmp
     code, stdout, stderr = run_stitch("verify", out, late_fusion)
     assert_clean_error(code, stdout, stderr)
     assert "output 'logits'" in stderr and "max abs" in stderr and "tolerance" in stderr
+    assert ("note: vision's weights in the artifact differ from its file's: 1 of" in stderr and
+            "'vision.layer4.1.conv2.weight'" in stderr), stderr
+
+
+def test_verify_of_an_optimized_artifact(run_stitch, late_fusion, tmp_path):
+    out = tmp_path / "opt.pt"
+    code, _, stderr = run_stitch("compose", late_fusion, "-o", out, "--optimize")
+    assert code == 0, stderr
+    code, stdout, stderr = run_stitch("verify", out, late_fusion)
+    assert code == 0, stderr
+    assert "logits" in stdout and "ok" in stdout
+    assert "note: the artifact keeps its weights in its code (compose --optimize)" in stdout
 
 
 def test_verify_keeps_trained_head_weights(run_stitch, late_fusion, tmp_path):

@@ -150,6 +150,13 @@ CASES = [
          {"m.pt": "model_truncated_tail.pt", "x.npy": "x_ok.npy", "y.npy": EARLIER}, "m.pt"),
     Case("model_huge_declared_size_graph", ["graph", "m.pt", "-o", "g.svg"],
          {"m.pt": "model_huge_declared_size.pt"}, "m.pt"),
+    *[Case(f"model_deep_code_{cmd[0]}", cmd, files, "nests 10000 levels deep at line")
+      for cmd, files in [(["inspect", "m.pt"], {"m.pt": "model_deep_code.pt"}),
+                         (["check", "spec.yaml"], SPEC_ON("model_deep_code.pt")),
+                         (["run", "m.pt", "--input", "x.npy", "-o", "y.npy"],
+                          {"m.pt": "model_deep_code.pt", "x.npy": "x_ok.npy"})]],
+    Case("model_huge_declared_code_inspect", ["inspect", "m.pt"],
+         {"m.pt": "model_huge_declared_code.pt"}, "more than 64 times the file")
     Case("model_zeros_graph", ["graph", "m.pt", "-o", "g.dot"], {"m.pt": "model_zeros.pt"},
          "m.pt"),
     Case("model_bitflip_code_compose", ["compose", "spec.yaml", "-o", "out.pt"],
@@ -415,7 +422,21 @@ def test_readme_lists_every_case():
 
 # --- inputs stitch accepts, or may: never a crash or a hang ----------------------------
 
+def _alias_bomb(levels=9, width=7):
+    """A spec whose train: holds maps of aliases of maps: under 1 KB, 7^9
+    maps when every alias is followed (#21: this hung check)."""
+    keys = "klmnopq"[:width]
+    lines = ["inputs:", "  x: [N, 4]", "graph:", "  - y = relu(x)", "outputs: [y]", "train:",
+             "  a0: &a0 {" + ", ".join(f"{k}: 1" for k in keys) + "}"]
+    for level in range(1, levels + 1):
+        items = ", ".join(f"{k}: *a{level - 1}" for k in keys)
+        lines.append(f"  a{level}: &a{level} {{{items}}}")
+    return Text(("\n".join(lines) + "\n").encode())
+
+
 TOLERATED = [
+    # Nested aliases in train: are walked once each (check does not read train:).
+    ("yaml_alias_bomb_in_train", ["check", "spec.yaml"], {"spec.yaml": _alias_bomb()}),
     # A bit flip in parts LibTorch does not check (no CRC check on load).
     ("model_bitflip_end", ["inspect", "m.pt"], {"m.pt": "model_bitflip_end.pt"}),
     ("model_bitflip_name", ["inspect", "m.pt"], {"m.pt": "model_bitflip_name.pt"}),

@@ -313,6 +313,30 @@ def test_resuming_with_another_optimizer_or_model_is_refused_in_words(small, run
     assert "the checkpoint is of another model: 'logits.weight' has another shape in it" in err, err
 
 
+@pytest.mark.parametrize("field,value,words", [
+    ("epoch", -10**15, "its epoch -1000000000000000 is not one of this run's 0..1"),
+    ("epoch", 10**15, "its epoch 1000000000000000 is not one of this run's 0..1"),
+    ("batch", 2**62, "its batch 4611686018427387904 is not one of an epoch's 0..2"),
+    ("batch", -1, "its batch -1 is not"),
+    ("step", -7, "its step -7 is negative"),
+    ("seconds", float("nan"), "its training time nan is not a time"),
+    ("loss_samples", 2**40, "its running loss"),
+])
+def test_a_hostile_checkpoint_field_is_refused_in_words(small, run_stitch, field, value, words):
+    """#21: a checkpoint's position is checked against the run before it is used."""
+    folder, body, train, _ = small
+    train.update(epochs=1)
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    [checkpoint] = sorted((folder / "run" / "checkpoints").glob("step_*.pt"))
+    archive = torch.jit.load(str(checkpoint))
+    setattr(archive, field, value)
+    archive.save(str(checkpoint))
+    code, out, err = run_stitch("train", write_spec(folder, body, train), "--resume", timeout=60)
+    assert_clean_error(code, out, err)
+    assert f"cannot resume from {checkpoint}: {words}" in err, err
+    assert "fix: remove it" in err, err
+
+
 def test_raising_epochs_and_resuming_equals_the_longer_run(small, run_stitch):
     folder, body, train, _ = small
     body["graph"][1] = "logits = linear(dropout(relu(f), 0.3), 3)"  # uses the RNG
