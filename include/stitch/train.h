@@ -6,6 +6,7 @@
 #include <torch/arg.h>
 #include <torch/script.h>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -70,6 +71,9 @@ struct TrainConfig {
 /// `0.5 * mse(a, b) + clip(x, y, temperature=0.07)`. Throws SpecError.
 [[nodiscard]] std::vector<LossTerm> parse_loss(const std::string& text);
 
+/// What TrainOptions::stop points at: a signal number, 0 until one came.
+using StopFlag = const std::atomic<int>*;
+
 /// How to run a training job (the command line's part).
 ///   stitch::train(spec, stitch::TrainOptions().resume(true));
 struct TrainOptions {
@@ -85,6 +89,23 @@ struct TrainOptions {
   TORCH_ARG(bool, progress) = true;
   /// Where warnings and progress lines go (default: stderr).
   TORCH_ARG(std::function<void(const std::string&)>, log);
+  /// Read after every step: once it holds a signal number (a SIGINT or
+  /// SIGTERM handler stores it), training stops there, writes a checkpoint
+  /// and throws TrainStopped naming it. An epoch's last step finishes the
+  /// epoch (validation, metrics.csv) first. Data-parallel processes stop at
+  /// the same step: the flag is summed with the gradients.
+  TORCH_ARG(StopFlag, stop) = nullptr;
+};
+
+/// Training stopped by TrainOptions::stop: the message names the signal,
+/// the checkpoint written and --resume.
+class TrainStopped : public Error {
+ public:
+  TrainStopped(const std::string& message, int signal) : Error(message), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
 };
 
 /// What a finished run measured (its last epoch).

@@ -119,6 +119,22 @@ nlohmann::json type_json(const std::optional<ValueType>& t) {
   return t ? nlohmann::json(t->str()) : nlohmann::json(nullptr);
 }
 
+/// A tensor type's shape as a list (sizes as numbers, dynamic dims as their
+/// names: [1, 512, 7, 7], ["N", 512]) and dtype, for scripts; null for
+/// anything else.
+nlohmann::json shape_json(const std::optional<ValueType>& t) {
+  if (!t || !t->is_tensor()) return nullptr;
+  auto shape = nlohmann::json::array();
+  for (const auto& d : t->shape) {
+    shape.push_back(d.is_static() ? nlohmann::json(d.size()) : nlohmann::json(d.str()));
+  }
+  return shape;
+}
+
+nlohmann::json dtype_json(const std::optional<ValueType>& t) {
+  return t && t->is_tensor() ? nlohmann::json(dtype_str(t->dtype)) : nlohmann::json(nullptr);
+}
+
 /// Whether every symbol of `d` has a value.
 bool all_bound(const Dim& d, const std::map<std::string, int64_t>& values) {
   return std::all_of(d.symbols().begin(), d.symbols().end(),
@@ -348,22 +364,33 @@ std::string InspectReport::table() const {
 std::string InspectReport::json() const {
   nlohmann::json j;
   j["inputs"] = nlohmann::json::array();
-  for (const auto& [name, t] : inputs) j["inputs"].push_back({{"name", name}, {"type", t.str()}});
+  for (const auto& [name, t] : inputs) {
+    j["inputs"].push_back(
+        {{"name", name}, {"type", t.str()}, {"shape", shape_json(t)}, {"dtype", dtype_json(t)}});
+  }
   j["modules"] = nlohmann::json::array();
   for (const auto& r : modules) {
     j["modules"].push_back({{"path", r.path},
                             {"type", r.type},
                             {"depth", r.depth},
                             {"output", type_json(r.output)},
+                            {"shape", shape_json(r.output)},
+                            {"dtype", dtype_json(r.output)},
                             {"parameters", r.parameters},
                             {"trainable", r.trainable},
                             {"training", r.training()}});
   }
   j["output"] = type_json(output);
+  j["output_shape"] = shape_json(output);
+  j["output_dtype"] = dtype_json(output);
   j["nodes"] = nlohmann::json::array();
   for (const auto& n : nodes) {
-    j["nodes"].push_back(
-        {{"name", n.name}, {"expression", n.expression}, {"type", n.type.str()}, {"note", n.note}});
+    j["nodes"].push_back({{"name", n.name},
+                          {"expression", n.expression},
+                          {"type", n.type.str()},
+                          {"shape", shape_json(n.type)},
+                          {"dtype", dtype_json(n.type)},
+                          {"note", n.note}});
   }
   j["total"] = {
       {"parameters", parameters}, {"trainable", trainable}, {"frozen", parameters - trainable}};

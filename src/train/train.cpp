@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <csignal>
 #include <iostream>
 #include <sstream>
 
@@ -131,12 +132,14 @@ class Trainer {
         ++at.step;
         at.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - started).count();
         progress.step(at.batch, loss, count);
-        if (config_.checkpoint_every > 0 && at.step % config_.checkpoint_every == 0 &&
-            at.batch + 1 < steps) {
+        const bool stopping = stop_signal_ != 0 && at.batch + 1 < steps;
+        if (stopping || (config_.checkpoint_every > 0 && at.step % config_.checkpoint_every == 0 &&
+                         at.batch + 1 < steps)) {
           Position next = at;
           ++next.batch;
           checkpoint(next);
         }
+        if (stopping) stopped(at);
       }
       const Validation val = lead_ ? validate() : Validation{};
       result.train_loss = at.loss_sum / std::max<int64_t>(at.loss_samples, 1);
@@ -154,6 +157,7 @@ class Trainer {
       progress.end_epoch(summary(at, result, epoch_seconds, steps));
       at.loss_sum = 0;
       at.loss_samples = 0;
+      if (stop_signal_ != 0 && at.epoch + 1 < config_.epochs) stopped(at);
     }
     result.epochs = config_.epochs;
     result.steps = at.step;
@@ -273,15 +277,41 @@ class Trainer {
       loss_value = forward_backward(module_, spec_.graph, data_, config_.loss,
                                     take(data_, index.narrow(0, begin, end - begin)), share);
     }
+    const int requested = options_.stop() ? options_.stop()->load() : 0;
     if (comm_) {
-      torch::Tensor flat = flatten_grads(groups_.params, {loss_value});
+      // The stop request rides with the gradients: every process sees it
+      // at the same step.
+      torch::Tensor flat = flatten_grads(groups_.params, {loss_value, double(requested)});
       comm_->all_reduce_sum(flat);
       unflatten_grads(groups_.params, flat);
-      loss_value = flat[-1].item<double>();
+      loss_value = flat[-2].item<double>();
+      const int any = static_cast<int>(flat[-1].item<double>() + 0.5);
+      if (any != 0 && stop_signal_ == 0) stop_signal_ = requested != 0 ? requested : -1;
+    } else if (requested != 0) {
+      stop_signal_ = requested;
     }
     if (!std::isfinite(loss_value)) fail_non_finite(at, loss_value);
     optimizer_->step();
     return loss_value;
+  }
+
+  /// Ends a run that TrainOptions::stop stopped after step `at.step` (its
+  /// checkpoint written).
+  [[noreturn]] void stopped(const Position& at) {
+    if (comm_) comm_->barrier();  // rank 0 has written the checkpoint
+    const auto files = list_checkpoints(config_.out);
+    const int signal = stop_signal_;
+    throw TrainStopped(
+        fmt::format("stopped by {} after step {} (epoch {}); the run is kept in {}\n"
+                    "  fix: stitch train {} --resume continues from it",
+                    signal == SIGINT    ? "SIGINT (Ctrl-C)"
+                    : signal == SIGTERM ? "SIGTERM"
+                    : signal < 0        ? "another process's stop request"
+                                        : "a stop request",
+                    at.step, at.epoch + 1,
+                    files.empty() ? (config_.out / "checkpoints").string() : files.back().string(),
+                    spec_.file.empty() ? "SPEC.yaml" : spec_.file.string()),
+        signal);
   }
 
   [[noreturn]] void fail_non_finite(const Position& at, double loss) {
@@ -356,6 +386,7 @@ class Trainer {
   std::function<void(const std::string&)> log_, quiet_;
   TrainConfig config_;
   std::vector<fs::path> earlier_checkpoints_;  // a fresh run's predecessor's, until it has one
+  int stop_signal_ = 0;  // TrainOptions::stop's signal once a step saw it (-1: another process's)
   Dataset data_;
   torch::jit::Module module_;
   ParamGroups groups_;

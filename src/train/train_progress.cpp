@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
+#include "stitch/runtime.h"
 #include "train/train_internal.h"
 
 namespace stitch::train_detail {
@@ -46,14 +48,21 @@ void Progress::step(int64_t step_in_epoch, double loss, int64_t samples) {
   const double rate = elapsed > 0 ? samples_ / elapsed : 0.0;
   const double per_step = done_here > 0 ? elapsed / done_here : 0.0;
   const double eta = per_step * ((steps_ - step_in_epoch - 1) + steps_ * (epochs_ - epoch_ - 1));
-  constexpr int kWidth = 24;
-  const int filled = steps_ > 0 ? static_cast<int>(kWidth * (step_in_epoch + 1) / steps_) : 0;
-  std::string bar = std::string(filled, '#') + std::string(kWidth - filled, '.');
-  std::fprintf(stderr,
-               "\repoch %lld/%lld [%s] step %lld/%lld loss %.4f %.0f samples/s ETA %s\033[K",
-               static_cast<long long>(epoch_ + 1), static_cast<long long>(epochs_), bar.c_str(),
-               static_cast<long long>(step_in_epoch + 1), static_cast<long long>(steps_), loss,
-               rate, clock_str(eta).c_str());
+  // The bar takes what the terminal has left, 8 to 24 columns; a line that
+  // is still too long loses its speed, then its end.
+  const std::string head = fmt::format("epoch {}/{} ", epoch_ + 1, epochs_);
+  std::string tail = fmt::format(" step {}/{} loss {:.4f} {:.0f} samples/s ETA {}",
+                                 step_in_epoch + 1, steps_, loss, rate, clock_str(eta));
+  const int columns = terminal_columns(STDERR_FILENO);
+  if (int(head.size() + tail.size()) + 2 + 8 >= columns) {
+    tail = fmt::format(" step {}/{} loss {:.4f} ETA {}", step_in_epoch + 1, steps_, loss,
+                       clock_str(eta));
+  }
+  const int width = std::clamp(columns - 1 - int(head.size() + tail.size()) - 2, 8, 24);
+  const int filled = steps_ > 0 ? static_cast<int>(width * (step_in_epoch + 1) / steps_) : 0;
+  const std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
+  const std::string line = fit_to_columns(head + "[" + bar + "]" + tail, columns);
+  std::fprintf(stderr, "\r%s\033[K", line.c_str());
   std::fflush(stderr);
 }
 

@@ -415,3 +415,11 @@ def test_version_names_the_libtorch_it_was_built_with(run_stitch):
     assert code == 0, err
     libtorch = torch.__version__.split("a")[0].split("+")[0]  # 1.13.0a0 -> 1.13.0
     assert out.startswith("stitch ") and f"(LibTorch {libtorch})" in out, out
+
+
+@pytest.mark.parametrize("command", ["bench", "run", "train", "compose"])
+def test_every_command_help_names_threads(run_stitch, command):
+    """#20: `bench --help` did not show --threads, an option of stitch itself."""
+    code, out, err = run_stitch(command, "--help")
+    assert code == 0, err
+    assert "--threads INT" in out, out

@@ -156,7 +156,7 @@ CASES = [
                          (["run", "m.pt", "--input", "x.npy", "-o", "y.npy"],
                           {"m.pt": "model_deep_code.pt", "x.npy": "x_ok.npy"})]],
     Case("model_huge_declared_code_inspect", ["inspect", "m.pt"],
-         {"m.pt": "model_huge_declared_code.pt"}, "more than 64 times the file")
+         {"m.pt": "model_huge_declared_code.pt"}, "more than 64 times the file"),
     Case("model_zeros_graph", ["graph", "m.pt", "-o", "g.dot"], {"m.pt": "model_zeros.pt"},
          "m.pt"),
     Case("model_bitflip_code_compose", ["compose", "spec.yaml", "-o", "out.pt"],

@@ -34,10 +34,14 @@ def test_rows_match_pytorch_shapes_and_parameters(run_stitch, fixtures_dir):
                 x = torch.flatten(x, 1)
             x = child(x)
             assert by_path[name]["output"] == f"float{list(x.shape)}", name
+            assert by_path[name]["shape"] == list(x.shape), name  # #20: a list, not text
+            assert by_path[name]["dtype"] == "float", name
             assert by_path[name]["parameters"] == sum(p.numel() for p in child.parameters())
     assert by_path["layer1.0.conv1"]["type"] == "Conv2d"
     assert report["total"]["parameters"] == sum(p.numel() for p in m.parameters())
     assert report["output"] == "float[1, 1000]"
+    assert report["output_shape"] == [1, 1000]
+    assert report["inputs"][0]["shape"] == [1, 3, 96, 96]
 
 
 def test_table_and_depth(run_stitch, fixtures_dir):
@@ -83,7 +87,8 @@ def test_spec_with_input_sizes_shows_those_shapes(run_stitch, fixtures_dir, tmp_
         report = inspect_json(run_stitch, spec, "--input", given)
         assert rows(report)["vision"]["output"] == "float[2, 512, 1, 1]"
         assert report["nodes"][-1]["type"] == "float[2, 5]"
-        assert report["inputs"] == [{"name": "image", "type": "float[2, 3, 64, 64]"}]
+        assert report["inputs"] == [{"name": "image", "type": "float[2, 3, 64, 64]",
+                                     "shape": [2, 3, 64, 64], "dtype": "float"}]
     code, out, err = run_stitch("inspect", spec, "--input", "image=2x3x32x64")
     assert_clean_error(code, out, err)
     assert "declared [N, 3, 64, 64]" in err, err

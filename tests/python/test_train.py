@@ -386,6 +386,101 @@ def test_sigkill_loses_only_the_work_since_the_last_checkpoint(small, stitch_bin
         assert torch.equal(resumed[name], whole[name]), name
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_writes_a_checkpoint_and_says_how_to_resume(small, stitch_bin, run_stitch,
+                                                                 sig):
+    """#20/#21: Ctrl-C or SIGTERM stops at the next step with a checkpoint, an
+    error line naming it and --resume, and no temporary file; resuming ends
+    with the weights of an uninterrupted run."""
+    folder, body, train, _ = small
+    train.update(optimizer="adamw", shuffle=True, epochs=60, out="stopped")
+    spec = write_spec(folder, body, train)
+    proc = subprocess.Popen([str(stitch_bin), "train", str(spec)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics_file = folder / "stopped" / "metrics.csv"
+    deadline = time.time() + 60
+    while time.time() < deadline and not metrics_file.exists():
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    # Progress lines come first; from the error line on, a clean error.
+    assert "error:" in err, err
+    assert_clean_error(proc.returncode, out, err[err.index("error:"):])
+    name = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}[sig]
+    assert f"error: stopped by {name} after step " in err, err
+    newest = sorted((folder / "stopped" / "checkpoints").glob("step_*.pt"))[-1]
+    assert f"the run is kept in {newest}" in err, err
+    assert f"fix: stitch train {spec} --resume continues from it" in err, err
+    leftovers = [p.name for p in (folder / "stopped").rglob("*") if ".tmp" in p.name]
+    assert not leftovers, leftovers
+    assert not (folder / "stopped" / "model.pt").exists()
+
+    code, out, err = run_stitch("train", spec, "--resume")
+    assert code == 0, err
+    train.update(out="whole")
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    resumed, whole = state(folder / "stopped" / "model.pt"), state(folder / "whole" / "model.pt")
+    for key in whole:
+        assert torch.equal(resumed[key], whole[key]), key
+
+
+def test_sigterm_to_the_launcher_stops_every_worker(small, stitch_bin):
+    """#21: stopping the --nproc launcher stops its workers at the same step,
+    with a checkpoint, and leaves no log file in /tmp."""
+    folder, body, train, _ = small
+    train.update(epochs=200, out="nproc_stopped")
+    spec = write_spec(folder, body, train)
+    logs_before = set(Path("/tmp").glob("stitch-train-rank-*"))
+    proc = subprocess.Popen([str(stitch_bin), "train", str(spec), "--nproc", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics_file = folder / "nproc_stopped" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not metrics_file.exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "stopped by SIGTERM after step " in err, err
+    assert "--resume continues from it" in err, err
+    workers = subprocess.run(["pgrep", "-f", f"train {spec}"], capture_output=True, text=True)
+    assert not workers.stdout.strip(), f"workers still running: {workers.stdout}"
+    assert set(Path("/tmp").glob("stitch-train-rank-*")) <= logs_before
+
+
+def test_the_progress_bar_fits_an_80_column_terminal(small, stitch_bin):
+    """#20: the redrawn line was 83+ characters and wrapped, so each redraw
+    left a line behind."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    folder, body, train, _ = small
+    train.update(epochs=3, batch=1, out="tty")
+    spec = write_spec(folder, body, train)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen([str(stitch_bin), "train", str(spec)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    text = b"".join(chunks).decode(errors="replace").replace("\x1b[K", "")
+    drawn = [part for line in text.split("\n") for part in line.split("\r")
+             if part.startswith("epoch ") and "[" in part]
+    assert drawn, text
+    too_long = [part for part in drawn if len(part) > 79]
+    assert not too_long, too_long[:3]
+
+
 def test_a_model_file_changed_while_training_stops_the_save_not_the_checkpoints(
         small, run_stitch, stitch_bin):
     """model.pt is built from the model files again at the end: if one

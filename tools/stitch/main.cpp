@@ -148,6 +148,12 @@ int main(int argc, char** argv) {
   stitch::cli::add_train(app);
   stitch::cli::add_bench(app);
   stitch::cli::add_merge(app);
+  // --threads belongs to stitch itself; say so in every command's --help.
+  for (CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+    command->footer(
+        "Options of stitch itself, before or after the command:\n"
+        "  --threads INT  intra-op threads (default: STITCH_THREADS or every usable core)");
+  }
   app.parse_complete_callback([&] { stitch::set_threads(threads); });
   try {
     check_command_name(app, argc, argv);

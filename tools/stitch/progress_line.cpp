@@ -1,5 +1,6 @@
 #include "progress_line.h"
 
+#include <stitch/runtime.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,7 +15,8 @@ ProgressLine::~ProgressLine() {
 
 void ProgressLine::show(const std::string& text, bool milestone) {
   if (tty_) {
-    std::fprintf(stderr, "\r%s\033[K", text.c_str());
+    const std::string line = fit_to_columns(text, terminal_columns(STDERR_FILENO));
+    std::fprintf(stderr, "\r%s\033[K", line.c_str());
     drawn_ = true;
   } else if (milestone) {
     std::fprintf(stderr, "%s\n", text.c_str());

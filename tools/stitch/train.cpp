@@ -9,10 +9,13 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stitch/train.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -61,6 +64,19 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
+/// What a worker wrote to its log (an unlinked file).
+std::string read_all(int fd) {
+  std::string out;
+  char buffer[4096];
+  for (off_t at = 0;;) {
+    const ssize_t n = ::pread(fd, buffer, sizeof buffer, at);
+    if (n <= 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+    at += n;
+  }
+  return out;
+}
+
 std::string read_all(const std::string& file) {
   std::ifstream in(file);
   std::stringstream s;
@@ -82,6 +98,24 @@ std::vector<std::string> own_arguments() {
   }
   if (args.empty()) throw Error("cannot read this process's command line");
   return args;
+}
+
+/// The signal that asked a training to stop (SIGINT, SIGTERM), for
+/// TrainOptions::stop. The first one stops at the next step with a
+/// checkpoint; a second one ends the process at once (SA_RESETHAND).
+std::atomic<int> stop_requested{0};
+
+void on_stop_signal(int signal) {
+  stop_requested.store(signal);
+}
+
+void stop_gracefully_on_signals() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
 }
 
 /// Shows a worker's failure as stitch's own: its `error:` line, naming the
@@ -112,30 +146,36 @@ int launch(int nproc, const std::vector<std::string>& args) {
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const std::string threads = std::to_string(std::max(1u, cores / unsigned(nproc)));
   std::vector<pid_t> pids;
-  std::vector<std::string> logs;
+  // Each worker but rank 0 writes to a log file that has no name: unlinked
+  // at once, it is gone however the launcher ends.
+  std::vector<int> logs;
+  const pid_t launcher = ::getpid();
   for (int rank = 0; rank < nproc; ++rank) {
-    std::string log;
+    int log = -1;
     if (rank > 0) {
       char tmpl[] = "/tmp/stitch-train-rank-XXXXXX";
-      int fd = ::mkstemp(tmpl);
-      if (fd < 0) throw Error("cannot create a log file in /tmp");
-      ::close(fd);
-      log = tmpl;
+      log = ::mkstemp(tmpl);
+      if (log < 0) throw Error("cannot create a log file in /tmp");
+      ::unlink(tmpl);
     }
     logs.push_back(log);
     pid_t pid = ::fork();
     if (pid < 0) throw Error("cannot start a worker process (fork failed)");
     if (pid == 0) {
+      // A worker ends with the launcher (even a SIGKILLed one), and only the
+      // launcher signals it: in a process group of its own, Ctrl-C on the
+      // terminal reaches the launcher, which passes it on once.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(1);  // it ended before prctl
+      ::setpgid(0, 0);
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
       ::setenv("MASTER_ADDR", "127.0.0.1", 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
       ::setenv("STITCH_THREADS", threads.c_str(), 0);  // share the cores
-      if (!log.empty()) {
-        if (!std::freopen(log.c_str(), "w", stderr) || !std::freopen("/dev/null", "w", stdout)) {
-          ::_exit(1);
-        }
+      if (log >= 0) {
+        if (::dup2(log, STDERR_FILENO) < 0 || !std::freopen("/dev/null", "w", stdout)) ::_exit(1);
       }
       std::vector<char*> argv;
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -148,28 +188,46 @@ int launch(int nproc, const std::vector<std::string>& args) {
   }
   // Wait for all. When one fails, give the others a moment to end by
   // themselves (with the same bad input they all fail at once, and rank 0
-  // says why on the terminal), then stop them: they would wait for it.
+  // says why on the terminal), then stop them: they would wait for it. A
+  // SIGINT or SIGTERM here is passed on to every worker, which stops at its
+  // next step with a checkpoint. A worker that has not ended kStopWait after
+  // it was told to is killed.
   using Clock = std::chrono::steady_clock;
+  constexpr auto kStopWait = std::chrono::seconds(60);
+  stop_gracefully_on_signals();
   std::vector<int> status(nproc, -1);
   std::vector<bool> stopped(nproc, false);  // ended by the SIGTERM sent here
   int first_failed = -1;
-  Clock::time_point stop_at;
-  bool stop_sent = false;
+  Clock::time_point stop_at, kill_at;
+  bool stop_sent = false, kill_sent = false, signal_passed = false;
   int running = nproc;
+  auto signal_running = [&](int signal) {
+    for (int r = 0; r < nproc; ++r) {
+      if (status[r] < 0) ::kill(pids[r], signal);
+    }
+  };
   while (running > 0) {
-    const bool polling = first_failed >= 0 && !stop_sent;
+    if (stop_requested.load() != 0 && !signal_passed) {
+      signal_running(stop_requested.load());
+      signal_passed = true;
+      kill_at = Clock::now() + kStopWait;
+    }
     int st = 0;
-    const pid_t pid = ::waitpid(-1, &st, polling ? WNOHANG : 0);
+    const pid_t pid = ::waitpid(-1, &st, WNOHANG);
+    if (pid < 0 && errno == EINTR) continue;
     if (pid < 0) break;
     if (pid == 0) {
-      if (Clock::now() < stop_at) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        continue;
+      const auto now = Clock::now();
+      if (first_failed >= 0 && !stop_sent && now >= stop_at) {
+        signal_running(SIGTERM);
+        stop_sent = true;
+        kill_at = now + kStopWait;
       }
-      for (int r = 0; r < nproc; ++r) {
-        if (status[r] < 0) ::kill(pids[r], SIGTERM);
+      if ((stop_sent || signal_passed) && !kill_sent && now >= kill_at) {
+        signal_running(SIGKILL);
+        kill_sent = true;
       }
-      stop_sent = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
     }
     for (int r = 0; r < nproc; ++r) {
@@ -189,8 +247,8 @@ int launch(int nproc, const std::vector<std::string>& args) {
   if (first_failed > 0 && !rank0_said_it) {
     report_worker_failure(first_failed, nproc, status[first_failed], read_all(logs[first_failed]));
   }
-  for (const auto& log : logs) {
-    if (!log.empty()) ::unlink(log.c_str());
+  for (int log : logs) {
+    if (log >= 0) ::close(log);
   }
   return first_failed < 0 ? 0 : 1;
 }
@@ -240,6 +298,8 @@ void add_train(CLI::App& app) {
           .master_port(env_int("MASTER_PORT", env("MASTER_PORT").value_or("29500")));
     }
     Spec spec = load_spec(*spec_file);
+    stop_gracefully_on_signals();
+    options.stop(&stop_requested);
     TrainResult result = train(spec, options);
     if (options.rank() == 0) print_result(result);
   });
