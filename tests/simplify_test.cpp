@@ -110,6 +110,40 @@ TEST_F(SimplifyTest, AnUnusedInputStaysAnArgumentWithANote) {
       torch::equal(model.forward({input, torch::zeros({2, 4})}).toTensor(), torch::relu(input)));
 }
 
+TEST_F(SimplifyTest, AnUnusedEntryComputedForItsRepeatIsNotCalledLeftOut) {
+  // a = m(x) is no output, b = m(x) is: m runs once, as a, and only the
+  // repeat is noted.
+  Graph g;
+  auto x = g.input("x", {N, 10});
+  auto m = load(fixture("seed000_ex1_model1.pt")).name("m");
+  g.set_name(m(x), "a");
+  g.output("b", m(x));
+  const CheckReport report = check(g);
+  ASSERT_EQ(report.notes.size(), 1u) << report.table();
+  EXPECT_NE(report.notes[0].find("m(x) is written 2 times (in a, b): computed once"),
+            std::string::npos)
+      << report.notes[0];
+  auto model = build(g, report);
+  EXPECT_EQ(calls_of(model, "m"), 1u);
+}
+
+TEST_F(SimplifyTest, AnOutputAddedAfterCheckIsBuilt) {
+  // build(graph, report) reuses check's models; what runs follows the
+  // outputs as they are now.
+  Graph g;
+  auto x = g.input("x", {N, 4});
+  auto r = relu(x);
+  g.set_name(r, "r");
+  g.output("y", x * 2.0);
+  const CheckReport report = check(g);
+  g.output("r_out", r);
+  auto model = build(g, report);
+  torch::NoGradGuard no_grad;
+  const auto input = torch::randn({2, 4});
+  const auto out = model.forward({input}).toGenericDict();
+  EXPECT_TRUE(torch::equal(out.at("r_out").toTensor(), torch::relu(input)));
+}
+
 TEST_F(SimplifyTest, ConcurrentBuildsRunARepeatedCallOnce) {
   Graph g;
   auto x = g.input("x", {N, 10});

@@ -13,6 +13,7 @@
 #include "build/schedule.h"
 #include "build/small_matmul.h"
 #include "check/adapt_target.h"
+#include "check/simplify.h"
 #include "core/assert.h"
 #include "ops/registry.h"
 
@@ -290,6 +291,9 @@ torch::jit::Module build(const Graph& graph, const BuildOptions& options) {
 torch::jit::Module build(const Graph& graph, const CheckReport& report,
                          const BuildOptions& options) {
   std::optional<Analysis> checked = take_analysis(report, graph);
+  // The outputs may have changed since check (take_analysis compares the
+  // nodes and models): what runs is worked out again.
+  if (checked) checked->simple = simplify(graph);
   return build(graph, checked ? std::move(*checked) : analyze(graph), options);
 }
 

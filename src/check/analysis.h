@@ -31,8 +31,12 @@ struct CheckedModels {
 };
 }  // namespace detail
 
-/// Loads components and infers every node's type. Throws stitch::Error.
-Analysis analyze(const Graph& graph);
+/// Loads components (those not `loaded` already) and infers every node's
+/// type. Throws stitch::Error.
+Analysis analyze(const Graph& graph, std::map<std::string, Component> loaded = {});
+
+/// check's report of an analysis, which it carries for build.
+CheckReport report_of(const Graph& graph, Analysis analysis);
 
 /// The analysis `report` carries, taken out of it, when it is `graph`'s as
 /// the graph is now; nullopt when a build took it already or it is not.

@@ -173,12 +173,17 @@ ValueType recover_type(const c10::IValue& a, const c10::IValue& b, const Assignm
 
 class Analyzer {
  public:
-  explicit Analyzer(const Graph& graph) { a_.graph = &graph; }
+  /// `loaded`: the graph's models as components already (an artifact's own
+  /// submodules); the rest are loaded from their files.
+  Analyzer(const Graph& graph, std::map<std::string, Component> loaded) {
+    a_.graph = &graph;
+    a_.components = std::move(loaded);
+  }
 
   Analysis run() {
     const Graph& g = *a_.graph;
     for (const auto& name : g.model_order()) {
-      a_.components.emplace(name, load_component(g.model(name)));
+      if (!a_.components.count(name)) a_.components.emplace(name, load_component(g.model(name)));
     }
     a_.types.resize(g.nodes().size());
     a_.notes.resize(g.nodes().size());
@@ -547,8 +552,8 @@ class Analyzer {
 
 }  // namespace
 
-Analysis analyze(const Graph& graph) {
-  return Analyzer(graph).run();
+Analysis analyze(const Graph& graph, std::map<std::string, Component> loaded) {
+  return Analyzer(graph, std::move(loaded)).run();
 }
 
 ValueType value_type(const c10::IValue& value) {
@@ -587,7 +592,10 @@ std::vector<NodeReport> node_reports(const Graph& graph, const Analysis& a) {
 }
 
 CheckReport check(const Graph& graph) {
-  Analysis analysis = analyze(graph);
+  return report_of(graph, analyze(graph));
+}
+
+CheckReport report_of(const Graph& graph, Analysis analysis) {
   CheckReport report;
   report.nodes = node_reports(graph, analysis);
   report.notes = analysis.simple.notes;

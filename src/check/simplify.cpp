@@ -19,6 +19,23 @@ bool repeatable(const Node& n) {
   return def != nullptr && def->lower != nullptr && !def->random;
 }
 
+/// A literal as key text: strings by length, so that no two literals share one.
+std::string literal_key(const Literal& l) {
+  switch (l.kind) {
+    case Literal::Kind::String:
+      return fmt::format("s{}:{}", l.s.size(), l.s);
+    case Literal::Kind::List: {
+      std::string key = fmt::format("l{}[", l.items.size());
+      for (const auto& item : l.items) key += literal_key(item) + ",";
+      return key + "]";
+    }
+    case Literal::Kind::Float:
+      return fmt::format("f{}", l.f);  // shortest text that reads back the same double
+    default:
+      return fmt::format("{}:{}", static_cast<int>(l.kind), l.str());
+  }
+}
+
 /// The node as text with its arguments replaced by the nodes they are the same as.
 std::string key_of(const Node& n, const std::vector<int>& same_as) {
   std::string key = fmt::format("{}|{}", static_cast<int>(n.kind), n.op);
@@ -26,10 +43,12 @@ std::string key_of(const Node& n, const std::vector<int>& same_as) {
     if (const auto* v = std::get_if<Value>(&a)) {
       key += fmt::format("|%{}", same_as[v->id()]);
     } else {
-      key += "|" + std::get<Literal>(a).str();
+      key += "|" + literal_key(std::get<Literal>(a));
     }
   }
-  for (const auto& [name, value] : n.kwargs) key += fmt::format("|{}={}", name, value.str());
+  for (const auto& [name, value] : n.kwargs) {
+    key += fmt::format("|{}={}", name, literal_key(value));
+  }
   return key;
 }
 
@@ -90,10 +109,13 @@ Simplification simplify(const Graph& graph) {
   // Notes: an unneeded entry that no other unneeded one uses (the root of
   // what is left out), an unused input, and each repeated expression where
   // it is written (not inside another repeat).
+  // Left out: what no output needs, unless a needed repeat of it is
+  // computed as it (a = enc(x) unused, b = enc(x) an output).
+  auto left_out = [&](size_t id) { return !needed[id] && !s.runs[id]; };
   std::vector<bool> used_by_unneeded(count, false), used_by_original(count, false);
   for (size_t id = 0; id < count; ++id) {
     for (int arg : value_args(nodes[id])) {
-      if (!needed[id]) used_by_unneeded[arg] = true;
+      if (left_out(id)) used_by_unneeded[arg] = true;
       if (needed[id] && s.same_as[id] == static_cast<int>(id)) used_by_original[arg] = true;
     }
   }
@@ -105,7 +127,7 @@ Simplification simplify(const Graph& graph) {
         s.notes.push_back(fmt::format("input '{}' is used by no output", nodes[id].name));
       }
     } else if (!needed[id]) {
-      if (used_by_unneeded[id]) continue;
+      if (!left_out(id) || used_by_unneeded[id]) continue;
       s.notes.push_back(fmt::format(
           "{} is used by no output: left out of the build (list it under outputs: to keep it)",
           entry_text(graph, i)));

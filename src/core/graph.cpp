@@ -250,7 +250,9 @@ void Graph::output(const std::string& name, Value value, SourceLoc loc) {
   Node& node = nodes_.at(value.id());
   const bool taken = std::any_of(nodes_.begin(), nodes_.end(),
                                  [&](const Node& other) { return other.name == name; });
-  if (node.name.empty() && node.kind != Node::Kind::Input && !taken && is_valid_name(name)) {
+  // (Not a name like _3, which build gives unnamed values.)
+  if (node.name.empty() && node.kind != Node::Kind::Input && !taken && is_valid_name(name) &&
+      name[0] != '_') {
     node.name = name;
   }
   outputs_.emplace_back(name, value);

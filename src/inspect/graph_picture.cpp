@@ -10,8 +10,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <optional>
 #include <set>
 
+#include "check/analysis.h"
 #include "ops/expression_text.h"
 #include "ops/registry.h"
 #include "stitch/artifact.h"
@@ -251,10 +254,41 @@ std::vector<std::string> missing_files(const Graph& g) {
   return out;
 }
 
+/// The artifact's own models, as it runs them (cut, tapped, merged), for
+/// the stored spec's model entries; nothing when one is not a submodule of
+/// it (compose --optimize folds them into its code).
+std::optional<std::map<std::string, Component>> built_components(const fs::path& file,
+                                                                 const Graph& graph) {
+  const torch::jit::Module artifact = load_module(file);
+  std::map<std::string, Component> out;
+  for (const auto& name : graph.model_order()) {
+    if (!artifact.hasattr(name) || !artifact.attr(name).isModule()) return std::nullopt;
+    Component c;
+    c.spec = graph.model(name);
+    c.module = artifact.attr(name).toModule();
+    c.module.eval();
+    out.emplace(name, std::move(c));
+  }
+  return out;
+}
+
 std::string artifact_dot(const fs::path& file, const std::string& spec_yaml) {
-  // The stored spec's model paths are absolute; older artifacts' relative
-  // ones are read relative to the artifact's folder.
+  // The shapes come from the artifact's own models, so the model files are
+  // needed only for an artifact without them (--optimize). The stored
+  // spec's model paths are absolute; older artifacts' relative ones are read
+  // relative to the artifact's folder.
   Spec s = parse_spec(spec_yaml, file.parent_path() / "spec.yaml");
+  if (auto components = built_components(file, s.graph)) {
+    try {
+      const CheckReport report = report_of(s.graph, analyze(s.graph, std::move(*components)));
+      return graph_dot(s.graph, &report, file.filename().string());
+    } catch (const Error& e) {
+      std::string why = e.what();
+      why = why.substr(0, why.find('\n'));
+      return graph_dot(s.graph, nullptr,
+                       fmt::format("{} (shapes not shown: {})", file.filename().string(), why));
+    }
+  }
   const auto missing = missing_files(s.graph);
   if (!missing.empty()) {
     return graph_dot(s.graph, nullptr,

@@ -128,7 +128,7 @@ std::vector<std::string> changed_weights(const TensorsByName& saved,
     ++all;
     auto it = saved.find(name);
     if (it != saved.end() && it->second.sizes().equals(tensor.sizes()) &&
-        torch::equal(it->second, tensor)) {
+        it->second.scalar_type() == tensor.scalar_type() && torch::equal(it->second, tensor)) {
       continue;
     }
     if (count++ == 0) first[component] = name;

@@ -35,11 +35,16 @@ Nesting deepest(std::string_view code) {
       continue;
     }
     if (line_start) {
-      if (c == ' ') {
-        if (++indent / 2 > worst.depth) worst = {indent / 2, line};
+      if (c == ' ' || c == '\t') {
+        indent += c == '\t' ? 8 : 1;
+        if (indent / 2 > worst.depth) worst = {indent / 2, line};
         continue;
       }
       line_start = false;
+    }
+    if (quote == 0 && c == '#') {  // a comment, to the end of the line
+      while (i + 1 < code.size() && code[i + 1] != '\n') ++i;
+      continue;
     }
     if (quote != 0) {
       if (c == '\\') {
@@ -84,15 +89,16 @@ void check_torchscript_archive(std::string_view bytes) {
   } catch (const std::runtime_error&) {
     return;  // LibTorch says what it makes of it
   }
-  uint64_t declared = 0;
-  for (const auto& [name, entry] : zip->deflated())
-    declared += std::min<uint64_t>(entry.size, UINT64_MAX / 2);
   const uint64_t bound = kMaxInflation * static_cast<uint64_t>(bytes.size()) + kInflationSlack;
-  if (declared > bound) {
-    throw std::runtime_error(fmt::format(
-        "its compressed entries declare {} bytes, more than {} times the file's {} bytes could "
-        "hold: the archive is corrupt or crafted",
-        declared, kMaxInflation, bytes.size()));
+  uint64_t declared = 0;
+  for (const auto& [name, entry] : zip->deflated()) {
+    declared += std::min(entry.size, bound + 1);  // saturates above the bound: never wraps
+    if (declared > bound) {
+      throw std::runtime_error(fmt::format(
+          "its compressed entries declare more than {} bytes, more than {} times the file's {} "
+          "bytes could hold: the archive is corrupt or crafted",
+          bound, kMaxInflation, bytes.size()));
+    }
   }
   for (const auto& [name, code] : zip->stored()) {
     if (is_code(name)) check_code(name, code);

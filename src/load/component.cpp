@@ -67,7 +67,10 @@ torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
   }
   try {
     check_torchscript_archive(bytes);
-  } catch (const std::runtime_error& e) {
+  } catch (const std::bad_alloc&) {
+    throw ModelError(fmt::format("{}cannot load {}: out of memory while checking its code",
+                                 spec.loc.prefix(), file.string()));
+  } catch (const std::exception& e) {
     throw ModelError(
         fmt::format("{}cannot load {}: {}", spec.loc.prefix(), file.string(), e.what()));
   }

@@ -31,36 +31,61 @@ class Metrics {
   explicit Metrics(fs::path file) : file_(std::move(file)) {}
 
   /// Keeps the rows of an earlier run up to `step` (the checkpoint resumed
-  /// from); rows past it are redone.
-  void keep_until(int64_t step) {
+  /// from); rows past it are redone. `last_row` is the row the checkpoint
+  /// carries (an epoch's end): written back when the run was killed before
+  /// it wrote it.
+  void keep_until(int64_t step, const std::string& last_row) {
+    read_rows_until(step);
+    if (last_row.empty() || (!rows_.empty() && step_of(rows_.back()) == step)) return;
+    rows_.push_back(last_row);
+    write();
+  }
+
+  /// One row of metrics.csv.
+  static std::string row(int64_t epoch, int64_t step, double train_loss, double val_loss,
+                         double val_accuracy, double lr, double seconds) {
+    auto num = [](double v) { return std::isnan(v) ? std::string() : fmt::format("{:.6g}", v); };
+    return fmt::format("{},{},{},{},{},{},{:.3f}", epoch, step, num(train_loss), num(val_loss),
+                       num(val_accuracy), num(lr), seconds);
+  }
+
+  void add(const std::string& row) {
+    rows_.push_back(row);
+    write();
+  }
+
+ private:
+  void write() const {
+    std::string text = "epoch,step,train_loss,val_loss,val_accuracy,lr,seconds\n";
+    for (const auto& row : rows_) text += row + "\n";
+    write_file_atomically(file_, text);
+  }
+
+  /// A row's step (its second field); -1 when it has none.
+  static int64_t step_of(const std::string& row) {
+    std::istringstream fields(row);
+    std::string epoch, step;
+    std::getline(fields, epoch, ',');
+    std::getline(fields, step, ',');
+    try {
+      return std::stoll(step);
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+
+  void read_rows_until(int64_t step) {
     std::error_code ec;
     if (!fs::exists(file_, ec)) return;
     std::istringstream in(read_file(file_));
     std::string line;
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string epoch, row_step;
-      std::getline(fields, epoch, ',');
-      std::getline(fields, row_step, ',');
-      try {
-        if (std::stoll(row_step) <= step) rows_.push_back(line);
-      } catch (const std::exception&) {
-      }
+      const int64_t row_step = step_of(line);
+      if (row_step >= 0 && row_step <= step) rows_.push_back(line);
     }
   }
 
-  void add(int64_t epoch, int64_t step, double train_loss, double val_loss, double val_accuracy,
-           double lr, double seconds) {
-    auto num = [](double v) { return std::isnan(v) ? std::string() : fmt::format("{:.6g}", v); };
-    rows_.push_back(fmt::format("{},{},{},{},{},{},{:.3f}", epoch, step, num(train_loss),
-                                num(val_loss), num(val_accuracy), num(lr), seconds));
-    std::string text = "epoch,step,train_loss,val_loss,val_accuracy,lr,seconds\n";
-    for (const auto& row : rows_) text += row + "\n";
-    write_file_atomically(file_, text);
-  }
-
- private:
   fs::path file_;
   std::vector<std::string> rows_;
 };
@@ -147,12 +172,11 @@ class Trainer {
       result.val_accuracy = val.accuracy;
       const double lr = optimizer_->param_groups()[0].options().get_lr();
       // The checkpoint first: until a fresh run has one, an earlier run's
-      // files (metrics.csv included) stay as they were.
-      checkpoint(Position{at.epoch + 1, 0, at.step, at.seconds, 0.0, 0});
-      if (lead_) {
-        metrics.add(at.epoch + 1, at.step, result.train_loss, val.loss, val.accuracy, lr,
-                    at.seconds);
-      }
+      // files (metrics.csv included) stay as they were. It carries the row.
+      const std::string row = Metrics::row(at.epoch + 1, at.step, result.train_loss, val.loss,
+                                           val.accuracy, lr, at.seconds);
+      checkpoint(Position{at.epoch + 1, 0, at.step, at.seconds, 0.0, 0, row});
+      if (lead_) metrics.add(row);
       const double epoch_seconds = at.seconds - seconds_before;
       progress.end_epoch(summary(at, result, epoch_seconds, steps));
       at.loss_sum = 0;
@@ -209,7 +233,7 @@ class Trainer {
       Position at = load_checkpoint(files.back(), module_, *optimizer_, config_.optimizer);
       check_position(at, files.back());
       if (lead_) {
-        metrics.keep_until(at.step);
+        metrics.keep_until(at.step, at.metrics_row);
         log_(fmt::format("resuming from {}: epoch {}, after step {}", files.back().string(),
                          at.epoch + 1, at.step));
       }
@@ -244,6 +268,7 @@ class Trainer {
                          at.batch, steps - 1, data_.train_size, config_.batch));
     }
     if (at.step < 0) refuse(fmt::format("its step {} is negative", at.step));
+    if (at.step > (int64_t{1} << 53)) refuse(fmt::format("its step {} is not a count", at.step));
     if (!std::isfinite(at.seconds) || at.seconds < 0) {
       refuse(fmt::format("its training time {} is not a time", at.seconds));
     }
@@ -253,11 +278,18 @@ class Trainer {
     }
   }
 
-  /// Temporary files of a checkpoint write that a killed run left behind.
+  /// Temporary files that a killed run left behind: of a checkpoint, of
+  /// metrics.csv and of model.pt (write_file_atomically's `.NAME.tmp-*`).
   void remove_partial_writes() {
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(config_.out / "checkpoints", ec)) {
       if (entry.path().filename().string().rfind(".step_", 0) == 0) fs::remove(entry.path(), ec);
+    }
+    for (const auto& entry : fs::directory_iterator(config_.out, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind(".metrics.csv.tmp-", 0) == 0 || name.rfind(".model.pt.tmp-", 0) == 0) {
+        fs::remove(entry.path(), ec);
+      }
     }
   }
 

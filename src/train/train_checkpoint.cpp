@@ -97,6 +97,7 @@ void save_checkpoint(const fs::path& file, const torch::jit::Module& module,
   archive.write("seconds", at.seconds);
   archive.write("loss_sum", at.loss_sum);
   archive.write("loss_samples", at.loss_samples);
+  archive.write("metrics_row", c10::IValue(at.metrics_row));
   fs::create_directories(file.parent_path());
   write_atomically(file, [&](const ByteSink& sink) { archive.save_to(sink); });
 }
@@ -156,6 +157,9 @@ Position load_checkpoint(const fs::path& file, torch::jit::Module& module,
     at.loss_sum = value.toDouble();
     archive.read("loss_samples", value);
     at.loss_samples = value.toInt();
+    if (archive.try_read("metrics_row", value) && value.isString()) {
+      at.metrics_row = value.toStringRef();
+    }
     return at;
   });
 }

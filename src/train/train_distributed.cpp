@@ -41,7 +41,7 @@ namespace {
 #if STITCH_HAVE_GLOO
 class GlooCommunicator : public Communicator {
  public:
-  explicit GlooCommunicator(const TrainOptions& o) {
+  explicit GlooCommunicator(const TrainOptions& o) : rank_(o.rank()), world_(o.world_size()) {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(o.master_port());
     store_options.isServer = o.rank() == 0;
@@ -49,7 +49,9 @@ class GlooCommunicator : public Communicator {
     store_options.timeout = std::chrono::seconds(120);
     torch_compat::use_classic_tcp_store(store_options);
     auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr(), store_options);
-    auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(600));
+    // Every wait is bounded: joining (the store, 120 s) and each collective
+    // (300 s), so that a peer that died or hangs is an error, never a hang.
+    auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(300));
     // On loopback every process is on this machine: bind Gloo to 127.0.0.1.
     // Otherwise let Gloo pick the interface of this host's name (or
     // GLOO_SOCKET_IFNAME, as with torchrun).
@@ -61,13 +63,38 @@ class GlooCommunicator : public Communicator {
   }
 
   void all_reduce_sum(torch::Tensor& t) override {
-    std::vector<at::Tensor> tensors{t};
-    group_->allreduce(tensors)->wait();
+    collective("exchanging gradients", [&] {
+      std::vector<at::Tensor> tensors{t};
+      group_->allreduce(tensors)->wait();
+    });
   }
 
-  void barrier() override { group_->barrier()->wait(); }
+  void barrier() override {
+    collective("waiting for the other processes", [&] { group_->barrier()->wait(); });
+  }
 
  private:
+  /// Gloo's own error (`[../gloo/transport/tcp/pair.cc:589] Read error ...`)
+  /// said in words: a peer of this job ended or cannot be reached.
+  template <typename Fn>
+  void collective(const char* what, Fn&& fn) {
+    try {
+      fn();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {  // c10::Error, or Gloo's own exceptions
+      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+      throw Error(fmt::format(
+          "rank {} of {}: {} failed: another process of the job ended or stopped answering\n"
+          "  Gloo says: {}\n"
+          "  fix: see the other processes' errors; once they are fixed, --resume continues from "
+          "the last checkpoint",
+          rank_, world_, what,
+          c10_error ? detail::short_message(*c10_error) : detail::first_line(e.what())));
+    }
+  }
+
+  int rank_, world_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
 };
 #endif

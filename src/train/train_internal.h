@@ -112,6 +112,9 @@ struct Position {
   double seconds = 0.0;   // training time so far
   double loss_sum = 0.0;  // of the epoch in progress, weighted by samples
   int64_t loss_samples = 0;
+  /// An epoch's checkpoint carries its metrics.csv row, written after it:
+  /// a run killed in between gets the row back when it resumes.
+  std::string metrics_row;
 };
 
 /// Copies every parameter and buffer of `from` into the same-named one of

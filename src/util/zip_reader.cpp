@@ -69,16 +69,16 @@ ZipArchive::ZipArchive(std::string_view zip) {
     const uint64_t method = read_le(zip, pos + 10, 2);
     if (method == 0 && compressed == size) {
       stored_[key] = slice(zip, data, size);
-    } else if (method == 8) {
-      compressed_[key] = Deflated{slice(zip, data, compressed), size};
     } else {
-      fail("zip entry '{}' is compressed by method {}, which PyTorch never writes", name, method);
+      // Deflated (method 8), or another method, which inflate() refuses.
+      compressed_[key] = Deflated{slice(zip, data, compressed), size, method};
     }
     pos = extra_end + read_le(zip, pos + 32, 2);
   }
 }
 
 std::string ZipArchive::inflate(const Deflated& entry) const {
+  if (entry.method != 8) fail("a zip entry is compressed by method {}, not deflate", entry.method);
   std::string out(entry.size, '\0');
   z_stream z{};
   if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail("cannot inflate a zip entry");

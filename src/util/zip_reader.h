@@ -36,10 +36,12 @@ class ZipArchive {
     return stored_.count(name) > 0 || compressed_.count(name) > 0;
   }
 
-  /// A deflated entry: its bytes in the zip and the size it declares.
+  /// A compressed entry (deflated, method 8, unless the zip lies): its
+  /// bytes in the zip and the size it declares.
   struct Deflated {
     std::string_view data;
     uint64_t size = 0;
+    uint64_t method = 8;
   };
   const std::unordered_map<std::string, std::string_view>& stored() const { return stored_; }
   const std::unordered_map<std::string, Deflated>& deflated() const { return compressed_; }

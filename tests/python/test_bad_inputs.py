@@ -423,3 +423,15 @@ def test_every_command_help_names_threads(run_stitch, command):
     code, out, err = run_stitch(command, "--help")
     assert code == 0, err
     assert "--threads INT" in out, out
+
+
+def test_a_huge_unknown_name_is_quoted_in_part(tmp_path, run_stitch):
+    """#21: a 100 MB unknown name printed 100 MB to stderr; quotes are capped
+    and say how much was left out."""
+    spec = tmp_path / "spec.yaml"
+    name = "a" * (10 << 20)
+    spec.write_text(f"inputs:\n  x: [N, 4]\ngraph:\n  - y = {name}(x)\noutputs: [y]\n")
+    code, out, err = run_stitch("check", spec)
+    assert_clean_error(code, out, err)
+    assert len(err) < 25000, len(err)
+    assert "more bytes left out)" in err, err[-300:]

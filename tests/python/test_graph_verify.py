@@ -68,13 +68,27 @@ def test_graph_of_a_moved_artifact_finds_its_model_files(run_stitch, late_fusion
 
 
 def test_graph_of_an_artifact_without_its_model_files(run_stitch, late_fusion, tmp_path):
+    """#20: the artifact holds its models, so its shapes need no model file."""
     assert run_stitch("compose", late_fusion, "-o", tmp_path / "out.pt")[0] == 0
     (tmp_path / "resnet18.pt").unlink()
+    (tmp_path / "seed004_mockcnn.pt").unlink()
     code, stdout, stderr = run_stitch("graph", tmp_path / "out.pt", "-o", tmp_path / "g.dot")
     assert code == 0, stderr
     text = (tmp_path / "g.dot").read_text()
-    assert "shapes not shown" in text and "resnet18.pt" in text
+    assert "shapes not shown" not in text and "float[N, 512]" in text, text
     assert "vision" in text
+
+
+def test_graph_of_an_optimized_artifact_without_its_model_files(run_stitch, late_fusion,
+                                                                tmp_path):
+    """--optimize folds the models into the code: without their files, no shapes."""
+    out = tmp_path / "opt.pt"
+    assert run_stitch("compose", late_fusion, "-o", out, "--optimize")[0] == 0
+    (tmp_path / "resnet18.pt").unlink()
+    code, stdout, stderr = run_stitch("graph", out, "-o", tmp_path / "g.dot")
+    assert code == 0, stderr
+    text = (tmp_path / "g.dot").read_text()
+    assert "shapes not shown" in text and "resnet18.pt" in text
 
 
 def test_graph_of_a_plain_model(run_stitch, fixtures_dir, tmp_path):

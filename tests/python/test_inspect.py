@@ -119,3 +119,17 @@ def test_resnet50_at_224_has_every_row(run_stitch, tmp_path):
     assert code == 0, err
     assert "layer4.2.conv3" in out and "float[1, 2048, 7, 7]" in out
     assert "25,557,032" in out, out
+
+
+def test_an_artifact_without_input_shows_its_declared_shapes(run_stitch, fixtures_dir, tmp_path):
+    """#20: inspect of an artifact showed `-` though its manifest declares the inputs."""
+    (tmp_path / "resnet18.pt").write_bytes((fixtures_dir / "resnet18.pt").read_bytes())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("inputs:\n  image: [N, 3, 64, 64]\nmodels:\n"
+                    "  vision: {file: resnet18.pt, cut: avgpool}\n"
+                    "graph:\n  - f = flatten(vision(image))\noutputs: [f]\n")
+    assert run_stitch("compose", spec, "-o", tmp_path / "a.pt")[0] == 0
+    report = inspect_json(run_stitch, tmp_path / "a.pt")
+    assert rows(report)["vision"]["shape"] == [1, 512, 1, 1], report
+    assert report["output_shape"] == [1, 512]
+    assert "declared inputs" in report["note"]

@@ -58,6 +58,16 @@ def state(path):
     return {k: v.detach().clone() for k, v in out.items()}
 
 
+def wait_until(condition, seconds, poll=0.05):
+    """Polls `condition` until it holds or `seconds` pass; returns whether it held."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    return condition()
+
+
 def metrics(folder):
     lines = (Path(folder) / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
@@ -368,9 +378,7 @@ def test_sigkill_loses_only_the_work_since_the_last_checkpoint(small, stitch_bin
     proc = subprocess.Popen([str(stitch_bin), "train", str(spec)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     checkpoints = folder / "killed" / "checkpoints"
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(checkpoints.glob("step_*.pt"))) < 2:
-        time.sleep(0.05)
+    wait_until(lambda: len(list(checkpoints.glob("step_*.pt"))) >= 2, 60)
     time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -398,9 +406,7 @@ def test_a_stop_signal_writes_a_checkpoint_and_says_how_to_resume(small, stitch_
     proc = subprocess.Popen([str(stitch_bin), "train", str(spec)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     metrics_file = folder / "stopped" / "metrics.csv"
-    deadline = time.time() + 60
-    while time.time() < deadline and not metrics_file.exists():
-        time.sleep(0.05)
+    wait_until(metrics_file.exists, 60)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     # Progress lines come first; from the error line on, a clean error.
@@ -434,9 +440,7 @@ def test_sigterm_to_the_launcher_stops_every_worker(small, stitch_bin):
     proc = subprocess.Popen([str(stitch_bin), "train", str(spec), "--nproc", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics_file = folder / "nproc_stopped" / "metrics.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not metrics_file.exists():
-        time.sleep(0.05)
+    wait_until(metrics_file.exists, 120)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
@@ -481,6 +485,29 @@ def test_the_progress_bar_fits_an_80_column_terminal(small, stitch_bin):
     assert not too_long, too_long[:3]
 
 
+def test_resume_gets_back_a_metrics_row_and_removes_stale_temporary_files(small, run_stitch):
+    """#21: a kill between an epoch's checkpoint and its metrics.csv row lost
+    the row for good, and temporary files of killed writes survived."""
+    folder, body, train, _ = small
+    train.update(epochs=2)
+    spec = write_spec(folder, body, train)
+    assert run_stitch("train", spec)[0] == 0
+    run = folder / "run"
+    whole = (run / "metrics.csv").read_text()
+    # As if killed after epoch 2's checkpoint, before its row and model.pt.
+    (run / "metrics.csv").write_text("".join(whole.splitlines(keepends=True)[:-1]))
+    (run / "model.pt").unlink()
+    stale = [run / ".metrics.csv.tmp-123-0000abcd", run / ".model.pt.tmp-123-0000abcd",
+             run / "checkpoints" / ".step_00000006.pt.tmp-123-0000abcd"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    code, out, err = run_stitch("train", spec, "--resume")
+    assert code == 0, err
+    assert (run / "metrics.csv").read_text() == whole
+    assert (run / "model.pt").exists()
+    assert not [p for p in stale if p.exists()]
+
+
 def test_a_model_file_changed_while_training_stops_the_save_not_the_checkpoints(
         small, run_stitch, stitch_bin):
     """model.pt is built from the model files again at the end: if one
@@ -493,9 +520,7 @@ def test_a_model_file_changed_while_training_stops_the_save_not_the_checkpoints(
     proc = subprocess.Popen([str(stitch_bin), "train", str(spec)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     checkpoints = folder / "changed" / "checkpoints"
-    deadline = time.time() + 60
-    while time.time() < deadline and not list(checkpoints.glob("step_*.pt")):
-        time.sleep(0.02)
+    wait_until(lambda: list(checkpoints.glob("step_*.pt")), 60, poll=0.02)
     assert proc.poll() is None, "finished before the file changed"
     script_save(nn.Sequential(nn.Linear(10, 10), nn.BatchNorm1d(10)), folder / "pre.pt")
     err = proc.communicate(timeout=300)[1]
@@ -677,3 +702,23 @@ def test_seed002_strategy3_clip_learns_to_retrieve_the_matching_pair(tmp_path, s
     picked = (emb["img_emb"] @ emb["txt_emb"].t()).argmax(1)
     accuracy = (picked == torch.arange(held_out)).float().mean().item()
     assert accuracy >= 0.8, accuracy  # among all 128, chance is < 1%
+
+
+def test_a_worker_killed_mid_run_ends_the_job_in_words(small, stitch_bin):
+    """#20: when one rank died, the survivor ended with a raw Gloo message."""
+    folder, body, train, _ = small
+    train.update(epochs=400, out="nproc_killed")
+    spec = write_spec(folder, body, train)
+    proc = subprocess.Popen([str(stitch_bin), "train", str(spec), "--nproc", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics_file = folder / "nproc_killed" / "metrics.csv"
+    wait_until(metrics_file.exists, 120)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+    assert len(children) == 2, children
+    os.kill(int(children[1]), signal.SIGKILL)  # rank 1
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    first_error = next(line for line in err.splitlines() if line.startswith("error:"))
+    assert not first_error.startswith("error: ["), err
+    assert "another process of the job ended or stopped answering" in err, err

@@ -1,6 +1,8 @@
 // stitch inspect MODEL.pt|SPEC.yaml [--input NAME=1x3x224x224 ...] [--depth K] [--json]
 
 #include <fmt/format.h>
+#include <stitch/artifact.h>
+#include <stitch/bench.h>
 #include <stitch/inspect.h>
 
 #include <iostream>
@@ -86,8 +88,25 @@ void add_inspect(CLI::App& app) {
       report = inspect_graph(spec.graph, *depth, input_sizes(spec.graph, *inputs));
     } else {
       torch::jit::Module model = load_module(*file);
-      report = inspect_module(model, example_inputs(model, *inputs), *depth);
-      if (inputs->empty()) report.note = "pass --input NAME=SHAPE to see output shapes";
+      // A stitch artifact declares its inputs: without --input, they are
+      // made at their declared shapes (dynamic dims 1), as bench does.
+      if (inputs->empty() && !declared_outputs(model).empty()) {
+        try {
+          std::vector<c10::IValue> values;
+          for (auto& t : random_inputs(model, {})) values.emplace_back(std::move(t));
+          report = inspect_module(model, values, *depth);
+          report.note = "output shapes for the declared inputs, dynamic dims (N) at 1";
+        } catch (const Error& e) {
+          report = inspect_module(model, {}, *depth);
+          report.note = fmt::format(
+              "the declared inputs at N=1 did not run ({}); pass --input NAME=SHAPE to see "
+              "output shapes",
+              detail::first_line(e.what()));
+        }
+      } else {
+        report = inspect_module(model, example_inputs(model, *inputs), *depth);
+        if (inputs->empty()) report.note = "pass --input NAME=SHAPE to see output shapes";
+      }
     }
     std::cout << (*json ? report.json() : report.table());
   });

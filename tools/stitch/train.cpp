@@ -5,6 +5,7 @@
 // loopback and waits for them. A process started with RANK set (by this
 // launcher or by torchrun-like tools on several machines) is a worker.
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -154,7 +155,7 @@ int launch(int nproc, const std::vector<std::string>& args) {
     int log = -1;
     if (rank > 0) {
       char tmpl[] = "/tmp/stitch-train-rank-XXXXXX";
-      log = ::mkstemp(tmpl);
+      log = ::mkostemp(tmpl, O_CLOEXEC);
       if (log < 0) throw Error("cannot create a log file in /tmp");
       ::unlink(tmpl);
     }
@@ -165,7 +166,7 @@ int launch(int nproc, const std::vector<std::string>& args) {
       // A worker ends with the launcher (even a SIGKILLed one), and only the
       // launcher signals it: in a process group of its own, Ctrl-C on the
       // terminal reaches the launcher, which passes it on once.
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != launcher) ::_exit(1);  // it ended before prctl
       ::setpgid(0, 0);
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
@@ -196,7 +197,7 @@ int launch(int nproc, const std::vector<std::string>& args) {
   constexpr auto kStopWait = std::chrono::seconds(60);
   stop_gracefully_on_signals();
   std::vector<int> status(nproc, -1);
-  std::vector<bool> stopped(nproc, false);  // ended by the SIGTERM sent here
+  std::vector<bool> stopped(nproc, false);  // ended by the SIGKILL sent here
   int first_failed = -1;
   Clock::time_point stop_at, kill_at;
   bool stop_sent = false, kill_sent = false, signal_passed = false;
@@ -219,9 +220,10 @@ int launch(int nproc, const std::vector<std::string>& args) {
     if (pid == 0) {
       const auto now = Clock::now();
       if (first_failed >= 0 && !stop_sent && now >= stop_at) {
-        signal_running(SIGTERM);
-        stop_sent = true;
-        kill_at = now + kStopWait;
+        // A worker stops gracefully on SIGTERM, at its next step; one that
+        // waits for the failed one never gets there.
+        signal_running(SIGKILL);
+        stop_sent = kill_sent = true;
       }
       if ((stop_sent || signal_passed) && !kill_sent && now >= kill_at) {
         signal_running(SIGKILL);
@@ -233,7 +235,7 @@ int launch(int nproc, const std::vector<std::string>& args) {
     for (int r = 0; r < nproc; ++r) {
       if (pids[r] != pid) continue;
       status[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      stopped[r] = stop_sent && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM;
+      stopped[r] = stop_sent && WIFSIGNALED(st);
       --running;
       if (status[r] != 0 && first_failed < 0) {
         first_failed = r;
