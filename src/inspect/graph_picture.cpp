@@ -278,31 +278,24 @@ std::string artifact_dot(const fs::path& file, const std::string& spec_yaml) {
   // spec's model paths are absolute; older artifacts' relative ones are read
   // relative to the artifact's folder.
   Spec s = parse_spec(spec_yaml, file.parent_path() / "spec.yaml");
-  if (auto components = built_components(file, s.graph)) {
-    try {
-      const CheckReport report = report_of(s.graph, analyze(s.graph, std::move(*components)));
-      return graph_dot(s.graph, &report, file.filename().string());
-    } catch (const Error& e) {
-      std::string why = e.what();
-      why = why.substr(0, why.find('\n'));
-      return graph_dot(s.graph, nullptr,
-                       fmt::format("{} (shapes not shown: {})", file.filename().string(), why));
+  const std::string caption = file.filename().string();
+  auto without_shapes = [&](const std::string& why) {
+    return graph_dot(s.graph, nullptr, fmt::format("{} (shapes not shown: {})", caption, why));
+  };
+  auto components = built_components(file, s.graph);
+  if (!components) {
+    const auto missing = missing_files(s.graph);
+    if (!missing.empty()) {
+      return without_shapes(fmt::format("model files not found: {}", fmt::join(missing, ", ")));
     }
   }
-  const auto missing = missing_files(s.graph);
-  if (!missing.empty()) {
-    return graph_dot(s.graph, nullptr,
-                     fmt::format("{} (shapes not shown: model files not found: {})",
-                                 file.filename().string(), fmt::join(missing, ", ")));
-  }
   try {
-    CheckReport report = check(s.graph);
-    return graph_dot(s.graph, &report, file.filename().string());
+    const CheckReport report =
+        components ? report_of(s.graph, analyze(s.graph, std::move(*components))) : check(s.graph);
+    return graph_dot(s.graph, &report, caption);
   } catch (const Error& e) {
-    std::string why = e.what();
-    why = why.substr(0, why.find('\n'));
-    return graph_dot(s.graph, nullptr,
-                     fmt::format("{} (shapes not shown: {})", file.filename().string(), why));
+    const std::string why = e.what();
+    return without_shapes(why.substr(0, why.find('\n')));
   }
 }
 
