@@ -23,8 +23,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Make sure libblas.so.3 is OpenBLAS (openmp), not the reference BLAS.
 openblas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3

@@ -63,6 +63,8 @@ TEST(AtomicFileTest, RefusesDevicesAndDirectoriesBeforeCreatingAnything) {
   fs::create_directory(dir / "folder.pt");
   fs::create_symlink("/dev/full", dir / "full.pt");
   EXPECT_IO_ERROR(write_file_atomically(dir / "folder.pt", "x"), "it is a directory");
+  EXPECT_IO_ERROR(write_file_atomically(dir / "folder.pt", "x"),
+                  "fix: name a file in it, like " + (dir / "folder.pt" / "model.pt").string());
   EXPECT_IO_ERROR(write_file_atomically(dir / "full.pt", "x"), "it is a character device");
   EXPECT_IO_ERROR(write_file_atomically("/dev/full", "x"), "it is a character device");
   EXPECT_TRUE(is_character_device("/dev/full"));

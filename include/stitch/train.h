@@ -79,6 +79,9 @@ using StopFlag = const std::atomic<int>*;
 struct TrainOptions {
   /// Continue from the last checkpoint in `out`.
   TORCH_ARG(bool, resume) = false;
+  /// Let a fresh run replace an earlier run's files in `out` (checkpoints,
+  /// metrics.csv, model.pt); without it, such a folder is refused.
+  TORCH_ARG(bool, overwrite) = false;
   /// This process's rank, and the number of processes (1: no c10d).
   TORCH_ARG(int, rank) = 0;
   TORCH_ARG(int, world_size) = 1;
@@ -120,10 +123,19 @@ struct TrainResult {
 };
 
 /// Trains the spec's graph as its `train:` section says, writing
-/// checkpoints/, metrics.csv and model.pt into `out`. Throws stitch::Error
+/// checkpoints/ (step_*.pt, best.pt, last.pt), metrics.csv and model.pt
+/// into `out`. Throws stitch::Error
 /// (SpecError for a bad config, IoError for data, Error for NaN/Inf); the
 /// last good checkpoint is kept.
 TrainResult train(const Spec& spec, const TrainOptions& options = {});
+
+/// The artifact of a checkpoint (a checkpoints/*.pt file, or a run's out
+/// folder: its best.pt, else its last.pt), as `stitch train` writes
+/// model.pt: the spec that trained, built again from its model files, with
+/// the checkpoint's weights. Throws stitch::Error when the file is not a
+/// checkpoint or a model file changed since (its sha256 differs).
+///   stitch::save(stitch::model_from_checkpoint("runs/a/checkpoints/best.pt"), "best.pt");
+[[nodiscard]] torch::jit::Module model_from_checkpoint(const std::filesystem::path& checkpoint);
 
 /// One optimizer step of `stitch train` on a batch held in memory, for
 /// timing and for programs that bring their own data loop: the model built

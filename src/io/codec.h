@@ -5,6 +5,7 @@
 // safetensors.cpp, npy.cpp. tensor_io.cpp's table says which extension
 // goes to which.
 
+#include <ATen/core/ivalue.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <torch/types.h>
@@ -58,6 +59,13 @@ std::string_view bytes_of(const torch::Tensor& t);
 // The codecs. `stem` names a file's single tensor.
 TensorMap read_pt(std::string_view file, const std::string& stem);
 std::string encode_pt(const TensorMap& tensors);
+/// A torch.save file of nested dicts (string keys), lists, tuples, tensors,
+/// ints, floats, bools, strings and None, through the same checked reader
+/// as read_pt; tuples come back as tuples, dicts as GenericDicts. For
+/// checkpoints, which Python's torch.load reads as they are.
+c10::IValue read_pickled(std::string_view file);
+/// Writes such a value (tensors dense and contiguous) as torch.save would.
+std::string encode_pickled(const c10::IValue& value);
 TensorMap read_safetensors(std::string_view file, const std::string& stem);
 std::string encode_safetensors(const TensorMap& tensors);
 TensorMap read_npy(std::string_view file, const std::string& stem);

@@ -5,6 +5,7 @@
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
+#include <cstring>
 #include <deque>
 #include <unordered_map>
 
@@ -40,6 +41,7 @@ struct PyValue {
   std::string text;             // kStr; kGlobal as "module.name"
   std::vector<PyValue*> items;  // kTuple, kList; kDict as key, value, key, ...
   torch::Tensor tensor;         // kStorage: 1-D copy of the storage; kTensor
+  double real = 0.0;            // kFloat
 };
 using Kind = PyValue::Kind;
 
@@ -92,10 +94,13 @@ class Unpickler {
         case 0x8a:
           push(Kind::kInt, long1());
           break;
-        case 'G':
-          arg(8);
-          push(Kind::kFloat);
+        case 'G': {  // BINFLOAT: a big-endian double
+          const uint64_t bits = __builtin_bswap64(arg(8));
+          double value = 0.0;
+          std::memcpy(&value, &bits, sizeof value);
+          push(Kind::kFloat)->real = value;
           break;
+        }
         case 'X':
           push(Kind::kStr, 0, bytes(arg(4)));
           break;
@@ -344,9 +349,10 @@ class Unpickler {
   std::unordered_map<std::string, PyValue*> storages_;
 };
 
-}  // namespace
-
-TensorMap read_pt(std::string_view file, const std::string& stem) {
+/// Opens torch.save's archive, runs its pickle and hands `use` the root
+/// value (which lives as long as the call).
+template <typename Use>
+auto with_pickle_root(std::string_view file, Use use) {
   if (file.substr(0, 4) != "PK\x03\x04") {
     if (!file.empty() && static_cast<uint8_t>(file[0]) == 0x80) {
       fail("written in torch.save's legacy format; re-save it with a current torch.save");
@@ -360,30 +366,87 @@ TensorMap read_pt(std::string_view file, const std::string& stem) {
   const auto pickle = zip.find("data.pkl");
   if (!pickle) fail("archive has no data.pkl; was it written by torch.save?");
   Unpickler unpickler(*pickle, zip, file.size());
-  const PyValue& root = unpickler.run();
-  if (root.kind == Kind::kTensor) return {{stem, root.tensor}};
-  if (root.kind != Kind::kDict) fail("holds {}, not a tensor or a dict of tensors", describe(root));
-  TensorMap out;
-  for (size_t i = 0; i < root.items.size(); i += 2) {
-    const PyValue &key = *root.items[i], &value = *root.items[i + 1];
-    if (key.kind != Kind::kStr) fail("has a dict key that is {}, not a string", describe(key));
-    if (value.kind != Kind::kTensor) {
-      fail("entry '{}' is {}, not a tensor", key.text, describe(value));
+  return use(unpickler.run());
+}
+
+/// Deeper than any checkpoint; keeps a hostile file's nesting (or a cycle
+/// through the memo) from recursing without end.
+constexpr int kMaxPickleDepth = 32;
+
+c10::IValue to_ivalue(const PyValue& v, int depth) {
+  if (depth > kMaxPickleDepth) fail("nests values over {} deep", kMaxPickleDepth);
+  switch (v.kind) {
+    case Kind::kNone:
+      return {};
+    case Kind::kBool:
+      return v.number != 0;
+    case Kind::kInt:
+      return v.number;
+    case Kind::kFloat:
+      return v.real;
+    case Kind::kStr:
+      return v.text;
+    case Kind::kTensor:
+      return v.tensor;
+    case Kind::kList: {
+      c10::impl::GenericList list(c10::AnyType::get());
+      for (const auto* item : v.items) list.push_back(to_ivalue(*item, depth + 1));
+      return list;
     }
-    out[key.text] = value.tensor;
+    case Kind::kTuple: {
+      std::vector<c10::IValue> items;
+      for (const auto* item : v.items) items.push_back(to_ivalue(*item, depth + 1));
+      return c10::ivalue::Tuple::create(std::move(items));
+    }
+    case Kind::kDict: {
+      c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+      for (size_t i = 0; i < v.items.size(); i += 2) {
+        const PyValue& key = *v.items[i];
+        if (key.kind != Kind::kStr) fail("has a dict key that is {}, not a string", describe(key));
+        dict.insert_or_assign(key.text, to_ivalue(*v.items[i + 1], depth + 1));
+      }
+      return dict;
+    }
+    default:
+      fail("holds {}, which a checkpoint never holds", describe(v));
   }
-  return out;
+}
+
+}  // namespace
+
+TensorMap read_pt(std::string_view file, const std::string& stem) {
+  return with_pickle_root(file, [&](const PyValue& root) {
+    if (root.kind == Kind::kTensor) return TensorMap{{stem, root.tensor}};
+    if (root.kind != Kind::kDict) {
+      fail("holds {}, not a tensor or a dict of tensors", describe(root));
+    }
+    TensorMap out;
+    for (size_t i = 0; i < root.items.size(); i += 2) {
+      const PyValue &key = *root.items[i], &value = *root.items[i + 1];
+      if (key.kind != Kind::kStr) fail("has a dict key that is {}, not a string", describe(key));
+      if (value.kind != Kind::kTensor) {
+        fail("entry '{}' is {}, not a tensor", key.text, describe(value));
+      }
+      out[key.text] = value.tensor;
+    }
+    return out;
+  });
+}
+
+c10::IValue read_pickled(std::string_view file) {
+  return with_pickle_root(file, [](const PyValue& root) { return to_ivalue(root, 0); });
 }
 
 std::string encode_pt(const TensorMap& tensors) {
-  c10::IValue value;
   if (tensors.size() == 1) {
-    value = writable(tensors.begin()->first, tensors.begin()->second);
-  } else {
-    c10::Dict<std::string, at::Tensor> dict;
-    for (const auto& [name, tensor] : tensors) dict.insert(name, writable(name, tensor));
-    value = dict;
+    return encode_pickled(writable(tensors.begin()->first, tensors.begin()->second));
   }
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [name, tensor] : tensors) dict.insert(name, writable(name, tensor));
+  return encode_pickled(dict);
+}
+
+std::string encode_pickled(const c10::IValue& value) {
   // torch::jit::pickle_save, without its type tags: PyTorch 2.6's torch.load
   // (weights_only=True by default) refuses torch.jit._pickle.restore_type_tag.
   std::vector<char> pickle;

@@ -4,6 +4,7 @@
 #include "stitch/train.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <csignal>
@@ -13,6 +14,7 @@
 #include "artifact/metadata.h"
 #include "stitch/artifact.h"
 #include "stitch/build.h"
+#include "stitch/spec.h"
 #include "train/train_internal.h"
 #include "util/atomic_file.h"
 
@@ -120,6 +122,53 @@ struct Validation {
   double accuracy = std::nan("");
 };
 
+/// The trained model as an inference artifact: the training module runs
+/// stitch's own kernels and frozen models folded (training_build_options),
+/// so a plain build takes the trained weights. `trained_manifest` is the
+/// training module's: the model files read again must be the ones that
+/// trained. `kept_in` says where the weights are, for the error.
+torch::jit::Module ship(const Spec& spec, const std::string& trained_manifest,
+                        const std::map<std::string, torch::Tensor>& weights,
+                        const std::string& kept_in) {
+  torch::jit::Module plain = build(spec.graph);
+  const auto trained = recorded_components(trained_manifest);
+  const auto read = recorded_components(plain.attr(kManifestAttr).toStringRef());
+  for (size_t i = 0; i < trained.size() && i < read.size(); ++i) {
+    if (trained[i].sha256 != read[i].sha256) {
+      throw Error(fmt::format(
+          "model '{}': its file changed since it trained, so no artifact can be built from "
+          "it; the trained weights are in {}\n"
+          "  fix: put the file that trained back, then resume the run (or export the checkpoint)",
+          trained[i].name, kept_in));
+    }
+  }
+  copy_state(weights, plain);
+  return plain;
+}
+
+std::map<std::string, torch::Tensor> weights_of(const torch::jit::Module& module) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : module.named_parameters(true)) out.emplace(p.name, p.value);
+  for (const auto& b : module.named_buffers(true)) out.emplace(b.name, b.value);
+  return out;
+}
+
+/// An earlier run's files in `out`, as they would be listed in an error.
+std::vector<std::string> earlier_run_files(const fs::path& out) {
+  std::vector<std::string> found;
+  const auto steps = list_checkpoints(out);
+  if (!steps.empty()) {
+    found.push_back(steps.size() == 1 ? fs::relative(steps[0], out).string()
+                                      : fmt::format("{} checkpoints", steps.size()));
+  }
+  std::error_code ec;
+  for (const char* name :
+       {"checkpoints/best.pt", "checkpoints/last.pt", "metrics.csv", "model.pt"}) {
+    if (fs::exists(out / name, ec)) found.emplace_back(name);
+  }
+  return found;
+}
+
 class Trainer {
  public:
   Trainer(const Spec& spec, const TrainOptions& options)
@@ -136,6 +185,7 @@ class Trainer {
     groups_ = group_parameters(module_, config_);
     optimizer_ = make_optimizer(config_, groups_);
     torch::manual_seed(config_.seed);  // dropout and other random layers
+    if (lead_) refuse_earlier_run();
     comm_ = connect(options_);
     Metrics metrics(config_.out / "metrics.csv");
     Position at = start(metrics);
@@ -175,7 +225,10 @@ class Trainer {
       // files (metrics.csv included) stay as they were. It carries the row.
       const std::string row = Metrics::row(at.epoch + 1, at.step, result.train_loss, val.loss,
                                            val.accuracy, lr, at.seconds);
-      checkpoint(Position{at.epoch + 1, 0, at.step, at.seconds, 0.0, 0, row});
+      const double epoch_loss = std::isnan(val.loss) ? result.train_loss : val.loss;
+      const bool best = std::isnan(at.best_loss) || epoch_loss < at.best_loss;
+      if (best) at.best_loss = epoch_loss;
+      checkpoint(Position{at.epoch + 1, 0, at.step, at.seconds, 0.0, 0, row, at.best_loss}, best);
       if (lead_) metrics.add(row);
       const double epoch_seconds = at.seconds - seconds_before;
       progress.end_epoch(summary(at, result, epoch_seconds, steps));
@@ -187,33 +240,16 @@ class Trainer {
     result.steps = at.step;
     result.seconds = at.seconds;
     result.model = config_.out / "model.pt";
-    if (lead_) save(shipped(), result.model);
+    if (lead_) {
+      save(ship(spec_, module_.attr(kManifestAttr).toStringRef(), weights_of(module_),
+                (config_.out / "checkpoints").string()),
+           result.model);
+    }
     if (comm_) comm_->barrier();  // nobody leaves while rank 0 still writes
     return result;
   }
 
  private:
-  /// The trained model as an inference artifact: the training module runs
-  /// stitch's own kernels and frozen models folded
-  /// (training_build_options), so a plain build takes the trained weights.
-  torch::jit::Module shipped() {
-    torch::jit::Module plain = build(spec_.graph);
-    // The plain build read the model files again: they must be the ones
-    // that trained.
-    const auto trained = recorded_components(module_.attr(kManifestAttr).toStringRef());
-    const auto read = recorded_components(plain.attr(kManifestAttr).toStringRef());
-    for (size_t i = 0; i < trained.size() && i < read.size(); ++i) {
-      if (trained[i].sha256 != read[i].sha256) {
-        throw Error(fmt::format(
-            "model '{}': its file changed while training, so model.pt cannot be built from "
-            "it; the trained weights are in {}: put the file back and resume the run",
-            trained[i].name, (config_.out / "checkpoints").string()));
-      }
-    }
-    copy_state(module_, plain);
-    return plain;
-  }
-
   /// --resume loads the newest checkpoint. A fresh run removes an earlier
   /// run's checkpoints once it has written one of its own, so a run that
   /// fails before that leaves the earlier one as it was.
@@ -230,7 +266,7 @@ class Trainer {
     if (comm_) comm_->barrier();
     auto files = list_checkpoints(config_.out);
     if (options_.resume() && !files.empty()) {
-      Position at = load_checkpoint(files.back(), module_, *optimizer_, config_.optimizer);
+      Position at = load_checkpoint(files.back(), state());
       check_position(at, files.back());
       if (lead_) {
         metrics.keep_until(at.step, at.metrics_row);
@@ -243,8 +279,29 @@ class Trainer {
       log_(fmt::format("warning: no checkpoint in {} to resume from; starting from scratch",
                        (config_.out / "checkpoints").string()));
     }
-    if (lead_) earlier_checkpoints_ = files;
+    if (lead_) {
+      earlier_checkpoints_ = files;
+      for (const char* name : {"best.pt", "last.pt"}) {
+        if (fs::exists(config_.out / "checkpoints" / name)) {
+          earlier_checkpoints_.push_back(config_.out / "checkpoints" / name);
+        }
+      }
+    }
     return Position{};
+  }
+
+  /// A fresh run never replaces an earlier one unless asked (--overwrite).
+  void refuse_earlier_run() const {
+    if (options_.overwrite()) return;
+    if (options_.resume() && !list_checkpoints(config_.out).empty()) return;
+    const auto found = earlier_run_files(config_.out);
+    if (found.empty()) return;
+    const std::string spec = spec_.file.empty() ? "SPEC.yaml" : spec_.file.string();
+    throw Error(fmt::format(
+        "{} holds an earlier run ({}); a fresh run would replace it\n"
+        "  fix: stitch train {} --resume continues it, --overwrite replaces it; or set another "
+        "out: in train:",
+        config_.out.string(), fmt::join(found, ", "), spec));
   }
 
   /// A checkpoint's place in the run, checked against this run's data and
@@ -385,15 +442,29 @@ class Trainer {
     return v;
   }
 
-  void checkpoint(const Position& at) {
+  /// What a checkpoint saves of this run.
+  TrainState state() const {
+    return TrainState{module_,
+                      *optimizer_,
+                      groups_,
+                      config_.optimizer,
+                      spec_.file.empty() ? "" : fs::absolute(spec_.file).string(),
+                      spec_.text.empty() ? to_spec_yaml(spec_.graph) : spec_.text};
+  }
+
+  /// checkpoints/step_*.pt, and last.pt pointing at it (best.pt too, at the
+  /// end of an epoch with the lowest loss so far).
+  void checkpoint(const Position& at, bool best = false) {
     if (!lead_) return;
     const fs::path file = checkpoint_path(config_.out, at.step);
-    save_checkpoint(file, module_, *optimizer_, config_.optimizer, at);
+    save_checkpoint(file, state(), at);
     for (const auto& earlier : earlier_checkpoints_) {
       std::error_code ignored;
       if (earlier != file) fs::remove(earlier, ignored);
     }
     earlier_checkpoints_.clear();
+    link_checkpoint(file, "last.pt");
+    if (best) link_checkpoint(file, "best.pt");
     prune_checkpoints(config_.out, config_.keep_checkpoints);
   }
 
@@ -430,6 +501,26 @@ class Trainer {
 
 TrainResult train(const Spec& spec, const TrainOptions& options) {
   return with_context("training", [&] { return Trainer(spec, options).run(); });
+}
+
+torch::jit::Module model_from_checkpoint(const fs::path& checkpoint) {
+  fs::path file = checkpoint;
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) {  // a run's out folder
+    const fs::path best = file / "checkpoints" / "best.pt", last = file / "checkpoints" / "last.pt";
+    file = fs::exists(best, ec) ? best : last;
+    if (!fs::exists(file, ec)) {
+      throw IoError(
+          fmt::format("{} holds no checkpoints/best.pt or last.pt\n"
+                      "  fix: give a run's out folder, or a checkpoint file",
+                      checkpoint.string()));
+    }
+  }
+  const SavedRun run = read_saved_run(file);
+  const Spec spec = parse_spec(
+      run.spec_text, run.spec_file.empty() ? fs::path("spec.yaml") : fs::path(run.spec_file));
+  return with_context("cannot export " + file.string(),
+                      [&] { return ship(spec, run.manifest_json, run.weights, file.string()); });
 }
 
 }  // namespace stitch

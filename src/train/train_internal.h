@@ -6,6 +6,8 @@
 #include <torch/script.h>
 
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -115,21 +117,44 @@ struct Position {
   /// An epoch's checkpoint carries its metrics.csv row, written after it:
   /// a run killed in between gets the row back when it resumes.
   std::string metrics_row;
+  /// The lowest epoch loss so far (val_loss, or train_loss without a
+  /// validation split): the one checkpoints/best.pt holds. NaN before the
+  /// first epoch ends.
+  double best_loss = std::nan("");
 };
 
 /// Copies every parameter and buffer of `from` into the same-named one of
 /// `to` (which may have more: the frozen models a folded training module
 /// holds as constants).
 void copy_state(const torch::jit::Module& from, torch::jit::Module& to);
+void copy_state(const std::map<std::string, torch::Tensor>& from, torch::jit::Module& to);
 
-/// `optimizer_name` (sgd, adam, adamw) is recorded, so that resuming with
-/// another optimizer is refused in words.
-void save_checkpoint(const std::filesystem::path& file, const torch::jit::Module& module,
-                     torch::optim::Optimizer& optimizer, const std::string& optimizer_name,
-                     const Position& at);
-/// Loads weights, buffers, optimizer and RNG state; returns the position.
-Position load_checkpoint(const std::filesystem::path& file, torch::jit::Module& module,
-                         torch::optim::Optimizer& optimizer, const std::string& optimizer_name);
+/// What a checkpoint saves of a run besides its position.
+struct TrainState {
+  const torch::jit::Module& module;
+  torch::optim::Optimizer& optimizer;
+  const ParamGroups& groups;
+  const std::string& optimizer_name;  // sgd, adam, adamw: resuming with another is refused
+  std::string spec_file;              // absolute; anchors the spec's relative paths
+  std::string spec_text;
+};
+
+/// One torch.save dict (docs/train.md lists its keys), written atomically.
+void save_checkpoint(const std::filesystem::path& file, const TrainState& run, const Position& at);
+/// Loads weights, buffers, optimizer and RNG state into `run`; returns the
+/// position. Every field is checked; a foreign file is refused in words.
+Position load_checkpoint(const std::filesystem::path& file, const TrainState& run);
+
+/// What export needs of a checkpoint: the spec that trained and the weights.
+struct SavedRun {
+  std::string spec_file, spec_text, manifest_json;
+  std::map<std::string, torch::Tensor> weights;
+};
+SavedRun read_saved_run(const std::filesystem::path& file);
+
+/// Points checkpoints/NAME (best.pt, last.pt) at `file`, atomically: a hard
+/// link, or a copy where the file system has none.
+void link_checkpoint(const std::filesystem::path& file, const std::filesystem::path& name);
 /// checkpoints/step_00000042.pt
 std::filesystem::path checkpoint_path(const std::filesystem::path& out, int64_t step);
 /// Existing checkpoints, oldest first.

@@ -66,6 +66,11 @@ fs::path output_file(const fs::path& target) {
     if (!ec) file = resolved;
   }
   struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    throw IoError(
+        fmt::format("cannot write {}: it is a directory\n  fix: name a file in it, like {}",
+                    target.string(), (target / "model.pt").string()));
+  }
   if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
     throw IoError(
         fmt::format("cannot write {}: it is {}\n"

@@ -258,6 +258,31 @@ def test_run_in_batches_needs_inputs_of_one_length(run_stitch, fixtures_dir, tmp
             "input 'b' has 4") in stderr, stderr
 
 
+class SumOfAll(torch.nn.Module):
+    def forward(self, x):
+        return x.sum()
+
+
+def test_run_in_batches_refuses_a_0d_output_after_the_first_batch(run_stitch, tmp_path):
+    """#20: a 0-d output cannot be joined; said after one batch, not after all."""
+    torch.jit.script(SumOfAll()).save(str(tmp_path / "sum.pt"))
+    torch.save(torch.randn(4000, 3), tmp_path / "x.pt")
+    stderr = _refused(run_stitch, tmp_path, "run", tmp_path / "sum.pt", "--input",
+                      tmp_path / "x.pt", "-o", tmp_path / "y.pt", "--batch", "2")
+    assert ("--batch joins the outputs along dim 0, but output 'output' is a single number (0-d)"
+            in stderr), stderr
+    assert "fix: run without --batch" in stderr
+    assert "batch 2/" not in stderr  # the progress never got past the first
+
+
+def test_an_output_that_is_a_folder_gets_a_fix(run_stitch, tmp_path):
+    torch.jit.script(SumOfAll()).save(str(tmp_path / "sum.pt"))
+    (tmp_path / "out").mkdir()
+    stderr = _refused(run_stitch, tmp_path, "chain", tmp_path / "sum.pt", "--input", "2x3",
+                      "-o", tmp_path / "out")
+    assert f"fix: name a file in it, like {tmp_path / 'out' / 'model.pt'}" in stderr, stderr
+
+
 class TwoInputs(torch.nn.Module):
     def forward(self, a, b):
         return a[:2] + b[:2]

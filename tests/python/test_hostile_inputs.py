@@ -487,7 +487,8 @@ def test_failed_train_leaves_the_earlier_run_as_it_was(stitch_bin, corpus, tmp_p
     for name, source in files.items():
         (tmp_path / name).unlink()
         place(tmp_path / name, source, corpus)
-    code, stdout, stderr, _ = run_bounded(stitch_bin, ["train", "spec.yaml"], tmp_path, fsize)
+    code, stdout, stderr, _ = run_bounded(stitch_bin, ["train", "spec.yaml", "--overwrite"],
+                                          tmp_path, fsize)
     assert_one_error(code, stdout, stderr, "train")
     assert words in stderr, stderr
     assert snapshot(tmp_path / "run") == earlier

@@ -193,6 +193,31 @@ def test_steps_equal_the_same_loop_in_pytorch(small, run_stitch, optimizer):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert [r["step"] for r in rows] == ["3", "6"]
     assert all(r["val_loss"] and r["val_accuracy"] for r in rows)
+
+    # #20: the last checkpoint is a dict Python reads as it is: the weights by
+    # the artifact's names and torch.optim's state under the same names.
+    checkpoint = torch.load(str(folder / "run" / "checkpoints" / "last.pt"))
+    assert checkpoint["format"] == "stitch checkpoint 1"
+    assert checkpoint["position"]["step"] == 6 and checkpoint["position"]["epoch"] == 2
+    for name, value in checkpoint["model"].items():
+        assert torch.allclose(value, expected[name], atol=1e-6), name
+    assert checkpoint["optimizer"]["name"] == train["optimizer"]
+    saved_state = checkpoint["optimizer"]["state"]
+    for name, p in params.items():
+        if name.startswith("pre."):
+            assert name not in saved_state
+            continue
+        want = opt.state[p]
+        if optimizer == "sgd":
+            assert name not in saved_state  # plain SGD keeps no state
+            continue
+        got = saved_state[name]
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            if key in want:
+                assert torch.allclose(got[key], want[key], atol=1e-6), (name, key)
+        if "step" in want:
+            assert got["step"] == int(want["step"]), name
+    assert [g["lr"] for g in checkpoint["optimizer"]["param_groups"]] == [0.1, 0.05]
     # model.pt is a stitch artifact: it carries its spec.
     extra = {"stitch/spec.yaml": ""}
     torch.jit.load(str(folder / "run" / "model.pt"), _extra_files=extra)
@@ -323,6 +348,87 @@ def test_resuming_with_another_optimizer_or_model_is_refused_in_words(small, run
     assert "the checkpoint is of another model: 'logits.weight' has another shape in it" in err, err
 
 
+def test_best_and_last_checkpoints_export_to_artifacts(small, run_stitch):
+    """#20: checkpoints/best.pt (lowest val_loss) and last.pt; export-checkpoint
+    turns either into an artifact that equals the checkpoint's weights put
+    into model.pt by hand in Python."""
+    folder, body, train, data = small
+    train.update(optimizer="adam", lr=0.05, epochs=5, keep_checkpoints=1)
+    spec = write_spec(folder, body, train)
+    assert run_stitch("train", spec)[0] == 0
+    checkpoints = folder / "run" / "checkpoints"
+    rows = metrics(folder / "run")
+    best_row = min(rows, key=lambda r: float(r["val_loss"]))
+    best = torch.load(str(checkpoints / "best.pt"))
+    last = torch.load(str(checkpoints / "last.pt"))
+    assert best["position"]["step"] == int(best_row["step"])
+    assert best["position"]["best_loss"] == pytest.approx(float(best_row["val_loss"]), rel=1e-5)
+    assert last["position"]["step"] == int(rows[-1]["step"])
+    assert [p.name for p in checkpoints.glob("step_*.pt")] == ["step_00000015.pt"]  # pruned
+
+    for name, saved in (("best", best), ("last", last)):
+        out = folder / f"{name}.pt"
+        code, stdout, err = run_stitch("export-checkpoint", checkpoints / f"{name}.pt", "-o", out)
+        assert code == 0, err
+        assert f"wrote {out}" in stdout
+        exported = torch.jit.load(str(out))
+        by_hand = torch.jit.load(str(folder / "run" / "model.pt"))
+        by_hand.load_state_dict(saved["model"], strict=False)
+        by_hand.eval()
+        x = data["x"][:8]
+        for key in ("logits", "f"):
+            assert torch.equal(exported(x)[key], by_hand(x)[key]), (name, key)
+    last_model = state(folder / "last.pt")
+    for key, value in state(folder / "run" / "model.pt").items():
+        assert torch.equal(last_model[key], value), key
+    # A run's folder exports its best.pt.
+    code, _, err = run_stitch("export-checkpoint", folder / "run", "-o", folder / "folder.pt")
+    assert code == 0, err
+    assert state(folder / "folder.pt").keys() == state(folder / "best.pt").keys()
+    for key, value in state(folder / "best.pt").items():
+        assert torch.equal(state(folder / "folder.pt")[key], value), key
+
+
+def test_export_of_a_checkpoint_whose_model_file_changed_is_refused(small, run_stitch):
+    folder, body, train, _ = small
+    train.update(epochs=1)
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    script_save(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 8)), folder / "body.pt")
+    code, out, err = run_stitch("export-checkpoint", folder / "run" / "checkpoints" / "last.pt",
+                                "-o", folder / "x.pt")
+    assert_clean_error(code, out, err)
+    assert "model 'body': its file changed since it trained" in err, err
+    assert not (folder / "x.pt").exists()
+    code, out, err = run_stitch("export-checkpoint", folder / "data.pt", "-o", folder / "x.pt")
+    assert_clean_error(code, out, err)
+    assert "it is not a checkpoint of this stitch" in err, err
+
+
+def test_a_fresh_run_never_replaces_an_earlier_one_unless_asked(small, run_stitch):
+    """#20: train in a folder that holds a run is refused, with --resume and
+    --overwrite as the fixes; --overwrite replaces it."""
+    folder, body, train, _ = small
+    train.update(epochs=1)
+    spec = write_spec(folder, body, train)
+    assert run_stitch("train", spec)[0] == 0
+    before = {p: p.read_bytes() for p in (folder / "run").rglob("*") if p.is_file()}
+    code, out, err = run_stitch("train", spec)
+    assert_clean_error(code, out, err)
+    assert f"{folder / 'run'} holds an earlier run (checkpoints/step_00000003.pt, " in err, err
+    assert "--resume continues it, --overwrite replaces it" in err, err
+    assert {p: p.read_bytes() for p in (folder / "run").rglob("*") if p.is_file()} == before
+    code, out, err = run_stitch("train", spec, "--resume", "--overwrite")
+    assert code == 2 and "excludes" in err, err
+    train.update(epochs=2)
+    code, out, err = run_stitch("train", write_spec(folder, body, train), "--overwrite")
+    assert code == 0, err
+    assert sorted(p.name for p in (folder / "run" / "checkpoints").glob("step_*.pt")) == [
+        "step_00000003.pt", "step_00000006.pt"]
+    assert torch.load(str(folder / "run" / "checkpoints" / "step_00000003.pt"))["spec"][
+        "text"] == spec.read_text()  # the new run's
+    assert [r["epoch"] for r in metrics(folder / "run")] == ["1", "2"]
+
+
 @pytest.mark.parametrize("field,value,words", [
     ("epoch", -10**15, "its epoch -1000000000000000 is not one of this run's 0..1"),
     ("epoch", 10**15, "its epoch 1000000000000000 is not one of this run's 0..1"),
@@ -338,9 +444,9 @@ def test_a_hostile_checkpoint_field_is_refused_in_words(small, run_stitch, field
     train.update(epochs=1)
     assert run_stitch("train", write_spec(folder, body, train))[0] == 0
     [checkpoint] = sorted((folder / "run" / "checkpoints").glob("step_*.pt"))
-    archive = torch.jit.load(str(checkpoint))
-    setattr(archive, field, value)
-    archive.save(str(checkpoint))
+    saved = torch.load(str(checkpoint))
+    saved["position"][field] = value
+    torch.save(saved, str(checkpoint))
     code, out, err = run_stitch("train", write_spec(folder, body, train), "--resume", timeout=60)
     assert_clean_error(code, out, err)
     assert f"cannot resume from {checkpoint}: {words}" in err, err

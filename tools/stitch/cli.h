@@ -45,6 +45,7 @@ void add_inspect(CLI::App& app);
 void add_train(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_merge(CLI::App& app);
+void add_export_checkpoint(CLI::App& app);
 
 /// Thrown for command-line misuse found after parsing (exit status 2).
 class UsageError : public std::runtime_error {

@@ -115,6 +115,19 @@ TensorMap as_tensor_map(const c10::IValue& out, const std::string& single_name) 
   return result;
 }
 
+/// Batches' outputs are joined along dim 0: the first batch shows whether
+/// they can be, before the others run.
+void check_joinable(const std::string& name, const torch::Tensor& output, int64_t rows) {
+  if (output.dim() > 0 && output.size(0) == rows) return;
+  throw Error(fmt::format(
+      "--batch joins the outputs along dim 0, but output '{}' {}\n"
+      "  fix: run without --batch",
+      name,
+      output.dim() == 0
+          ? std::string("is a single number (0-d), not one row per sample")
+          : fmt::format("has {} rows for a batch of {} samples", output.size(0), rows)));
+}
+
 TensorMap run_batches(torch::jit::Module& model, const std::vector<torch::Tensor>& inputs,
                       int64_t batch, const std::string& single_name) {
   torch::NoGradGuard no_grad;
@@ -127,11 +140,13 @@ TensorMap run_batches(torch::jit::Module& model, const std::vector<torch::Tensor
   const int64_t every = std::max<int64_t>(1, batches / 10);  // plain lines: about ten
   ProgressLine progress;
   for (int64_t b = 0; b < batches; ++b) {
-    const int64_t start = b * batch;
+    const int64_t start = b * batch, rows = std::min(batch, total - start);
     std::vector<c10::IValue> slice;
-    for (const auto& t : inputs)
-      slice.emplace_back(t.narrow(0, start, std::min(batch, total - start)));
-    for (auto& [k, v] : as_tensor_map(model.forward(slice), single_name)) parts[k].push_back(v);
+    for (const auto& t : inputs) slice.emplace_back(t.narrow(0, start, rows));
+    for (auto& [k, v] : as_tensor_map(model.forward(slice), single_name)) {
+      if (b == 0) check_joinable(k, v, rows);
+      parts[k].push_back(v);
+    }
     const int64_t done = b + 1;
     progress.show(fmt::format("batch {}/{} ({} of {} samples)", done, batches,
                               std::min(done * batch, total), total),

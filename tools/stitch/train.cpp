@@ -272,9 +272,13 @@ void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a combined model as its spec's train: says");
   auto spec_file = std::make_shared<std::string>();
   auto resume = std::make_shared<bool>(false);
+  auto overwrite = std::make_shared<bool>(false);
   auto nproc = std::make_shared<int>(1);
   cmd->add_option("spec", *spec_file, "the spec (.yaml) with a train: section")->required();
   cmd->add_flag("--resume", *resume, "continue from the last checkpoint in the run's out folder");
+  cmd->add_flag("--overwrite", *overwrite,
+                "replace an earlier run's checkpoints, metrics.csv and model.pt in out")
+      ->excludes("--resume");
   cmd->add_option("--nproc", *nproc, "train data-parallel on N local processes (c10d, Gloo)")
       ->check(in_range(1, 256));
   cmd->callback([=] {
@@ -290,7 +294,7 @@ void add_train(CLI::App& app) {
       return;
     }
     TrainOptions options;
-    options.resume(*resume);
+    options.resume(*resume).overwrite(*overwrite);
     if (rank) {
       const auto world = env("WORLD_SIZE");
       if (!world) throw UsageError("RANK is set but WORLD_SIZE is not");
