@@ -20,6 +20,7 @@ struct Analysis {
   std::map<std::string, Component> components;  // by model name
   std::vector<ValueType> types;                 // by node id
   std::vector<std::string> notes;               // by node id
+  std::vector<std::string> untrained;           // learned adapters: a report note each
   Simplification simple;                        // what build runs
 };
 

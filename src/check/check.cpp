@@ -345,6 +345,15 @@ class Analyzer {
     auto plan = plan_adapter(x, *target);
     if (!plan) shape_error(n, no_adapter_message(x, *target, source));
     a_.notes[id] = plan->note();
+    if (plan->learned()) {
+      a_.untrained.push_back(fmt::format(
+          "the adapter of {}{} is {}, freshly initialised (seeded, not trained): train it "
+          "(stitch train) before its outputs mean anything",
+          source,
+          n.kwarg("like") && !n.kwarg("like")->s.empty() ? " for " + n.kwarg("like")->s
+                                                         : std::string(),
+          plan->how()));
+    }
     return ValueType::tensor(plan->to, x.dtype);
   }
 
@@ -599,6 +608,7 @@ CheckReport report_of(const Graph& graph, Analysis analysis) {
   CheckReport report;
   report.nodes = node_reports(graph, analysis);
   report.notes = analysis.simple.notes;
+  report.notes.insert(report.notes.end(), analysis.untrained.begin(), analysis.untrained.end());
   report.checked = std::make_shared<detail::CheckedModels>();
   report.checked->analysis = std::move(analysis);
   return report;

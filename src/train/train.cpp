@@ -136,7 +136,8 @@ torch::jit::Module ship(const Spec& spec, const std::string& trained_manifest,
   for (size_t i = 0; i < trained.size() && i < read.size(); ++i) {
     if (trained[i].sha256 != read[i].sha256) {
       throw Error(fmt::format(
-          "model '{}': its file changed since it trained, so no artifact can be built from "
+          "model '{}': its file changed while training (or since), so no artifact can be built "
+          "from "
           "it; the trained weights are in {}\n"
           "  fix: put the file that trained back, then resume the run (or export the checkpoint)",
           trained[i].name, kept_in));
@@ -375,7 +376,10 @@ class Trainer {
       unflatten_grads(groups_.params, flat);
       loss_value = flat[-2].item<double>();
       const int any = static_cast<int>(flat[-1].item<double>() + 0.5);
-      if (any != 0 && stop_signal_ == 0) stop_signal_ = requested != 0 ? requested : -1;
+      // A launcher passes one signal on to every process; one that has not
+      // seen it yet reads it from the sum (-1 when processes saw different ones).
+      const int theirs = any == SIGINT || any == SIGTERM ? any : -1;
+      if (any != 0 && stop_signal_ == 0) stop_signal_ = requested != 0 ? requested : theirs;
     } else if (requested != 0) {
       stop_signal_ = requested;
     }

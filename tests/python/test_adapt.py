@@ -101,6 +101,11 @@ def test_adapt_choice_is_printed_by_check(run_stitch, tmp_path):
     assert code == 0, stderr
     assert "adapt: [N, 512, 7, 7] -> [N, 512] by global average pooling" in stdout
     assert "adapt: [N, 512] -> [N, 10] by a learned projection Linear(512 -> 10)" in stdout
+    # #20: a learned adapter starts untrained, and check says so (only that one).
+    notes = [line for line in stdout.splitlines() if line.startswith("note: the adapter of")]
+    assert notes == ["note: the adapter of y is a learned projection Linear(512 -> 10), freshly "
+                     "initialised (seeded, not trained): train it (stitch train) before its "
+                     "outputs mean anything"], stdout
 
 
 def test_adapt_like_unknown_model_is_a_spec_error(run_stitch, tmp_path):

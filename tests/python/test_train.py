@@ -397,7 +397,7 @@ def test_export_of_a_checkpoint_whose_model_file_changed_is_refused(small, run_s
     code, out, err = run_stitch("export-checkpoint", folder / "run" / "checkpoints" / "last.pt",
                                 "-o", folder / "x.pt")
     assert_clean_error(code, out, err)
-    assert "model 'body': its file changed since it trained" in err, err
+    assert "model 'body': its file changed while training (or since)" in err, err
     assert not (folder / "x.pt").exists()
     code, out, err = run_stitch("export-checkpoint", folder / "data.pt", "-o", folder / "x.pt")
     assert_clean_error(code, out, err)
@@ -631,8 +631,9 @@ def test_a_model_file_changed_while_training_stops_the_save_not_the_checkpoints(
     script_save(nn.Sequential(nn.Linear(10, 10), nn.BatchNorm1d(10)), folder / "pre.pt")
     err = proc.communicate(timeout=300)[1]
     assert proc.returncode == 1, err
-    last = err.strip().splitlines()[-1]  # after the epochs' progress lines
-    assert last.startswith("error: model 'pre': its file changed while training"), err
+    [error] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: model 'pre': its file changed while training"), err
+    assert err.strip().splitlines()[-1].startswith("  fix: put the file that trained back"), err
     assert not (folder / "changed" / "model.pt").exists()
     assert list(checkpoints.glob("step_*.pt"))
 
