@@ -10,6 +10,9 @@ packages=(
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-torchaudio python3-sklearn python3-pytest
   python3-numpy graphviz
+  # The tests' own: two "machines" in network namespaces (ip netns), and
+  # groff to check the man page.
+  iproute2 groff-base
   # LibTorch's Linear layers go through libblas.so.3; Debian's default is the
   # slow reference BLAS. OpenBLAS built for OpenMP (the runtime LibTorch uses)
   # takes over libblas.so.3 through the alternatives system when installed.

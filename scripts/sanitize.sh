@@ -28,6 +28,14 @@ steps=("$@")
 export ASAN_OPTIONS="exitcode=86"
 export UBSAN_OPTIONS="exitcode=86:print_stacktrace=1"
 export LSAN_OPTIONS="exitcode=86:suppressions=$source_dir/fuzz/lsan.supp"
+# The Python tests run the sanitized stitch a few thousand times, and ASan's
+# start-up in LibTorch's static initialisers costs ~3 s of CPU each: its
+# 256 MB quarantine, allocation stacks and the leak scan at exit are most of
+# it. Their stitch runs keep every check but those (tests/python/conftest.py
+# reads this): a smaller quarantine, no allocation stacks in a report (run the
+# case again without this to get them) and no leak scan, which the C++ tests
+# and the fuzzers keep doing.
+export STITCH_TESTS_ASAN_OPTIONS="exitcode=86:quarantine_size_mb=16:malloc_context_size=0:detect_leaks=0:max_malloc_fill_size=0"
 
 step_build() {
   bash scripts/install_packages.sh clang libclang-rt-dev llvm clang-format-14

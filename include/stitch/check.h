@@ -33,6 +33,9 @@ struct CheckReport {
   /// A table with one line per node: name, expression, type, note; then a
   /// `note:` line for each of `notes`.
   [[nodiscard]] std::string table() const;
+  /// The same as JSON: {"ok": true, "nodes": [{"name", "expression", "type",
+  /// "shape": [...] or null, "dtype", "note", "line"}...], "notes": [...]}.
+  [[nodiscard]] std::string json() const;
 
   /// The models check loaded, cut and probed, for build(graph, report) to
   /// build in as they are rather than load them again. Copies share them.

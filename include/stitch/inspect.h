@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "stitch/archive_report.h"
 #include "stitch/check.h"
 #include "stitch/graph.h"
 #include "stitch/shape.h"

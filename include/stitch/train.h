@@ -88,6 +88,9 @@ struct TrainOptions {
   /// Where the processes meet (c10d TCPStore on rank 0).
   TORCH_ARG(std::string, master_addr) = "127.0.0.1";
   TORCH_ARG(int, master_port) = 29500;
+  /// How long a process waits for the others to join, in seconds; past it,
+  /// an error says how many joined (the command line: STITCH_JOIN_SECONDS).
+  TORCH_ARG(double, join_seconds) = 120;
   /// Progress: a bar on a terminal, plain lines otherwise, or nothing.
   TORCH_ARG(bool, progress) = true;
   /// Where warnings and progress lines go (default: stderr).
@@ -120,6 +123,10 @@ struct TrainResult {
   double val_accuracy = 0.0;  // NaN when the loss has no classification term
   double seconds = 0.0;
   std::filesystem::path model;  // out/model.pt (written by rank 0)
+
+  /// As JSON: {"epochs", "steps", "train_loss", "val_loss", "val_accuracy"
+  /// (null when NaN), "seconds", "model"}.
+  std::string json() const;
 };
 
 /// Trains the spec's graph as its `train:` section says, writing

@@ -52,6 +52,9 @@ struct VerifyReport {
   bool ok() const;
   /// One line per output: name, shape, max abs diff, ok/DIFFERS.
   std::string table() const;
+  /// The same as JSON: {"ok", "rtol", "atol", "outputs": [{"name", "shape":
+  /// [...], "max_abs_diff", "ok"}...], "notes": [...]}.
+  std::string json() const;
 };
 
 /// Compares `artifact` with the parts `spec` names. Returns the report when

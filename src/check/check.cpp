@@ -8,8 +8,11 @@
 #include "check/analysis.h"
 #include "check/example_inputs.h"
 #include "core/assert.h"
+#include "core/value_json.h"
 #include "ops/expression_text.h"
 #include "ops/registry.h"
+#include "stitch/runtime.h"
+#include "util/deadline.h"
 
 namespace stitch {
 
@@ -255,6 +258,15 @@ class Analyzer {
     std::string why;
   };
 
+  /// The error when a probe run does not return.
+  static std::string probe_timeout(const Component& c, const std::string& inputs) {
+    return fmt::format(
+        "model '{}' ({}) did not return within {:g} s of a probe run (fed {})\n"
+        "  fix: if the model is only slow, let probes run longer: STITCH_PROBE_SECONDS=600 "
+        "(0: no limit); a model that never returns on these inputs cannot be used",
+        c.spec.name, c.spec.describe(), probe_seconds(), inputs);
+  }
+
   /// Runs the model twice on probe inputs of `args`' types (two sizes for
   /// each dynamic dim); what failed, if a run did.
   static std::optional<ProbeFailure> probe_failure(Component& c, const std::vector<ProbeArg>& args,
@@ -263,6 +275,7 @@ class Analyzer {
       values[run] = probe_assignment(args, run);
       auto inputs = probe_inputs(args, values[run]);
       try {
+        detail::Deadline deadline(probe_seconds(), [&] { return probe_timeout(c, inputs.text); });
         out[run] = c.run(inputs.values);
       } catch (const c10::Error& e) {
         return ProbeFailure{inputs.text, detail::short_message(e)};
@@ -672,6 +685,24 @@ std::string CheckReport::table() const {
   }
   for (const auto& note : notes) out += "note: " + note + "\n";
   return out;
+}
+
+std::string CheckReport::json() const {
+  nlohmann::json j;
+  j["ok"] = true;
+  j["nodes"] = nlohmann::json::array();
+  for (const auto& r : nodes) {
+    j["nodes"].push_back({{"id", r.id},
+                          {"name", r.name},
+                          {"expression", r.expression},
+                          {"type", r.type.str()},
+                          {"shape", detail::shape_json(r.type)},
+                          {"dtype", detail::dtype_json(r.type)},
+                          {"note", r.note},
+                          {"line", r.loc.known() ? nlohmann::json(r.loc.line) : nullptr}});
+  }
+  j["notes"] = notes;
+  return detail::dump_json(j);
 }
 
 }  // namespace stitch

@@ -5,7 +5,9 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -20,7 +22,50 @@ int usable_cores() {
   }
   return std::max(1u, std::thread::hardware_concurrency());
 }
+
+/// A setting that the environment gives until the program sets it.
+template <typename T>
+class Setting {
+ public:
+  explicit Setting(T (*from_environment)()) : from_environment_(from_environment) {}
+  void set(T value) {
+    value_.store(value);
+    set_.store(true);
+  }
+  T get() const { return set_.load() ? value_.load() : from_environment_(); }
+
+ private:
+  T (*from_environment_)();
+  std::atomic<T> value_{};
+  std::atomic<bool> set_{false};
+};
+
+Setting<bool>& file_operators_setting() {
+  static Setting<bool> setting([] {
+    const char* env = std::getenv("STITCH_ALLOW_FILE_OPS");
+    return env != nullptr && std::strcmp(env, "1") == 0;
+  });
+  return setting;
+}
+
+Setting<double>& probe_seconds_setting() {
+  static Setting<double> setting([] {
+    const char* env = std::getenv("STITCH_PROBE_SECONDS");
+    if (env == nullptr || *env == '\0') return 120.0;
+    char* end = nullptr;
+    const double seconds = std::strtod(env, &end);
+    return end != nullptr && *end == '\0' && seconds >= 0 ? seconds : 120.0;
+  });
+  return setting;
+}
+
 }  // namespace
+
+void allow_file_operators(bool allowed) { file_operators_setting().set(allowed); }
+bool file_operators_allowed() { return file_operators_setting().get(); }
+
+void set_probe_seconds(double seconds) { probe_seconds_setting().set(std::max(0.0, seconds)); }
+double probe_seconds() { return probe_seconds_setting().get(); }
 
 int terminal_columns(int fd) {
   winsize size{};

@@ -12,10 +12,13 @@
 
 #include "artifact/metadata.h"
 #include "build/builder.h"
+#include "core/value_json.h"
 #include "load/surgery.h"
 #include "ops/expression_text.h"
 #include "stitch/bind_inputs.h"
 #include "stitch/compat.h"
+#include "stitch/runtime.h"
+#include "util/deadline.h"
 
 namespace stitch {
 
@@ -66,13 +69,20 @@ std::vector<c10::IValue> with_defaults(const torch::jit::Module& m,
 }
 
 /// Runs the graph that returns every submodule's output (one pass).
-std::map<std::string, ValueType> run_outputs(const torch::jit::Module& m,
+/// `who` names the model in the error when the run does not return.
+std::map<std::string, ValueType> run_outputs(const std::string& who, const torch::jit::Module& m,
                                              const std::vector<c10::IValue>& inputs, int depth,
                                              std::optional<ValueType>& model_output) {
   SubmoduleOutputs outs = submodule_outputs(m, "forward", depth);
   torch::jit::GraphFunction fn("stitch_inspect", outs.graph, nullptr);
   auto stack = with_defaults(m, inputs);
   torch::NoGradGuard no_grad;
+  detail::Deadline deadline(probe_seconds(), [&] {
+    return fmt::format(
+        "{} did not return within {:g} s of its example run\n"
+        "  fix: if it is only slow, let it run longer: STITCH_PROBE_SECONDS=600 (0: no limit)",
+        who, probe_seconds());
+  });
   with_context("running the model", [&] { fn.run(stack); });
   const auto& values = stack.at(0).toTupleRef().elements();
   std::map<std::string, ValueType> types;
@@ -113,26 +123,6 @@ std::string with_commas(int64_t n) {
     out += digits[i];
   }
   return out;
-}
-
-nlohmann::json type_json(const std::optional<ValueType>& t) {
-  return t ? nlohmann::json(t->str()) : nlohmann::json(nullptr);
-}
-
-/// A tensor type's shape as a list (sizes as numbers, dynamic dims as their
-/// names: [1, 512, 7, 7], ["N", 512]) and dtype, for scripts; null for
-/// anything else.
-nlohmann::json shape_json(const std::optional<ValueType>& t) {
-  if (!t || !t->is_tensor()) return nullptr;
-  auto shape = nlohmann::json::array();
-  for (const auto& d : t->shape) {
-    shape.push_back(d.is_static() ? nlohmann::json(d.size()) : nlohmann::json(d.str()));
-  }
-  return shape;
-}
-
-nlohmann::json dtype_json(const std::optional<ValueType>& t) {
-  return t && t->is_tensor() ? nlohmann::json(dtype_str(t->dtype)) : nlohmann::json(nullptr);
 }
 
 /// Whether every symbol of `d` has a value.
@@ -240,7 +230,7 @@ InspectReport inspect_module(torch::jit::Module module, const std::vector<c10::I
       report.inputs.emplace_back(i + 1 < args.size() ? args[i + 1].name() : "?",
                                  value_type(inputs[i]));
     }
-    outputs = run_outputs(module, inputs, depth, report.output);
+    outputs = run_outputs("the model", module, inputs, depth, report.output);
   }
   // A file's own requires_grad flags say what trains.
   std::map<std::string, bool> requires_grad;
@@ -302,7 +292,8 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
     std::map<std::string, ValueType> outputs;
     if (!inputs.empty() && spec.method == "forward") {
       std::optional<ValueType> out;
-      outputs = run_outputs(c.module, inputs, depth < 0 ? -1 : std::max(0, depth - 1), out);
+      outputs = run_outputs(fmt::format("model '{}' ({})", name, spec.describe()), c.module,
+                            inputs, depth < 0 ? -1 : std::max(0, depth - 1), out);
       top.output = out;
     }
     report.parameters += top.parameters;
@@ -362,6 +353,7 @@ std::string InspectReport::table() const {
 }
 
 std::string InspectReport::json() const {
+  using detail::dtype_json, detail::shape_json, detail::type_json;
   nlohmann::json j;
   j["inputs"] = nlohmann::json::array();
   for (const auto& [name, t] : inputs) {
@@ -397,7 +389,7 @@ std::string InspectReport::json() const {
   j["compat_operators"] = compat_operators;
   if (!built_with.empty()) j["built_with"] = built_with;
   if (!note.empty()) j["note"] = note;
-  return j.dump(2) + "\n";
+  return detail::dump_json(j);
 }
 
 }  // namespace stitch

@@ -9,6 +9,7 @@
 
 #include "artifact/metadata.h"
 #include "check/example_inputs.h"
+#include "core/value_json.h"
 #include "load/component.h"
 #include "stitch/artifact.h"
 #include "stitch/build.h"
@@ -34,6 +35,22 @@ std::string VerifyReport::table() const {
   }
   for (const auto& note : notes) out += "note: " + note + "\n";
   return out;
+}
+
+std::string VerifyReport::json() const {
+  nlohmann::json j;
+  j["ok"] = ok();
+  j["rtol"] = rtol;
+  j["atol"] = atol;
+  j["outputs"] = nlohmann::json::array();
+  for (const auto& o : outputs) {
+    j["outputs"].push_back({{"name", o.name},
+                            {"shape", o.shape},
+                            {"max_abs_diff", detail::number_json(o.max_abs_diff)},
+                            {"ok", o.ok}});
+  }
+  j["notes"] = notes;
+  return detail::dump_json(j);
 }
 
 namespace {

@@ -14,7 +14,9 @@
 #include "load/merge_weights.h"
 #include "load/surgery.h"
 #include "stitch/compat.h"
+#include "stitch/runtime.h"
 #include "util/atomic_file.h"
+#include "util/deadline.h"
 
 namespace fs = std::filesystem;
 
@@ -76,6 +78,14 @@ torch::jit::Module read_torchscript(const fs::path& file, const ModelSpec& spec,
   }
   register_compat_operators();
   try {
+    detail::Deadline deadline(probe_seconds(), [&] {
+      return fmt::format(
+          "{}model '{}': loading {} did not end within {:g} s (a model's code runs as it loads: "
+          "a __setstate__ that never returns?)\n"
+          "  fix: if the file is only slow to load, let it take longer: STITCH_PROBE_SECONDS=600 "
+          "(0: no limit)",
+          spec.loc.prefix(), spec.name, file.string(), probe_seconds());
+    });
     return torch::jit::load(std::make_shared<BytesReader>(shared));
   } catch (const c10::Error& e) {
     throw ModelError(spec.loc.prefix() +

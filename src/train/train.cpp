@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "artifact/metadata.h"
+#include "core/value_json.h"
 #include "stitch/artifact.h"
 #include "stitch/build.h"
 #include "stitch/spec.h"
@@ -502,6 +503,17 @@ class Trainer {
 };
 
 }  // namespace
+
+std::string TrainResult::json() const {
+  const nlohmann::json j = {{"epochs", epochs},
+                            {"steps", steps},
+                            {"train_loss", detail::number_json(train_loss)},
+                            {"val_loss", detail::number_json(val_loss)},
+                            {"val_accuracy", detail::number_json(val_accuracy)},
+                            {"seconds", seconds},
+                            {"model", model.string()}};
+  return detail::dump_json(j);
+}
 
 TrainResult train(const Spec& spec, const TrainOptions& options) {
   return with_context("training", [&] { return Trainer(spec, options).run(); });

@@ -16,6 +16,7 @@ import struct
 import sys
 import zipfile
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -141,6 +142,103 @@ def broken_models():
         "model_overlapping_entries.pt": patch_u32(
             good, pkl_central + 42, entry(good, "/data/0")[0]),
     }
+
+
+# --- models whose code does harm: touches files, never returns (#21) -----------
+
+VICTIM = "victim.bin"  # relative: the file in the folder stitch runs in
+
+
+class _Touch(nn.Module):
+    """No parameters; its __setstate__ (run by torch.jit.load) does `harm`."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.seen = torch.zeros(8, dtype=torch.uint8)  # keeps what from_file wrote alive
+
+    def forward(self, x):
+        return x
+
+
+class _FromFileOnLoad(_Touch):
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.path, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[str, bool]):
+        self.path = state[0]
+        self.training = state[1]
+        self.seen = torch.from_file(self.path, True, 8, dtype=torch.uint8).fill_(88)
+
+
+class _SpinsOnLoad(_Touch):
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.path, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: Tuple[str, bool]):
+        self.path = state[0]
+        self.training = state[1]
+        n = 0
+        while n >= 0:
+            n = n + 1
+
+
+class _Harmful(nn.Module):
+    """Linear(10, 5) (the shape the specs expect) and a part that does harm."""
+
+    def __init__(self, touch):
+        super().__init__()
+        self.linear = nn.Linear(10, 5)
+        self.touch = touch
+        self.path = VICTIM
+
+
+class _FromFileForward(_Harmful):
+    def forward(self, x):
+        seen = torch.from_file(self.path, True, 8, dtype=torch.uint8).fill_(88)
+        return self.linear(self.touch(x)) + 0 * seen[0]
+
+
+class _SaveForward(_Harmful):
+    def forward(self, x):
+        torch.save(x, self.path)
+        return self.linear(self.touch(x))
+
+
+class _SpinsForward(_Harmful):
+    def forward(self, x):
+        n = 0
+        while n >= 0:
+            n = n + 1
+        return self.linear(self.touch(x))
+
+
+class _Plain(_Harmful):
+    def forward(self, x):
+        return self.linear(self.touch(x))
+
+
+def harmful_models():
+    """TorchScript models that write VICTIM, or never return, when loaded or
+    run (torch.jit.load in Python does exactly that to them)."""
+    torch.manual_seed(0)
+    made = {
+        "model_from_file_on_load.pt": _Plain(_FromFileOnLoad(VICTIM)),
+        "model_from_file_forward.pt": _FromFileForward(_Touch(VICTIM)),
+        "model_save_forward.pt": _SaveForward(_Touch(VICTIM)),
+        "model_spins_forward.pt": _SpinsForward(_Touch(VICTIM)),
+        "model_spins_on_load.pt": _Plain(_SpinsOnLoad(VICTIM)),
+    }
+    out = {}
+    for name, module in made.items():
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.script(module.eval()), buffer)
+        out[name] = buffer.getvalue()
+    return out
 
 
 def broken_artifacts():
@@ -314,7 +412,7 @@ def big_specs():
 def write_all(outdir):
     outdir = Path(outdir)
     files = {}
-    for make in (broken_models, broken_artifacts, broken_torch_tensors, broken_npy,
+    for make in (broken_models, harmful_models, broken_artifacts, broken_torch_tensors, broken_npy,
                  broken_safetensors, training_data, big_specs):
         files.update(make())
     files["model_ok.pt"] = good_model_bytes()

@@ -9,6 +9,7 @@ tests/CMakeLists.txt):
                    time (default: exported once per session into a temp dir)
   STITCH_SOURCE    the repository root (default: two folders up from here)
   STITCH_BUILD     the build folder (default: $STITCH_SOURCE/build)
+  STITCH_TESTS_ASAN_OPTIONS  ASAN_OPTIONS for the stitch runs (scripts/sanitize.sh)
 
 Run by hand:  /usr/bin/python3 -m pytest -q tests/python
 """
@@ -29,6 +30,11 @@ import yaml
 # it off; stitch's own training is not affected (docs/compatibility.md).
 if int(torch.__version__.split(".")[0]) >= 2:
     torch._C._jit_set_texpr_fuser_enabled(False)
+
+# The sanitized build's lighter settings for the many stitch runs of these
+# tests (scripts/sanitize.sh says which checks they keep).
+if os.environ.get("STITCH_TESTS_ASAN_OPTIONS"):
+    os.environ["ASAN_OPTIONS"] = os.environ["STITCH_TESTS_ASAN_OPTIONS"]
 
 SOURCE = Path(os.environ.get("STITCH_SOURCE") or Path(__file__).resolve().parents[2])
 BUILD = Path(os.environ.get("STITCH_BUILD") or SOURCE / "build")

@@ -59,12 +59,16 @@ class Edited(tuple):
 
 DIR, FIFO = "<a directory>", "<a FIFO>"
 EARLIER = Text(b"an earlier output, which must survive\n")
+# The file the harmful models write (make_bad_inputs.VICTIM), as it must stay.
+VICTIM = {make_bad_inputs.VICTIM: Text(b"12345678")}
+FILE_OPS = "reads or writes files"
+SHORT_PROBES = {"STITCH_PROBE_SECONDS": "2"}
 
 # Where the tmpfs of a `mount` case goes, and what is done to it.
 MOUNTS = {"full": "size=1m", "ro": "size=1m,ro"}
 
-Case = namedtuple("Case", "id args files expect xfail limit_fsize mount",
-                  defaults=(None, False, None))
+Case = namedtuple("Case", "id args files expect xfail limit_fsize mount env",
+                  defaults=(None, False, None, None))
 
 MODEL = {"model.pt": "model_ok.pt"}
 SPEC_ON = lambda model: {"spec.yaml": "model.yaml", "model.pt": model}  # noqa: E731
@@ -165,6 +169,22 @@ CASES = [
          SPEC_ON("model_overlapping_entries.pt"), "model.pt"),
     Case("model_truncated_half_verify", ["verify", "a.pt", "spec.yaml"],
          {**SPEC_ON("model_ok.pt"), "a.pt": "model_truncated_half.pt"}, "a.pt"),
+
+    # --- models whose code writes files or never returns (#21) -------------------------
+    *[Case(f"{name}_{cmd[0]}", cmd, {**files, **VICTIM}, expect)
+      for name, expect in [("model_from_file_on_load", "calls torch.from_file"),
+                           ("model_from_file_forward", "calls torch.from_file"),
+                           ("model_save_forward", "calls torch.save")]
+      for cmd, files in [(["inspect", "m.pt"], {"m.pt": f"{name}.pt"}),
+                         (["check", "spec.yaml"], SPEC_ON(f"{name}.pt")),
+                         (["chain", "a.pt", "model.pt", "--input", "1x10", "-o", "out.pt"],
+                          {**MODEL, "a.pt": f"{name}.pt"})]],
+    Case("model_spins_forward_check", ["check", "spec.yaml"], SPEC_ON("model_spins_forward.pt"),
+         "did not return within 2 s of a probe run", env=SHORT_PROBES),
+    Case("model_spins_forward_inspect", ["inspect", "m.pt", "--input", "1x10"],
+         {"m.pt": "model_spins_forward.pt"}, "did not return within 2 s", env=SHORT_PROBES),
+    Case("model_spins_on_load_compose", ["compose", "spec.yaml", "-o", "out.pt"],
+         SPEC_ON("model_spins_on_load.pt"), "did not end within 2 s", env=SHORT_PROBES),
 
     # --- artifacts whose stitch metadata is broken ----------------------------------
     Case("artifact_spec_not_yaml_graph", ["graph", "a.pt", "-o", "g.dot"],
@@ -355,11 +375,12 @@ def limits(fsize):
     return apply
 
 
-def run_bounded(stitch_bin, args, cwd, fsize=False, bound=TIME_BOUND):
+def run_bounded(stitch_bin, args, cwd, fsize=False, bound=TIME_BOUND, env=None):
     """(exit code, stdout, stderr, seconds); fails the test past `bound` seconds."""
     start = time.monotonic()
     try:
         proc = subprocess.run([str(stitch_bin), *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                              env={**os.environ, **(env or {})},
                               capture_output=True, text=True, errors="replace",
                               timeout=bound, preexec_fn=limits(fsize))
     except subprocess.TimeoutExpired:
@@ -400,7 +421,8 @@ def test_hostile_input_is_refused_cleanly(stitch_bin, corpus, tmp_path, case):
             fill_or_seal(mounted, case.mount)
         before = snapshot(work)
         code, stdout, stderr, _ = run_bounded(stitch_bin, case.args, work, case.limit_fsize,
-                                              XFAIL_TIME_BOUND if case.xfail else TIME_BOUND)
+                                              XFAIL_TIME_BOUND if case.xfail else TIME_BOUND,
+                                              case.env)
         assert_one_error(code, stdout, stderr, case.args[0])
         assert case.expect in stderr, f"{case.expect!r} not in:\n{stderr}"
         after = snapshot(work)
@@ -492,3 +514,39 @@ def test_failed_train_leaves_the_earlier_run_as_it_was(stitch_bin, corpus, tmp_p
     assert_one_error(code, stdout, stderr, "train")
     assert words in stderr, stderr
     assert snapshot(tmp_path / "run") == earlier
+
+
+# --- models whose code does harm: what stitch lets you do with them -------------------
+
+def test_archive_inspect_runs_none_of_the_code(stitch_bin, corpus, tmp_path):
+    """#21: inspect --archive shows a model's code and tensors without running
+    it: the file its __setstate__ writes keeps its bytes, the one that never
+    returns is read at once, and the file operator is named."""
+    for name, call in [("model_from_file_on_load", "torch.from_file"),
+                       ("model_spins_on_load", None), ("model_save_forward", "torch.save")]:
+        work = tmp_path / name
+        work.mkdir()
+        place(work / "m.pt", f"{name}.pt", corpus)
+        place(work / make_bad_inputs.VICTIM, VICTIM[make_bad_inputs.VICTIM], corpus)
+        before = snapshot(work)
+        code, stdout, stderr, _ = run_bounded(stitch_bin, ["inspect", "m.pt", "--archive"], work)
+        assert code == 0, stderr
+        assert snapshot(work) == before
+        assert "read without running any of its code" in stdout
+        assert "  def forward" in stdout, stdout
+        if name.endswith("on_load"):
+            assert "  def __setstate__" in stdout, stdout
+        if call:
+            assert f"calls {call}, line" in stdout, stdout
+
+
+def test_file_operators_run_when_allowed(stitch_bin, corpus, tmp_path):
+    """#21: STITCH_ALLOW_FILE_OPS=1 is the way to use a trusted model that
+    touches files: it loads, and its forward does write."""
+    place(tmp_path / "m.pt", "model_from_file_forward.pt", corpus)
+    place(tmp_path / make_bad_inputs.VICTIM, VICTIM[make_bad_inputs.VICTIM], corpus)
+    code, stdout, stderr, _ = run_bounded(stitch_bin, ["inspect", "m.pt", "--input", "1x10"],
+                                          tmp_path, env={"STITCH_ALLOW_FILE_OPS": "1"})
+    assert code == 0, stderr
+    assert "float[1, 5]" in stdout, stdout
+    assert (tmp_path / make_bad_inputs.VICTIM).read_bytes() == b"X" * 8

@@ -133,3 +133,67 @@ def test_an_artifact_without_input_shows_its_declared_shapes(run_stitch, fixture
     assert rows(report)["vision"]["shape"] == [1, 512, 1, 1], report
     assert report["output_shape"] == [1, 512]
     assert "declared inputs" in report["note"]
+
+
+def test_json_of_check_verify_and_run_gives_shapes_as_lists(run_stitch, fixtures_dir, tmp_path):
+    """#20: --json on check, verify and run, with shapes as lists of sizes
+    (dynamic dims by name) that match what the artifact computes."""
+    import numpy as np
+    (tmp_path / "resnet18.pt").write_bytes((fixtures_dir / "resnet18.pt").read_bytes())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("inputs:\n  image: [N, 3, 64, 64]\nmodels:\n"
+                    "  vision: {file: resnet18.pt, cut: avgpool}\n"
+                    "graph:\n  - f = flatten(vision(image))\noutputs: [f]\n")
+    code, stdout, err = run_stitch("check", spec, "--json")
+    assert code == 0, err
+    checked = json.loads(stdout)
+    nodes = {n["name"]: n for n in checked["nodes"]}
+    assert checked["ok"] is True
+    assert nodes["image"]["shape"] == ["N", 3, 64, 64] and nodes["image"]["dtype"] == "float"
+    assert nodes["f"]["shape"] == ["N", 512] and nodes["f"]["line"] == 6
+    artifact = tmp_path / "a.pt"
+    assert run_stitch("compose", spec, "-o", artifact)[0] == 0
+    code, stdout, err = run_stitch("verify", artifact, spec, "--json")
+    assert code == 0, err
+    verified = json.loads(stdout)
+    assert verified["ok"] is True and verified["notes"] == []
+    assert [(o["name"], o["shape"], o["ok"]) for o in verified["outputs"]] == [("f", [2, 512], True)]
+    assert 0 <= verified["outputs"][0]["max_abs_diff"] <= verified["atol"]
+    x = torch.randn(3, 3, 64, 64)
+    np.save(tmp_path / "x.npy", x.numpy())
+    code, stdout, err = run_stitch("run", artifact, "--input", tmp_path / "x.npy",
+                                   "-o", tmp_path / "y.npy", "--json")
+    assert code == 0, err
+    ran = json.loads(stdout)
+    assert ran == {"file": str(tmp_path / "y.npy"),
+                   "outputs": [{"name": "f", "shape": [3, 512], "dtype": "float"}]}
+    expected = torch.jit.load(str(artifact))(x)["f"]
+    assert torch.allclose(torch.from_numpy(np.load(tmp_path / "y.npy")), expected, atol=1e-5)
+
+
+def test_archive_lists_code_and_tensors_without_running_the_model(run_stitch, fixtures_dir):
+    """#21: --archive reads the zip entries: every code file with its
+    classes, and the tensors, as Python's zipfile sees them."""
+    import zipfile
+    model = fixtures_dir / "resnet18.pt"
+    code, stdout, err = run_stitch("inspect", model, "--archive", "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    with zipfile.ZipFile(model) as z:
+        names = z.namelist()
+        code_files = sorted(n.split("/", 1)[1] for n in names if "/code/" in n and n.endswith(".py"))
+        tensors = [i for i in z.infolist() if "/data/" in i.filename]
+        version = z.read(next(n for n in names if n.endswith("/version"))).decode().strip()
+    assert [c["name"] for c in report["code"]] == code_files
+    assert report["tensors"] == len(tensors)
+    assert report["tensor_bytes"] == sum(i.file_size for i in tensors)
+    assert report["version"] == version and report["artifact"] is False
+    outline = [e for c in report["code"] for e in c["outline"]]
+    assert "class ResNet" in outline and "  def forward" in outline
+    assert all(c["file_operator"] is None for c in report["code"])
+    code, stdout, err = run_stitch("inspect", model, "--archive")
+    assert code == 0, err
+    assert "read without running any of its code" in stdout and "class ResNet" in stdout
+    code, out, err = run_stitch("inspect", fixtures_dir / "corrupt.pt", "--archive")
+    assert_clean_error(code, out, err)
+    assert "not a TorchScript archive" in err

@@ -7,6 +7,7 @@ composed artifact and must end where stitch's trained model.pt ends.
 """
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -355,9 +356,14 @@ def test_best_and_last_checkpoints_export_to_artifacts(small, run_stitch):
     folder, body, train, data = small
     train.update(optimizer="adam", lr=0.05, epochs=5, keep_checkpoints=1)
     spec = write_spec(folder, body, train)
-    assert run_stitch("train", spec)[0] == 0
+    code, stdout, err = run_stitch("train", spec, "--json")
+    assert code == 0, err
     checkpoints = folder / "run" / "checkpoints"
     rows = metrics(folder / "run")
+    result = json.loads(stdout)  # #20: --json, the progress on stderr
+    assert (result["epochs"], result["steps"]) == (5, int(rows[-1]["step"]))
+    assert result["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]), rel=1e-5)
+    assert result["model"] == str(folder / "run" / "model.pt")
     best_row = min(rows, key=lambda r: float(r["val_loss"]))
     best = torch.load(str(checkpoints / "best.pt"))
     last = torch.load(str(checkpoints / "last.pt"))
@@ -656,6 +662,95 @@ def test_two_processes_end_with_the_weights_of_one(small, run_stitch):
         assert torch.allclose(one[name], two[name], atol=1e-5), name
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_runs_stitch_workers_as_one_process(small, run_stitch, stitch_bin):
+    """#20: torchrun's agent serves the store (TORCHELASTIC_USE_AGENT_STORE):
+    its two workers end with the weights of one process."""
+    folder, body, train, _ = small
+    train.update(shuffle=True, epochs=2, out="one")
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    train.update(out="torchrun")
+    spec = write_spec(folder, body, train)
+    # Debian 12's torchrun (Python 3.11) cannot parse its own default of
+    # --redirects and --tee ("0"): give them.
+    proc = subprocess.run(
+        ["/usr/bin/python3", "-m", "torch.distributed.run", "--nnodes", "1",
+         "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+         str(free_port()), "--redirects", "1", "--tee", "1", "--no-python",
+         str(stitch_bin), "train", str(spec)],
+        capture_output=True, text=True, timeout=600, cwd=folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, two = state(folder / "one" / "model.pt"), state(folder / "torchrun" / "model.pt")
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5), name
+
+
+@pytest.fixture
+def two_hosts():
+    """Two "machines": network namespaces joined by a veth pair, 10.231.7.1
+    and .2; removed afterwards (the veth goes with them)."""
+    tag = f"st{os.getpid() % 100000}"
+    hosts = [(f"{tag}a", f"{tag}va", "10.231.7.1"), (f"{tag}b", f"{tag}vb", "10.231.7.2")]
+
+    def ip(*args):
+        return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+
+    made = ip("netns", "add", hosts[0][0])
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {made.stderr.strip()}")
+    try:
+        steps = [("netns", "add", hosts[1][0]),
+                 ("link", "add", hosts[0][1], "type", "veth", "peer", "name", hosts[1][1])]
+        for ns, dev, addr in hosts:
+            steps += [("link", "set", dev, "netns", ns),
+                      ("-n", ns, "addr", "add", f"{addr}/24", "dev", dev),
+                      ("-n", ns, "link", "set", dev, "up"), ("-n", ns, "link", "set", "lo", "up")]
+        for step in steps:
+            done = ip(*step)
+            assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr}"
+        yield hosts
+    finally:
+        for ns, _, _ in hosts:
+            ip("netns", "del", ns)
+
+
+def test_two_machines_end_with_the_weights_of_one(small, run_stitch, stitch_bin, two_hosts):
+    """#20: one rank on each of two hosts (network namespaces), as a launcher
+    starts them: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, and
+    GLOO_SOCKET_IFNAME; the same weights as one process."""
+    folder, body, train, _ = small
+    train.update(shuffle=True, epochs=2, out="one")
+    assert run_stitch("train", write_spec(folder, body, train))[0] == 0
+    train.update(out="hosts")
+    spec = write_spec(folder, body, train)
+    master = two_hosts[0][2]
+    procs = []
+    for rank, (ns, dev, _) in enumerate(two_hosts):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": master,
+               "MASTER_PORT": "29517", "GLOO_SOCKET_IFNAME": dev, "STITCH_JOIN_SECONDS": "60",
+               "STITCH_THREADS": "1"}
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, str(stitch_bin), "train",
+                                       str(spec)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        results = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    one, two = state(folder / "one" / "model.pt"), state(folder / "hosts" / "model.pt")
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5), name
+
+
 def test_a_failing_worker_gives_one_clean_error(small, run_stitch):
     folder, body, train, _ = small
     train["data"] = "missing.pt"
@@ -663,6 +758,25 @@ def test_a_failing_worker_gives_one_clean_error(small, run_stitch):
     assert_clean_error(code, out, err)
     assert err.count("error:") == 1, err
     assert "missing.pt" in err
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_whose_peer_never_starts_ends_with_an_error_in_bounded_time(small, stitch_bin,
+                                                                          rank):
+    """#21: a rank whose peer never starts waited silently for over 356 s."""
+    folder, body, train, _ = small
+    train.update(out=f"alone_{rank}")
+    port = free_port()  # nothing listens on it
+    env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "STITCH_JOIN_SECONDS": "3"}
+    start = time.monotonic()
+    proc = subprocess.run([str(stitch_bin), "train", str(write_spec(folder, body, train))],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert_clean_error(proc.returncode, proc.stdout, proc.stderr)
+    assert f"rank {rank} of 2 cannot join 127.0.0.1:{port}" in proc.stderr, proc.stderr
+    if rank == 0:  # it holds the store: it counts who came
+        assert "1 of 2 processes joined within 3 s" in proc.stderr, proc.stderr
+    assert time.monotonic() - start < 60
 
 
 # --- refusals -----------------------------------------------------------------

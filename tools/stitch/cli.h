@@ -46,6 +46,8 @@ void add_train(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_merge(CLI::App& app);
 void add_export_checkpoint(CLI::App& app);
+/// `completion` and `manpage`: registered last, they describe the others.
+void add_completion(CLI::App& app);
 
 /// Thrown for command-line misuse found after parsing (exit status 2).
 class UsageError : public std::runtime_error {

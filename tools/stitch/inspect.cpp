@@ -1,4 +1,5 @@
 // stitch inspect MODEL.pt|SPEC.yaml [--input NAME=1x3x224x224 ...] [--depth K] [--json]
+// stitch inspect MODEL.pt --archive [--json]
 
 #include <fmt/format.h>
 #include <stitch/artifact.h>
@@ -80,8 +81,28 @@ void add_inspect(CLI::App& app) {
       "the sizes of its declared inputs, N=8 from x=8x10 against [N, 10])");
   cmd->add_option("--depth", *depth, "show submodules down to K levels (default: all)")
       ->check(at_least(0));
+  auto archive = std::make_shared<bool>(false);
+  auto* archive_flag = cmd->add_flag(
+      "--archive", *archive,
+      "read the file's zip entries (code, tensors) without running any of its code: for files "
+      "you do not trust");
   cmd->add_flag("--json", *json, "print the same as JSON");
+  cmd->get_option("--input")->excludes(archive_flag);
+  cmd->get_option("--depth")->excludes(archive_flag);
   cmd->callback([=] {
+    if (*archive) {
+      if (is_spec(*file)) {
+        throw UsageError(fmt::format(
+            "--archive reads a TorchScript file, and {} is a spec; inspect it without --archive",
+            *file));
+      }
+      const ArchiveReport report = inspect_archive(*file);
+      if (report.code.empty() && !report.problem.empty()) {
+        throw ModelError(fmt::format("{} is not a TorchScript archive: {}", *file, report.problem));
+      }
+      std::cout << (*json ? report.json() : report.table());
+      return;
+    }
     InspectReport report;
     if (is_spec(*file)) {
       Spec spec = load_spec(*file);

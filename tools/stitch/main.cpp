@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
   stitch::cli::add_bench(app);
   stitch::cli::add_merge(app);
   stitch::cli::add_export_checkpoint(app);
+  stitch::cli::add_completion(app);
   // --threads belongs to stitch itself; say so in every command's --help.
   for (CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
     command->footer(

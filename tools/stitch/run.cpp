@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli.h"
 #include "progress_line.h"
@@ -173,6 +174,9 @@ void add_run(CLI::App& app) {
                   fmt::format("where to write the outputs ({})", stitch::tensor_file_types()))
       ->required();
   cmd->add_option("--batch", *batch, "run in batches of B samples")->check(at_least(1));
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json, "print what was written as JSON: the file, and each output's "
+                "name, shape (a list) and dtype");
   cmd->callback([=] {
     torch::jit::Module model = load_module(*model_file);
     model.eval();
@@ -185,6 +189,16 @@ void add_run(CLI::App& app) {
     TensorMap result = with_context(
         "running " + *model_file, [&] { return run_batches(model, tensors, *batch, single_name); });
     write_tensors(*out, result);
+    if (*json) {
+      nlohmann::json outputs = nlohmann::json::array();
+      for (const auto& [k, v] : result) {
+        outputs.push_back({{"name", k}, {"shape", v.sizes().vec()},
+                           {"dtype", dtype_str(v.scalar_type())}});
+      }
+      const nlohmann::json j = {{"file", *out}, {"outputs", outputs}};
+      std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      return;
+    }
     for (const auto& [k, v] : result) {
       std::cout << k << ": " << dtype_str(v.scalar_type()) << v.sizes() << "\n";
     }

@@ -281,6 +281,8 @@ void add_train(CLI::App& app) {
       ->excludes("--resume");
   cmd->add_option("--nproc", *nproc, "train data-parallel on N local processes (c10d, Gloo)")
       ->check(in_range(1, 256));
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json, "print the result as JSON (progress stays on stderr)");
   cmd->callback([=] {
     const auto rank = env("RANK");
     if (*nproc > 1 && !rank) {
@@ -303,11 +305,20 @@ void add_train(CLI::App& app) {
           .master_addr(env("MASTER_ADDR").value_or("127.0.0.1"))
           .master_port(env_int("MASTER_PORT", env("MASTER_PORT").value_or("29500")));
     }
+    if (const auto join = env("STITCH_JOIN_SECONDS")) {
+      options.join_seconds(static_cast<double>(env_int("STITCH_JOIN_SECONDS", *join)));
+    }
     Spec spec = load_spec(*spec_file);
     stop_gracefully_on_signals();
     options.stop(&stop_requested);
     TrainResult result = train(spec, options);
-    if (options.rank() == 0) print_result(result);
+    if (options.rank() == 0) {
+      if (*json) {
+        std::cout << result.json();
+      } else {
+        print_result(result);
+      }
+    }
   });
 }
 

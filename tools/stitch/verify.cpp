@@ -1,4 +1,4 @@
-// stitch verify OUT.pt SPEC.yaml: the artifact computes what its parts do.
+// stitch verify OUT.pt SPEC.yaml [--json]: the artifact computes what its parts do.
 
 #include <stitch/verify.h>
 
@@ -21,9 +21,15 @@ void add_verify(CLI::App& app) {
   cmd->add_option("--size", options->dynamic_size(),
                   "size of dynamic dims (N...) in the random inputs (default 2)")
       ->check(at_least(1));
-  cmd->callback([artifact, spec, options] {
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json, "print the comparison as JSON");
+  cmd->callback([artifact, spec, options, json] {
     VerifyReport report = verify(*artifact, *spec, *options);
-    std::cout << report.table() << "ok: " << *artifact << " matches its parts\n";
+    if (*json) {
+      std::cout << report.json();
+    } else {
+      std::cout << report.table() << "ok: " << *artifact << " matches its parts\n";
+    }
   });
 }
 
