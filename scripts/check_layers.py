@@ -19,7 +19,7 @@ STAGES = ["compat", "core", "util", "io", "ops", "spec", "load", "check", "artif
 # The stage of each public header (include/stitch/NAME.h).
 PUBLIC = {
     "compat": "compat", "error": "core", "shape": "core", "graph": "core",
-    "runtime": "core", "bind_inputs": "core", "tensor_io": "io", "spec": "spec", "ops": "ops",
+    "runtime": "core", "bind_inputs": "core", "archive_report": "load", "tensor_io": "io", "spec": "spec", "ops": "ops",
     "check": "check", "artifact": "artifact", "merge": "merge", "merge_options": "core", "build": "build", "verify": "inspect",
     "inspect": "inspect", "graph_picture": "inspect", "train": "train", "bench": "bench",
     "stitch": None,  # the umbrella header: every stage, for users only

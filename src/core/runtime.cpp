@@ -61,11 +61,19 @@ Setting<double>& probe_seconds_setting() {
 
 }  // namespace
 
-void allow_file_operators(bool allowed) { file_operators_setting().set(allowed); }
-bool file_operators_allowed() { return file_operators_setting().get(); }
+void allow_file_operators(bool allowed) {
+  file_operators_setting().set(allowed);
+}
+bool file_operators_allowed() {
+  return file_operators_setting().get();
+}
 
-void set_probe_seconds(double seconds) { probe_seconds_setting().set(std::max(0.0, seconds)); }
-double probe_seconds() { return probe_seconds_setting().get(); }
+void set_probe_seconds(double seconds) {
+  probe_seconds_setting().set(std::max(0.0, seconds));
+}
+double probe_seconds() {
+  return probe_seconds_setting().get();
+}
 
 int terminal_columns(int fd) {
   winsize size{};

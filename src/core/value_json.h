@@ -4,7 +4,6 @@
 // null, text that is not valid UTF-8 with its bad bytes replaced.
 
 #include <nlohmann/json.hpp>
-
 #include <optional>
 #include <string>
 

@@ -292,8 +292,8 @@ InspectReport inspect_graph(const Graph& graph, int depth, const InputSizes& siz
     std::map<std::string, ValueType> outputs;
     if (!inputs.empty() && spec.method == "forward") {
       std::optional<ValueType> out;
-      outputs = run_outputs(fmt::format("model '{}' ({})", name, spec.describe()), c.module,
-                            inputs, depth < 0 ? -1 : std::max(0, depth - 1), out);
+      outputs = run_outputs(fmt::format("model '{}' ({})", name, spec.describe()), c.module, inputs,
+                            depth < 0 ? -1 : std::max(0, depth - 1), out);
       top.output = out;
     }
     report.parameters += top.parameters;

@@ -33,8 +33,8 @@ std::string ArchiveReport::table() const {
                      artifact ? "a stitch artifact" : "not a stitch artifact");
   int64_t lines = 0;
   for (const auto& c : code) lines += c.lines;
-  out += fmt::format("code: {} file{}, {} lines\n", code.size(), code.size() == 1 ? "" : "s",
-                     lines);
+  out +=
+      fmt::format("code: {} file{}, {} lines\n", code.size(), code.size() == 1 ? "" : "s", lines);
   for (const auto& c : code) {
     out += fmt::format("  {}  ({} lines)\n", c.name, c.lines);
     for (const auto& entry : c.outline) out += "    " + entry + "\n";

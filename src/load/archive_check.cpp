@@ -22,15 +22,19 @@ struct CodeScan {
   std::optional<std::string> file_call;  // "torch.save, line 8"
 };
 
-bool starts_name(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool in_name(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+bool starts_name(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool in_name(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
 
 /// Whether a call of `parts` ("torch", "from_file") reads or writes files:
 /// aten::from_file and aten::save, and torchvision.io's operators.
 bool is_file_operator(const std::vector<std::string_view>& parts) {
   const std::string_view last = parts.back();
-  if (last == "from_file" || last == "read_file" || last == "write_file" ||
-      last == "write_png" || last == "write_jpeg") {
+  if (last == "from_file" || last == "read_file" || last == "write_file" || last == "write_png" ||
+      last == "write_jpeg") {
     return parts.front() != "self";  // a method of the model's own
   }
   if (last == "save" && parts.size() >= 2) {
@@ -212,7 +216,9 @@ std::vector<std::string> outline_of(std::string_view code) {
 
 }  // namespace
 
-std::optional<std::string> file_operator_call(std::string_view code) { return scan(code).file_call; }
+std::optional<std::string> file_operator_call(std::string_view code) {
+  return scan(code).file_call;
+}
 
 void check_torchscript_archive(std::string_view bytes) {
   std::optional<detail::ZipArchive> zip;
@@ -230,8 +236,8 @@ ArchiveReport read_archive_contents(std::string_view bytes) {
     const detail::ZipArchive zip(bytes);
     if (auto version = zip.find("version")) {
       contents.version = std::string(*version);
-      while (!contents.version.empty() && std::isspace(static_cast<unsigned char>(
-                                              contents.version.back()))) {
+      while (!contents.version.empty() &&
+             std::isspace(static_cast<unsigned char>(contents.version.back()))) {
         contents.version.pop_back();
       }
     }
@@ -249,8 +255,8 @@ ArchiveReport read_archive_contents(std::string_view bytes) {
       const CodeScan found = scan(code);
       file.file_operator = found.file_call;
       if (found.depth > kMaxCodeNesting) {
-        contents.problem = fmt::format("{} nests {} levels deep at line {}", name, found.depth,
-                                       found.depth_line);
+        contents.problem =
+            fmt::format("{} nests {} levels deep at line {}", name, found.depth, found.depth_line);
       }
       contents.code.push_back(std::move(file));
     }

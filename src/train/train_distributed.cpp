@@ -11,13 +11,14 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
 #endif
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #else
 #define STITCH_HAVE_GLOO 0
 #endif
 
+#include <c10/util/Logging.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -53,8 +54,8 @@ bool agent_serves_store() {
 class GlooCommunicator : public Communicator {
  public:
   explicit GlooCommunicator(const TrainOptions& o) : rank_(o.rank()), world_(o.world_size()) {
-    const auto join_limit = std::chrono::milliseconds(
-        static_cast<int64_t>(std::max(1.0, o.join_seconds()) * 1000));
+    const auto join_limit =
+        std::chrono::milliseconds(static_cast<int64_t>(std::max(1.0, o.join_seconds()) * 1000));
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(o.master_port());
     // Under torchrun (torch.distributed.elastic) the agent already serves the
@@ -83,12 +84,12 @@ class GlooCommunicator : public Communicator {
     const bool loopback = o.master_addr() == "127.0.0.1" || o.master_addr() == "localhost";
     if (ifname != nullptr && *ifname != '\0') {
       const std::string names = ifname;
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(
-          names.substr(0, names.find(','))));
-    } else {
       options->devices.push_back(
-          loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                   : c10d::ProcessGroupGloo::createDefaultDevice());
+          c10d::ProcessGroupGloo::createDeviceForInterface(names.substr(0, names.find(','))));
+    } else {
+      options->devices.push_back(loopback
+                                     ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                     : c10d::ProcessGroupGloo::createDefaultDevice());
     }
     group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank(), o.world_size(), options);
   }
@@ -155,8 +156,20 @@ class GlooCommunicator : public Communicator {
 
 }  // namespace
 
+/// c10d logs its own view of a failure (a socket timeout, a peer gone) to
+/// stderr before it throws, in glog's format or c10's; stitch says it once,
+/// as its `error:` line. Only fatal messages are logged from here on.
+void quiet_c10d_logging() {
+#ifdef C10_USE_GLOG
+  FLAGS_minloglevel = std::max(FLAGS_minloglevel, 3);  // glog's FATAL
+#else
+  FLAGS_caffe2_log_level = std::max(FLAGS_caffe2_log_level, 3);  // c10's own logging
+#endif
+}
+
 std::unique_ptr<Communicator> connect(const TrainOptions& options) {
   if (options.world_size() <= 1) return nullptr;
+  quiet_c10d_logging();
   std::string why;
   if (!distributed_available(&why)) throw Error("cannot train on several processes: " + why);
 #if STITCH_HAVE_GLOO

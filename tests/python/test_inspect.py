@@ -167,7 +167,7 @@ def test_json_of_check_verify_and_run_gives_shapes_as_lists(run_stitch, fixtures
     ran = json.loads(stdout)
     assert ran == {"file": str(tmp_path / "y.npy"),
                    "outputs": [{"name": "f", "shape": [3, 512], "dtype": "float"}]}
-    expected = torch.jit.load(str(artifact))(x)["f"]
+    expected = torch.jit.load(str(artifact))(x)  # one output: the tensor itself
     assert torch.allclose(torch.from_numpy(np.load(tmp_path / "y.npy")), expected, atol=1e-5)
 
 

@@ -682,7 +682,7 @@ def test_torchrun_runs_stitch_workers_as_one_process(small, run_stitch, stitch_b
     proc = subprocess.run(
         ["/usr/bin/python3", "-m", "torch.distributed.run", "--nnodes", "1",
          "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-         str(free_port()), "--redirects", "1", "--tee", "1", "--no-python",
+         str(free_port()), "--redirects", "1", "--tee", "1", "--no_python",
          str(stitch_bin), "train", str(spec)],
         capture_output=True, text=True, timeout=600, cwd=folder)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -175,7 +175,8 @@ void add_run(CLI::App& app) {
       ->required();
   cmd->add_option("--batch", *batch, "run in batches of B samples")->check(at_least(1));
   auto json = std::make_shared<bool>(false);
-  cmd->add_flag("--json", *json, "print what was written as JSON: the file, and each output's "
+  cmd->add_flag("--json", *json,
+                "print what was written as JSON: the file, and each output's "
                 "name, shape (a list) and dtype");
   cmd->callback([=] {
     torch::jit::Module model = load_module(*model_file);
@@ -192,8 +193,8 @@ void add_run(CLI::App& app) {
     if (*json) {
       nlohmann::json outputs = nlohmann::json::array();
       for (const auto& [k, v] : result) {
-        outputs.push_back({{"name", k}, {"shape", v.sizes().vec()},
-                           {"dtype", dtype_str(v.scalar_type())}});
+        outputs.push_back(
+            {{"name", k}, {"shape", v.sizes().vec()}, {"dtype", dtype_str(v.scalar_type())}});
       }
       const nlohmann::json j = {{"file", *out}, {"outputs", outputs}};
       std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
