@@ -10,6 +10,7 @@
 #                                                 with this repo's folder and /tmp shared
 #   bash scripts/debian13.sh test                 build stitch in the root (build-debian13/)
 #                                                 and run the whole test suite there
+#   bash scripts/debian13.sh run COMMAND...        any command in the root, in this folder
 #
 # The archive's address is read from this machine's own apt sources; none is
 # written here. As root (debootstrap, chroot and mount need it).
@@ -106,5 +107,6 @@ case ${1:-} in
   root) step_root ;;
   python) shift; step_python "$@" ;;
   test) step_test ;;
-  *) echo "usage: scripts/debian13.sh root | python ARGS... | test" >&2; exit 2 ;;
+  run) shift; step_root; in_root "$@" ;;
+  *) echo "usage: scripts/debian13.sh root | python ARGS... | test | run COMMAND..." >&2; exit 2 ;;
 esac

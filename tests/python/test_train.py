@@ -669,9 +669,24 @@ def free_port():
         return s.getsockname()[1]
 
 
+def torchrun_cannot_start():
+    """Why this PyTorch's torchrun cannot make its store, or None. Debian 13's
+    PyTorch 2.6 is built without libuv, and torchrun asks for it."""
+    from datetime import timedelta
+    from torch.distributed import TCPStore
+    try:
+        TCPStore("127.0.0.1", free_port(), 1, True, timedelta(seconds=10))
+    except RuntimeError as e:
+        return str(e)
+    return None
+
+
 def test_torchrun_runs_stitch_workers_as_one_process(small, run_stitch, stitch_bin):
     """#20: torchrun's agent serves the store (TORCHELASTIC_USE_AGENT_STORE):
     its two workers end with the weights of one process."""
+    why = torchrun_cannot_start()
+    if why:
+        pytest.skip(f"this PyTorch's torchrun cannot start: {why}")
     folder, body, train, _ = small
     train.update(shuffle=True, epochs=2, out="one")
     assert run_stitch("train", write_spec(folder, body, train))[0] == 0
@@ -713,7 +728,9 @@ def two_hosts():
                       ("-n", ns, "link", "set", dev, "up"), ("-n", ns, "link", "set", "lo", "up")]
         for step in steps:
             done = ip(*step)
-            assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr}"
+            if done.returncode != 0:  # e.g. in a chroot, whose / is no mount point
+                pytest.skip(f"cannot join network namespaces here: ip {' '.join(step)}: "
+                            f"{done.stderr.strip()}")
         yield hosts
     finally:
         for ns, _, _ in hosts:
@@ -925,8 +942,10 @@ def test_seed002_strategy3_clip_learns_to_retrieve_the_matching_pair(tmp_path, s
     assert accuracy >= 0.8, accuracy  # among all 128, chance is < 1%
 
 
-def test_a_worker_killed_mid_run_ends_the_job_in_words(small, stitch_bin):
-    """#20: when one rank died, the survivor ended with a raw Gloo message."""
+@pytest.mark.parametrize("killed", [1, 0])
+def test_a_worker_killed_mid_run_ends_the_job_in_words(small, stitch_bin, killed):
+    """#20: when one rank died, the survivor ended with a raw Gloo message;
+    #21: when rank 0 died, with no error line at all."""
     folder, body, train, _ = small
     train.update(epochs=400, out="nproc_killed")
     spec = write_spec(folder, body, train)
@@ -937,9 +956,14 @@ def test_a_worker_killed_mid_run_ends_the_job_in_words(small, stitch_bin):
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                               text=True).stdout.split()
     assert len(children) == 2, children
-    os.kill(int(children[1]), signal.SIGKILL)  # rank 1
+    os.kill(int(children[killed]), signal.SIGKILL)  # the launcher starts rank 0 first
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     first_error = next(line for line in err.splitlines() if line.startswith("error:"))
     assert not first_error.startswith("error: ["), err
-    assert "another process of the job ended or stopped answering" in err, err
+    if killed == 0:
+        assert first_error == "error: worker 0 of 2 was killed by SIGKILL (not by stitch); " \
+            "the others were stopped", err
+        assert "--resume continues" in err, err
+    else:
+        assert "another process of the job ended or stopped answering" in err, err

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -198,6 +199,7 @@ int launch(int nproc, const std::vector<std::string>& args) {
   stop_gracefully_on_signals();
   std::vector<int> status(nproc, -1);
   std::vector<bool> stopped(nproc, false);  // ended by the SIGKILL sent here
+  std::vector<bool> killed_outside(nproc, false);  // by a signal stitch did not send
   int first_failed = -1;
   Clock::time_point stop_at, kill_at;
   bool stop_sent = false, kill_sent = false, signal_passed = false;
@@ -236,6 +238,7 @@ int launch(int nproc, const std::vector<std::string>& args) {
       if (pids[r] != pid) continue;
       status[r] = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       stopped[r] = stop_sent && WIFSIGNALED(st);
+      killed_outside[r] = WIFSIGNALED(st) && !kill_sent && !signal_passed;
       --running;
       if (status[r] != 0 && first_failed < 0) {
         first_failed = r;
@@ -243,10 +246,17 @@ int launch(int nproc, const std::vector<std::string>& args) {
       }
     }
   }
+  // A worker killed by a signal from elsewhere said nothing: say it here.
   // Rank 0 writes to the terminal: when it ended by itself, its error (if
   // any) is there already. Otherwise the first worker that failed says why.
-  const bool rank0_said_it = status[0] != 0 && !stopped[0];
-  if (first_failed > 0 && !rank0_said_it) {
+  const bool rank0_said_it = status[0] != 0 && !stopped[0] && !killed_outside[0];
+  if (first_failed >= 0 && killed_outside[first_failed]) {
+    const char* name = ::sigabbrev_np(status[first_failed] - 128);
+    std::cerr << fmt::format(
+        "error: worker {} of {} was killed by SIG{} (not by stitch); the others were stopped\n"
+        "  fix: the same command with --resume continues from the run's last checkpoint\n",
+        first_failed, nproc, name ? name : std::to_string(status[first_failed] - 128));
+  } else if (first_failed > 0 && !rank0_said_it) {
     report_worker_failure(first_failed, nproc, status[first_failed], read_all(logs[first_failed]));
   }
   for (int log : logs) {
