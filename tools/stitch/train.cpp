@@ -198,7 +198,7 @@ int launch(int nproc, const std::vector<std::string>& args) {
   constexpr auto kStopWait = std::chrono::seconds(60);
   stop_gracefully_on_signals();
   std::vector<int> status(nproc, -1);
-  std::vector<bool> stopped(nproc, false);  // ended by the SIGKILL sent here
+  std::vector<bool> stopped(nproc, false);         // ended by the SIGKILL sent here
   std::vector<bool> killed_outside(nproc, false);  // by a signal stitch did not send
   int first_failed = -1;
   Clock::time_point stop_at, kill_at;
