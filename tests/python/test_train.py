@@ -962,8 +962,8 @@ def test_a_worker_killed_mid_run_ends_the_job_in_words(small, stitch_bin, killed
     first_error = next(line for line in err.splitlines() if line.startswith("error:"))
     assert not first_error.startswith("error: ["), err
     if killed == 0:
-        assert first_error == "error: worker 0 of 2 was killed by SIGKILL (not by stitch); " \
-            "the others were stopped", err
+        assert first_error == "error: worker 0 of 2 ended by SIGKILL, a signal stitch did " \
+            "not send; the others were stopped", err
         assert "--resume continues" in err, err
     else:
         assert "another process of the job ended or stopped answering" in err, err

@@ -253,7 +253,8 @@ int launch(int nproc, const std::vector<std::string>& args) {
   if (first_failed >= 0 && killed_outside[first_failed]) {
     const char* name = ::sigabbrev_np(status[first_failed] - 128);
     std::cerr << fmt::format(
-        "error: worker {} of {} was killed by SIG{} (not by stitch); the others were stopped\n"
+        "error: worker {} of {} ended by SIG{}, a signal stitch did not send; the others were "
+        "stopped\n"
         "  fix: the same command with --resume continues from the run's last checkpoint\n",
         first_failed, nproc, name ? name : std::to_string(status[first_failed] - 128));
   } else if (first_failed > 0 && !rank0_said_it) {
