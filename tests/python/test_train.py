@@ -677,7 +677,9 @@ def torchrun_cannot_start():
     try:
         TCPStore("127.0.0.1", free_port(), 1, True, timedelta(seconds=10))
     except RuntimeError as e:
-        return str(e)
+        if "libuv" in str(e):
+            return str(e)
+        raise
     return None
 
 
