@@ -958,7 +958,10 @@ def test_a_worker_killed_mid_run_ends_the_job_in_words(small, stitch_bin, killed
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                               text=True).stdout.split()
     assert len(children) == 2, children
-    os.kill(int(children[killed]), signal.SIGKILL)  # the launcher starts rank 0 first
+    def rank_of(pid):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return next(int(v[5:]) for v in environ if v.startswith(b"RANK="))
+    os.kill(next(int(c) for c in children if rank_of(c) == killed), signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     first_error = next(line for line in err.splitlines() if line.startswith("error:"))
